@@ -1,0 +1,17 @@
+"""vilbert_lite: a small, faithful ViLBERT for teaching, analysis and reproduction."""
+
+from .config import ViLBertConfig
+from .heads import PreTrainingOutput, ViLBertForPreTraining
+from .model import Attentions, HiddenStates, ViLBertModel, ViLBertOutput, layer_schedule
+
+__all__ = [
+    "ViLBertConfig",
+    "ViLBertModel",
+    "ViLBertForPreTraining",
+    "ViLBertOutput",
+    "PreTrainingOutput",
+    "Attentions",
+    "HiddenStates",
+    "layer_schedule",
+]
+__version__ = "0.1.0"

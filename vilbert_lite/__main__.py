@@ -1,0 +1,3 @@
+from vilbert_lite.cli import main
+
+raise SystemExit(main())

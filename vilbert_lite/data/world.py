@@ -1,0 +1,348 @@
+"""A synthetic visual world: seeded scenes of coloured shapes, with boxes, a scene graph and every task's text.
+
+ViLBERT's real data (Conceptual Captions, VQA, VCR, RefCOCO+, Flickr30k, NLVR2) cannot be downloaded here, so
+this module builds a laptop-scale world where every task exists and can be checked against ground truth.
+
+    world = make_world(profile="cpu", seed=0)      # or make_world(sizes=WorldSize(...), seed=0)
+    scene = world.scenes["train"][0]               # Scene: scene_id "train-000000", objects, relations
+    img = world.image(scene.scene_id)              # (H, W, 3) uint8, rendered on demand (never stored)
+    boxes = world.gt_boxes(scene.scene_id)         # (N, 4) float32, x1 y1 x2 y2 in pixels
+    world.captions("pretrain"), world.vqa("train"), world.refexps("val"), world.vcr("test"), ...
+
+Conventions
+- Coordinates are pixels, origin top-left, x to the right, y down. Boxes are tight around the drawn polygon.
+- `SceneObject.obj_id` is the object's index in `Scene.objects`, which is also the drawing (z) order: later
+  objects may partly cover earlier ones, but every object keeps most of its box uncovered (MAX_COVER).
+- The scene graph `Scene.relations` holds triples (subject_id, predicate, object_id) for every pair where the
+  predicate holds; predicates are PREDICATES, decided by `relation_holds` from the geometry:
+  left_of / right_of: centres differ in x by more than REL_MARGIN * side; above / below: the same in y;
+  near: the gap between the two boxes is below NEAR_GAP * side; larger_than: size "large" vs "small".
+- Everything is deterministic: scene i of a split comes from numpy Generator seeded with (seed, split, i);
+  texts from (seed, split, i, task). Splits never share a scene (ids "pretrain-000042", "train-000123", ...).
+- The pretrain split only has captions (the pretraining corpus); VQA, referring expressions, VCR,
+  retrieval and NLVR exist for "train", "val" and "test".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from vilbert_lite.data.items import Caption, NLVRItem, RefExp, RetrievalItem, VCRItem, VQAItem
+from vilbert_lite.profiles import WorldSize, get_profile
+
+SPLITS = ("pretrain", "train", "val", "test")
+DOWNSTREAM_SPLITS = ("train", "val", "test")
+
+# Saturated, well separated object colours (the backgrounds are pale, so every colour stands out).
+COLORS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 35),
+    "green": (30, 160, 60),
+    "blue": (35, 70, 225),
+    "yellow": (245, 215, 20),
+    "purple": (135, 45, 175),
+    "orange": (250, 135, 20),
+    "cyan": (20, 205, 215),
+    "black": (25, 25, 25),
+}
+SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross", "hexagon")
+SIZES = ("small", "large")
+# Radius as a fraction of the image side; a shape's box is about 2 * radius (small ~19-23 %, large ~31-37 %).
+SIZE_RADIUS = {"small": (0.095, 0.115), "large": (0.155, 0.185)}
+# Pale background tints (one word each, so captions can say "on a blue background").
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "white": (246, 246, 244),
+    "gray": (200, 200, 204),
+    "cream": (243, 234, 200),
+    "blue": (200, 220, 245),
+    "green": (208, 236, 205),
+    "pink": (245, 212, 222),
+}
+BACKGROUND_KINDS = ("plain", "vertical", "horizontal", "diagonal", "radial")
+PREDICATES = ("left_of", "right_of", "above", "below", "near", "larger_than")
+REL_MARGIN = 0.06  # fraction of the image side: centres closer than this are neither left/right (above/below)
+NEAR_GAP = 0.08  # fraction of the image side: boxes closer than this are "near"
+MAX_COVER = 0.2  # at most this fraction of an object's box may overlap other objects' boxes (sum over others)
+
+
+def _unit_polygon(shape: str) -> np.ndarray:
+    """The shape's outline as (K, 2) vertices inside [-1, 1]^2, centred on 0, before scaling and rotation."""
+    if shape == "circle":
+        t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+        return np.stack([np.cos(t), np.sin(t)], 1)
+    if shape == "square":
+        return np.array([[-0.85, -0.85], [0.85, -0.85], [0.85, 0.85], [-0.85, 0.85]])
+    if shape == "triangle":
+        return np.array([[0.0, -0.95], [1.0, 0.8], [-1.0, 0.8]])
+    if shape == "star":
+        t = -np.pi / 2 + np.arange(10) * np.pi / 5
+        r = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
+        return np.stack([r * np.cos(t), r * np.sin(t) + 0.1], 1)
+    if shape == "diamond":
+        return np.array([[0.0, -1.0], [0.75, 0.0], [0.0, 1.0], [-0.75, 0.0]])
+    if shape == "cross":
+        a, w = 0.95, 0.34
+        return np.array(
+            [[-w, -a], [w, -a], [w, -w], [a, -w], [a, w], [w, w], [w, a], [-w, a], [-w, w], [-a, w], [-a, -w], [-w, -w]]
+        )
+    if shape == "hexagon":
+        t = np.arange(6) * np.pi / 3
+        return np.stack([np.cos(t), np.sin(t)], 1)
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+_UNIT = {s: _unit_polygon(s) for s in SHAPES}
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    """One shape in a scene. `box` is the tight box of the drawn polygon: (x1, y1, x2, y2) pixels."""
+
+    obj_id: int
+    shape: str
+    color: str
+    size: str  # "small" | "large"
+    box: tuple[float, float, float, float]
+    center: tuple[float, float]  # rendering parameters: centre (x, y), radius and rotation (degrees)
+    radius: float
+    angle: float
+    rgb: tuple[int, int, int]  # the drawn fill: COLORS[color] with a little jitter
+
+    def polygon(self) -> np.ndarray:
+        """(K, 2) pixel vertices of the outline."""
+        a = math.radians(self.angle)
+        rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+        return _UNIT[self.shape] @ rot.T * self.radius + np.asarray(self.center)
+
+
+@dataclass
+class Scene:
+    scene_id: str
+    split: str
+    width: int
+    height: int
+    objects: list[SceneObject]
+    relations: list[tuple[int, str, int]]  # (subject obj_id, predicate, object obj_id), all that hold
+    background: str  # tint name, a key of BACKGROUNDS
+    background_kind: str  # one of BACKGROUND_KINDS
+    render_seed: int  # seeds the background noise
+    extra: dict = field(default_factory=dict)
+
+
+def relation_holds(scene: Scene, a: int, pred: str, b: int) -> bool:
+    """Whether `objects[a] pred objects[b]` holds (see the module docstring for the definitions)."""
+    if a == b:
+        return False
+    oa, ob = scene.objects[a], scene.objects[b]
+    side = max(scene.width, scene.height)
+    (ax, ay), (bx, by) = _centre(oa.box), _centre(ob.box)
+    m = REL_MARGIN * side
+    if pred == "left_of":
+        return bx - ax > m
+    if pred == "right_of":
+        return ax - bx > m
+    if pred == "above":
+        return by - ay > m
+    if pred == "below":
+        return ay - by > m
+    if pred == "near":
+        gx = max(0.0, max(oa.box[0], ob.box[0]) - min(oa.box[2], ob.box[2]))
+        gy = max(0.0, max(oa.box[1], ob.box[1]) - min(oa.box[3], ob.box[3]))
+        return math.hypot(gx, gy) < NEAR_GAP * side
+    if pred == "larger_than":
+        return oa.size == "large" and ob.size == "small"
+    raise ValueError(f"unknown predicate {pred!r}")
+
+
+def _centre(box) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def _overlap(b1, b2) -> float:
+    w = min(b1[2], b2[2]) - max(b1[0], b2[0])
+    h = min(b1[3], b2[3]) - max(b1[1], b2[1])
+    return max(w, 0.0) * max(h, 0.0)
+
+
+def _area(b) -> float:
+    return (b[2] - b[0]) * (b[3] - b[1])
+
+
+def generate_scene(rng: np.random.Generator, scene_id: str, split: str, side: int) -> Scene:
+    """Sample one scene: 2-8 objects placed by rejection so that each keeps >= 1 - MAX_COVER of its box free."""
+    want = int(rng.integers(2, 9))
+    colors, shapes = list(COLORS), list(SHAPES)
+    objects: list[SceneObject] = []
+    cover: list[float] = []  # overlapped box area per placed object
+    while len(objects) < want:
+        color = str(rng.choice(colors))
+        shape = str(rng.choice(shapes))
+        if objects and rng.random() < 0.3:  # repeat an attribute now and then: counting and disambiguation
+            other = objects[int(rng.integers(len(objects)))]
+            color, shape = (other.color, shape) if rng.random() < 0.5 else (color, other.shape)
+        size = "large" if rng.random() < 0.4 else "small"
+        placed = None
+        for attempt in range(60):
+            if attempt == 30:
+                size = "small"
+            radius = float(rng.uniform(*SIZE_RADIUS[size])) * side
+            angle = 0.0 if shape == "circle" else float(rng.uniform(-15, 15))
+            center = (float(rng.uniform(radius + 2, side - radius - 2)), float(rng.uniform(radius + 2, side - radius - 2)))
+            jitter = rng.integers(-12, 13, size=3)
+            rgb = tuple(int(v) for v in np.clip(np.array(COLORS[color]) + jitter, 0, 255))
+            obj = SceneObject(len(objects), shape, color, size, (0, 0, 0, 0), center, radius, angle, rgb)
+            poly = obj.polygon()
+            box = (*(float(v) for v in poly.min(0)), *(float(v) for v in poly.max(0)))
+            ov = [_overlap(box, o.box) for o in objects]
+            if sum(ov) <= MAX_COVER * _area(box) and all(
+                c + v <= MAX_COVER * _area(o.box) for c, v, o in zip(cover, ov, objects)
+            ):
+                placed = SceneObject(len(objects), shape, color, size, box, center, radius, angle, rgb)
+                cover = [c + v for c, v in zip(cover, ov)] + [sum(ov)]
+                break
+        if placed is None:  # the canvas is full: stop here (but always keep at least two objects)
+            if len(objects) >= 2:
+                break
+            continue
+        objects.append(placed)
+    scene = Scene(
+        scene_id=scene_id,
+        split=split,
+        width=side,
+        height=side,
+        objects=objects,
+        relations=[],
+        background=str(rng.choice(list(BACKGROUNDS))),
+        background_kind=str(rng.choice(BACKGROUND_KINDS)),
+        render_seed=int(rng.integers(2**31 - 1)),
+    )
+    n = len(objects)
+    scene.relations = [
+        (a, p, b) for a in range(n) for b in range(n) if a != b for p in PREDICATES if relation_holds(scene, a, p, b)
+    ]
+    return scene
+
+
+def _background(scene: Scene, rng: np.random.Generator) -> np.ndarray:
+    """(H, W, 3) float32 background: the tint, a gentle gradient (kind) and light pixel noise."""
+    h, w = scene.height, scene.width
+    tint = np.array(BACKGROUNDS[scene.background], np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ramp = {
+        "plain": np.zeros((h, w), np.float32),
+        "vertical": yy / h,
+        "horizontal": xx / w,
+        "diagonal": (xx + yy) / (w + h),
+        "radial": np.hypot(xx / w - 0.5, yy / h - 0.5) * 1.4,
+    }[scene.background_kind]
+    strength = float(rng.uniform(18, 40))  # darken towards one end, keeping the tint's hue
+    img = tint[None, None, :] * (1 - strength / 255.0 * ramp[..., None])
+    return img + rng.normal(0, float(rng.uniform(1, 5)), (h, w, 1)).astype(np.float32)
+
+
+def render(scene: Scene) -> np.ndarray:
+    """Draw the scene: (H, W, 3) uint8. Deterministic (the noise comes from `scene.render_seed`)."""
+    rng = np.random.default_rng(scene.render_seed)
+    bg = np.clip(_background(scene, rng), 0, 255).astype(np.uint8)
+    img = Image.fromarray(bg, "RGB")
+    draw = ImageDraw.Draw(img)
+    for obj in scene.objects:  # z-order = list order
+        outline = tuple(int(v * 0.6) for v in obj.rgb)
+        draw.polygon([tuple(p) for p in obj.polygon().tolist()], fill=obj.rgb, outline=outline)
+    out = np.asarray(img, np.int16) + rng.integers(-3, 4, (scene.height, scene.width, 1), dtype=np.int16)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def visible_masks(scene: Scene) -> np.ndarray:
+    """(N, H, W) bool: the pixels where each object is visible (drawn and not covered by later objects)."""
+    label = Image.new("I", (scene.width, scene.height), -1)
+    draw = ImageDraw.Draw(label)
+    for obj in scene.objects:
+        draw.polygon([tuple(p) for p in obj.polygon().tolist()], fill=obj.obj_id)
+    lab = np.asarray(label)
+    return np.stack([lab == i for i in range(len(scene.objects))]) if scene.objects else np.zeros((0,) + lab.shape, bool)
+
+
+class World:
+    """All scenes of the four splits, and the text of every task (generated lazily, cached)."""
+
+    def __init__(self, sizes: WorldSize, seed: int = 0):
+        self.sizes, self.seed = sizes, int(seed)
+        counts = dict(
+            pretrain=sizes.pretrain_scenes, train=sizes.train_scenes, val=sizes.val_scenes, test=sizes.test_scenes
+        )
+        self.scenes: dict[str, list[Scene]] = {
+            split: [
+                generate_scene(self.rng(split, i), f"{split}-{i:06d}", split, sizes.image_size)
+                for i in range(counts[split])
+            ]
+            for split in SPLITS
+        }
+        self._by_id = {s.scene_id: s for split in SPLITS for s in self.scenes[split]}
+        self._cache: dict[tuple[str, str], list] = {}
+
+    def rng(self, split: str, index: int, task: int = 0) -> np.random.Generator:
+        """The Generator for item `index` of `split` (task 0 = the scene itself, >0 = a text task)."""
+        return np.random.default_rng([self.seed, SPLITS.index(split), index, task])
+
+    def scene(self, image_id: str) -> Scene:
+        try:
+            return self._by_id[image_id]
+        except KeyError:
+            raise KeyError(f"no scene with image_id {image_id!r} in this world") from None
+
+    def image(self, image_id: str) -> np.ndarray:
+        """(H, W, 3) uint8, rendered on demand."""
+        return render(self.scene(image_id))
+
+    def gt_boxes(self, image_id: str) -> np.ndarray:
+        """(N, 4) float32 ground-truth boxes x1 y1 x2 y2 in pixels, in obj_id order."""
+        return np.array([o.box for o in self.scene(image_id).objects], np.float32).reshape(-1, 4)
+
+    def _texts(self, task: str, split: str, downstream: bool = True) -> list:
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if downstream and split not in DOWNSTREAM_SPLITS:
+            raise ValueError(f"{task} exists for the downstream splits {DOWNSTREAM_SPLITS}, not {split!r}")
+        if (task, split) not in self._cache:
+            from vilbert_lite.data import texts
+
+            self._cache[task, split] = texts.GENERATORS[task](self, split)
+        return self._cache[task, split]
+
+    def captions(self, split: str) -> list[Caption]:
+        """Web alt-text style captions, `captions_per_scene` per scene (the pretraining corpus on "pretrain")."""
+        return self._texts("captions", split, downstream=False)
+
+    def vqa(self, split: str) -> list[VQAItem]:
+        """`questions_per_scene` questions per scene, 10 noisy answers each; qtypes texts.QTYPES."""
+        return self._texts("vqa", split)
+
+    @property
+    def answer_vocab(self) -> list[str]:
+        """Every answer given in the train split, sorted."""
+        return sorted({a for q in self.vqa("train") for a in q.answers})
+
+    def refexps(self, split: str) -> list[RefExp]:
+        """Referring expressions, each matching exactly one object (up to 2 per scene)."""
+        return self._texts("refexps", split)
+
+    def vcr(self, split: str) -> list[VCRItem]:
+        """One question per scene (where possible) with 4 answers and 4 rationales, one right each."""
+        return self._texts("vcr", split)
+
+    def retrieval(self, split: str) -> list[RetrievalItem]:
+        """One caption per scene with a hard negative that changes one attribute word and is false."""
+        return self._texts("retrieval", split)
+
+    def nlvr(self, split: str) -> list[NLVRItem]:
+        """One statement per scene about (this scene, another scene of the split); labels exactly 50/50."""
+        return self._texts("nlvr", split)
+
+
+def make_world(profile: str = "cpu", seed: int = 0, sizes: WorldSize | None = None) -> World:
+    """Build the world for a profile ("smoke", "cpu", "gpu"), or for explicit `sizes`."""
+    return World(sizes if sizes is not None else get_profile(profile).world, seed=seed)

@@ -1,0 +1,480 @@
+"""One training engine for every run (pretraining and fine-tuning), in one process or many (torchrun).
+
+The engine knows nothing about ViLBERT. It gets a model, a dataset, a collate function and
+`loss_fn(model, batch) -> (loss, logs)`, and does the rest: AdamW with linear warm-up and decay, gradient
+clipping and accumulation, bf16 autocast on CUDA, data parallel under `torchrun --nproc_per_node N`,
+atomic checkpoints with exact resume, a tqdm bar, and a run folder:
+
+    train_config.json   the resolved TrainConfig
+    metrics.jsonl       one JSON line per log step ("kind": "train") and per evaluation ("kind": "eval")
+    metrics.csv         the same rows, written at the end
+    checkpoint.pt       model, optimizer, RNG states and data position; every `ckpt_every` steps and at the end
+    model/ | model.pt   final weights (`model.save_pretrained` if the model has it, else a state dict)
+    DONE                JSON with the final numbers (what `train` returns), written last
+
+Reuse: when `out_dir` holds a finished run with the same TrainConfig, `train` loads its final weights into
+`model` and returns the stored result at once. A folder whose TrainConfig differs raises ValueError.
+
+Data order: each epoch is a permutation seeded by (seed, epoch), cut into global batches of `batch_size`;
+with N processes rank r takes the r-th contiguous slice of every global batch. So 1 and N processes see
+the same global batches, and a resumed run skips exactly the batches it already consumed.
+Under torchrun `loss_fn` receives the DDP-wrapped model: call it, use `getattr(model, "module", model)`
+for attributes. With `num_workers > 0`, randomness inside the workers is not restored on resume.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from vilbert_lite import runs
+
+AMP_MODES = ("auto", "bf16", "off")  # auto: bf16 autocast on CUDA only
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings. A step is one optimizer update of `batch_size * grad_accum` samples."""
+
+    epochs: int = 1
+    batch_size: int = 32  # global micro-batch, split evenly across processes
+    lr: float = 1e-4
+    weight_decay: float = 0.01  # not applied to biases and LayerNorm weights (all 0-d/1-d parameters)
+    betas: tuple = (0.9, 0.98)
+    eps: float = 1e-6
+    warmup_frac: float = 0.1
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
+    grad_accum: int = 1
+    max_steps: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"
+    ckpt_every: int = 0  # steps; 0 = only at the end
+    log_every: int = 10
+    num_workers: int = 0
+    shuffle: bool = True
+    drop_last: bool = False
+
+    def __post_init__(self) -> None:
+        # The expected type is the default's type (max_steps, default None, is int | None); bool is no number.
+        for f in fields(self):
+            v, want = getattr(self, f.name), (int if f.default is None else type(f.default))
+            if want is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if want is tuple and isinstance(v, list | tuple) and len(v) == 2:
+                v = tuple(
+                    float(x) if isinstance(x, int | float) and not isinstance(x, bool) else x for x in v
+                )
+                ok = all(isinstance(x, float) for x in v)
+            else:
+                ok = (v is None and f.default is None) or (
+                    isinstance(v, want) and (want is bool) == isinstance(v, bool)
+                )
+            if not ok:
+                name = (
+                    "a pair of floats"
+                    if want is tuple
+                    else want.__name__ + (" or None" if f.default is None else "")
+                )
+                raise ValueError(f"TrainConfig.{f.name}: expected {name}, got {v!r} ({type(v).__name__})")
+            setattr(self, f.name, v)
+        checks = {
+            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
+            "warmup_frac": 0 <= self.warmup_frac < 1, "grad_clip": self.grad_clip >= 0, "grad_accum": self.grad_accum >= 1,
+            "max_steps": self.max_steps is None or self.max_steps >= 1, "amp": self.amp in AMP_MODES,
+            "ckpt_every": self.ckpt_every >= 0, "log_every": self.log_every >= 1, "num_workers": self.num_workers >= 0,
+        }  # fmt: skip
+        for key, ok in checks.items():
+            if not ok:
+                raise ValueError(f"TrainConfig.{key}: invalid value {getattr(self, key)!r}")
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (betas as a list)."""
+        return {**asdict(self), "betas": list(self.betas)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        """Build from a dict; unknown keys and wrong types raise ValueError naming the key."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ValueError(f"unknown TrainConfig key(s) {unknown}; known keys: {known}")
+        return cls(**d)
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """ "auto" -> cuda if available, else cpu; anything else is passed to torch.device."""
+    if str(spec) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_factor(step: int, total: int, warmup_frac: float) -> float:
+    """LR multiplier for update number `step` (0-based) of `total`: linear warm-up over the first
+    `warmup_frac * total` updates up to 1, then linear decay that reaches 0 after the last update."""
+    warm = int(warmup_frac * total)
+    if step < warm:
+        return (step + 1) / warm
+    return max(0.0, (total - step) / max(1, total - warm))
+
+
+def epoch_batches(n: int, cfg: TrainConfig, epoch: int, world: int = 1) -> list[list[int]]:
+    """Global batches (dataset indices) of one epoch: a permutation seeded by (seed, epoch) cut into
+    `batch_size` chunks. A short last batch is dropped with `drop_last`, else trimmed to a multiple of `world`."""
+    if cfg.shuffle:
+        order = torch.randperm(
+            n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        ).tolist()
+    else:
+        order = list(range(n))
+    batches = [order[i : i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
+    if batches and len(batches[-1]) < cfg.batch_size:
+        batches[-1] = [] if cfg.drop_last else batches[-1][: len(batches[-1]) // world * world]
+    return [b for b in batches if b]
+
+
+def to_device(x: Any, device: torch.device) -> Any:
+    """Move tensors (also inside dicts, lists and tuples) to `device`; other values are returned as they are."""
+    if isinstance(x, torch.Tensor):
+        return x.to(device, non_blocking=True)
+    if isinstance(x, dict):
+        return {k: to_device(v, device) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return type(x)(to_device(v, device) for v in x)
+    return x
+
+
+def evaluate(
+    model, dataset, collate_fn, step_fn, batch_size: int, device="auto", *, progress=True, desc="eval"
+):
+    """A plain loop for metrics code: `step_fn(model, batch)` for every batch, in order, in eval mode under
+    no_grad. Returns the list of its outputs."""
+    device = resolve_device(device)
+    was_training = model.training
+    model.to(device).eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+    with torch.no_grad():
+        outs = [
+            step_fn(model, to_device(b, device))
+            for b in tqdm(loader, desc=desc, disable=not progress, leave=False)
+        ]
+    model.train(was_training)
+    return outs
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temp file in the same folder, fsync, rename: `path` is always old or new, never partial."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _rng_state() -> dict:
+    s = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        s["cuda"] = torch.cuda.get_rng_state_all()
+    return s
+
+
+def _set_rng_state(s: dict) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    if "cuda" in s and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def _mean_over_ranks(d: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
+    if world == 1 or not d:
+        return d
+    t = torch.tensor([d[k] for k in sorted(d)], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return {k: v / world for k, v in zip(sorted(d), t.tolist())}
+
+
+def _means(acc: dict) -> dict[str, float]:
+    return {k: v / acc["n"] for k, v in acc.items() if k != "n"}
+
+
+def _accumulate(acc: dict, values: dict[str, float]) -> None:
+    acc["n"] = acc.get("n", 0) + 1
+    for k, v in values.items():
+        acc[k] = acc.get(k, 0.0) + v
+
+
+def _append_jsonl(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _write_csv(jsonl: Path, path: Path) -> None:
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=cols)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _check_folder(out: Path, cfg: TrainConfig) -> None:
+    f = out / "train_config.json"
+    if f.exists():
+        diff = runs.config_diff(json.loads(f.read_text()), cfg.to_dict())
+        if diff:
+            raise ValueError(
+                f"{out} holds a run with a different TrainConfig (stored -> requested):\n{runs.format_diff(diff)}\n"
+                "use another out_dir (see vilbert_lite.runs.run_dir) or delete this one"
+            )
+
+
+def train(
+    model: torch.nn.Module,
+    train_dataset,
+    collate_fn: Callable | None,
+    loss_fn: Callable,
+    cfg: TrainConfig | dict,
+    out_dir: str | Path,
+    *,
+    resume: bool = True,
+    eval_fn: Callable | None = None,
+    eval_every_epoch: bool = True,
+    progress: bool = True,
+    desc: str = "train",
+) -> dict:
+    """Train `model` on `train_dataset` with `loss_fn(model, batch) -> (scalar loss, {name: float})`.
+
+    `eval_fn(model) -> {name: float}` runs on rank 0 in eval mode under no_grad after each epoch (or only at
+    the end with `eval_every_epoch=False`). `resume=True` continues from `out_dir/checkpoint.pt` (same final
+    weights as an uninterrupted run, bit-exact on CPU); `resume=False` starts over in `out_dir`.
+    Returns {"steps", "epochs", "final_loss", "history" (one dict per epoch), "wall_time_s", ...}.
+    A non-finite loss or gradient raises FloatingPointError naming the step and batch; the last checkpoint is kept.
+    """
+    cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
+    out = Path(out_dir)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if cfg.batch_size % world:
+        raise ValueError(
+            f"TrainConfig.batch_size={cfg.batch_size} must be divisible by the {world} processes"
+        )
+    _check_folder(out, cfg)
+    if resume and runs.is_done(out):  # finished run with this config: reuse it
+        model.load_state_dict(
+            torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+        )
+        return runs.load_done(out)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    own_group = world > 1 and not dist.is_initialized()
+    if own_group:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        return _fit(model, train_dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
+                    resume, eval_fn, eval_every_epoch, progress, desc)  # fmt: skip
+    finally:
+        if own_group:
+            dist.destroy_process_group()
+
+
+def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world, resume, eval_fn, eval_every_epoch,
+         progress, desc) -> dict:  # fmt: skip
+    seed_everything(cfg.seed + rank)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]  # fmt: skip
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    n_batches = len(epoch_batches(len(dataset), cfg, 0, world))
+    if n_batches == 0:
+        raise ValueError(
+            f"dataset of {len(dataset)} items gives no batch of {cfg.batch_size} (drop_last={cfg.drop_last})"
+        )
+    per_epoch = math.ceil(n_batches / cfg.grad_accum)
+    total = min(cfg.max_steps or per_epoch * cfg.epochs, per_epoch * cfg.epochs)
+
+    # Run state: everything needed to continue exactly where a checkpoint left off.
+    st = {"step": 0, "epoch": 0, "batch": 0, "samples": 0, "wall": 0.0, "history": [], "win": {}, "ep": {}}
+    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
+    if resume and ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        st = ck["state"]
+        _set_rng_state(ck["rng"][rank] if len(ck["rng"]) == world else ck["rng"][0])
+        if rank == 0 and metrics_path.exists():  # drop lines logged after the checkpoint
+            lines = metrics_path.read_text().splitlines()
+            metrics_path.write_text("".join(x + "\n" for x in lines if json.loads(x)["step"] <= st["step"]))
+    elif rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("metrics.jsonl", "metrics.csv", "DONE", "checkpoint.pt"):
+            (out / name).unlink(missing_ok=True)
+    if rank == 0:
+        runs.write_json(out / "train_config.json", cfg.to_dict())
+    net = (
+        DDP(model, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True)
+        if world > 1
+        else model
+    )
+    use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+    t0, wall0 = time.perf_counter(), st["wall"]
+
+    saved = {"step": st["step"] if resume and ckpt_path.exists() else None}  # last good checkpoint
+
+    def save_checkpoint() -> None:
+        st["wall"] = wall0 + time.perf_counter() - t0
+        rng = [None] * world
+        if world > 1:
+            dist.all_gather_object(rng, _rng_state())
+        else:
+            rng = [_rng_state()]
+        if rank == 0:
+            ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": st, "rng": rng}
+            _atomic_save({**ck, "config": cfg.to_dict()}, ckpt_path)
+        saved["step"] = st["step"]
+
+    def stop(what: str, value: float, epoch: int, i: int) -> None:
+        kept = (
+            f"the checkpoint of step {saved['step']} is kept"
+            if saved["step"] is not None
+            else "no checkpoint yet"
+        )
+        raise FloatingPointError(
+            f"non-finite {what} ({value}) at global step {st['step'] + 1}, epoch {epoch}, batch index {i} "
+            f"(see engine.epoch_batches); {kept} in {out}"
+        )
+
+    bar = tqdm(
+        total=total, initial=st["step"], desc=desc, disable=not progress or rank != 0, dynamic_ncols=True
+    )
+    win_t, win_samples, last = time.perf_counter(), 0, {}
+    model.train()
+    for epoch in range(st["epoch"], cfg.epochs):
+        if st["step"] >= total:
+            break
+        batches = epoch_batches(len(dataset), cfg, epoch, world)
+        mine = [b[rank * len(b) // world : (rank + 1) * len(b) // world] for b in batches]
+        gen = torch.Generator().manual_seed(
+            cfg.seed * 1_000_003 + epoch
+        )  # keeps the loader off the global RNG
+        loader = DataLoader(dataset, batch_sampler=mine[st["batch"] :], collate_fn=collate_fn,
+                            num_workers=cfg.num_workers, pin_memory=device.type == "cuda", generator=gen)  # fmt: skip
+        upd, ckpt_pending = {}, False
+        for i, batch in enumerate(loader, start=st["batch"]):
+            first = i // cfg.grad_accum * cfg.grad_accum  # first micro-batch of this update
+            n_micro = min(cfg.grad_accum, n_batches - first)
+            sync = i + 1 == first + n_micro
+            with net.no_sync() if world > 1 and not sync else nullcontext():
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    loss, logs = loss_fn(net, to_device(batch, device))
+                value = loss.detach().float().item()
+                ok = torch.tensor(float(math.isfinite(value)), device=device)
+                if world > 1:  # all ranks stop together
+                    dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+                if not ok.item():
+                    stop("loss", value, epoch, i)
+                (loss / n_micro).backward()
+            for k, v in {"loss": value, **logs}.items():
+                upd[k] = upd.get(k, 0.0) + float(v) / n_micro
+            if not sync:
+                continue
+            lr = cfg.lr * lr_factor(st["step"], total, cfg.warmup_frac)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf")))
+            if not math.isfinite(gnorm):  # grads are all-reduced, so every rank sees the same norm
+                stop("gradient norm", gnorm, epoch, i)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            n_samples = sum(len(b) for b in batches[first : i + 1])
+            st["step"], st["batch"], st["samples"] = st["step"] + 1, i + 1, st["samples"] + n_samples
+            win_samples += n_samples
+            upd["grad_norm"] = gnorm
+            _accumulate(st["win"], upd)
+            _accumulate(st["ep"], upd)
+            upd = {}
+            bar.update(1)
+            done = st["step"] >= total
+            if st["step"] % cfg.log_every == 0 or done:
+                now = time.perf_counter()
+                last = _mean_over_ranks(_means(st["win"]), world, device)
+                sps = win_samples / max(now - win_t, 1e-9)
+                row = {"kind": "train", "step": st["step"], "epoch": round(epoch + (i + 1) / n_batches, 4), "lr": lr,
+                       **last, "samples_per_s": round(sps, 2)}  # fmt: skip
+                if rank == 0:
+                    _append_jsonl(metrics_path, row)
+                bar.set_postfix(loss=f"{last['loss']:.4f}", samples_s=f"{sps:.0f}")
+                st["win"], win_t, win_samples = {}, now, 0
+            if cfg.ckpt_every and st["step"] % cfg.ckpt_every == 0 and not done:
+                if i + 1 < n_batches:
+                    save_checkpoint()
+                else:  # end of epoch: save after the epoch's bookkeeping, at position (epoch + 1, 0)
+                    ckpt_pending = True
+            if done:
+                break
+
+        row = {"epoch": epoch + 1, "step": st["step"], **_mean_over_ranks(_means(st["ep"]), world, device)}
+        if eval_fn is not None and (eval_every_epoch or st["step"] >= total):
+            scores = {}
+            if rank == 0:
+                model.eval()
+                with torch.no_grad():
+                    scores = {k: float(v) for k, v in eval_fn(model).items()}
+                model.train()
+                _append_jsonl(
+                    metrics_path, {"kind": "eval", "step": st["step"], "epoch": epoch + 1, **scores}
+                )
+            if world > 1:
+                dist.barrier()
+            row.update({f"eval_{k}": v for k, v in scores.items()})
+        st["history"].append(row)
+        st["epoch"], st["batch"], st["ep"] = epoch + 1, 0, {}
+        if ckpt_pending:
+            save_checkpoint()
+    bar.close()
+
+    hist = st["history"]
+    result = {
+        "steps": st["step"], "epochs": len(hist), "final_loss": hist[-1].get("loss") if hist else None,
+        "final_eval": {k[5:]: v for k, v in hist[-1].items() if k.startswith("eval_")} if hist else {},
+        "last_log": last, "samples": st["samples"], "world_size": world, "out_dir": str(out),
+        "history": hist, "wall_time_s": round(wall0 + time.perf_counter() - t0, 3),
+    }  # fmt: skip
+    save_checkpoint()
+    if rank == 0:
+        if hasattr(model, "save_pretrained"):
+            model.save_pretrained(out / "model")
+        else:
+            torch.save(model.state_dict(), out / "model.pt")
+        _write_csv(metrics_path, out / "metrics.csv")
+        runs.write_json(out / runs.DONE, result)
+    return result

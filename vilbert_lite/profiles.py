@@ -1,0 +1,82 @@
+"""Run sizes for the three profiles, in one place: `smoke` (CI, seconds), `cpu` (laptop, minutes), `gpu` (scale)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+PROFILES = ("smoke", "cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class WorldSize:
+    """How many scenes the synthetic world has per split, and image size."""
+
+    pretrain_scenes: int  # scenes whose captions form the pretraining corpus
+    train_scenes: int  # downstream train split (much smaller, as in the paper)
+    val_scenes: int
+    test_scenes: int
+    image_size: int = 160
+    captions_per_scene: int = 3
+    questions_per_scene: int = 4
+
+
+@dataclass(frozen=True)
+class TrainSize:
+    """Optimisation settings shared by pretraining and fine-tuning runs."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    warmup_frac: float = 0.1
+    max_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    model_preset: str
+    world: WorldSize
+    pretrain: TrainSize
+    finetune: TrainSize
+    seeds: int = 3
+    init_text_from_bert: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_PROFILES = {
+    "smoke": Profile(
+        name="smoke",
+        model_preset="tiny",
+        world=WorldSize(pretrain_scenes=48, train_scenes=32, val_scenes=16, test_scenes=16, image_size=128),
+        pretrain=TrainSize(epochs=2, batch_size=16, lr=1e-3, max_steps=20),
+        finetune=TrainSize(epochs=2, batch_size=16, lr=1e-3, max_steps=12),
+        seeds=1,
+    ),
+    "cpu": Profile(
+        name="cpu",
+        model_preset="small",
+        world=WorldSize(pretrain_scenes=2000, train_scenes=600, val_scenes=200, test_scenes=200),
+        pretrain=TrainSize(epochs=6, batch_size=64, lr=5e-4),
+        finetune=TrainSize(epochs=8, batch_size=32, lr=2e-4),
+        seeds=3,
+    ),
+    "gpu": Profile(
+        name="gpu",
+        model_preset="base",
+        world=WorldSize(pretrain_scenes=60000, train_scenes=8000, val_scenes=1000, test_scenes=1000, image_size=224),
+        pretrain=TrainSize(epochs=10, batch_size=256, lr=1e-4),
+        finetune=TrainSize(epochs=20, batch_size=64, lr=4e-5),
+        seeds=5,
+        init_text_from_bert=True,
+    ),
+}
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    """Return the named profile (`smoke`, `cpu`, `gpu`), optionally with top-level fields replaced."""
+    if name not in _PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {name!r}")
+    return replace(_PROFILES[name], **overrides) if overrides else _PROFILES[name]
