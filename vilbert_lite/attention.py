@@ -29,7 +29,12 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 
 def attend(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, dropout: nn.Dropout, need_weights: bool
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None,
+    dropout: nn.Dropout,
+    need_weights: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """softmax(q·kᵀ/√d + mask)·v for q (B,h,Lq,d), k/v (B,h,Lk,d); returns (context (B,h,Lq,d), probs or None)."""
     if not need_weights:
@@ -70,7 +75,9 @@ class CoAttention(nn.Module):
     features (context_v, maps v2t: (B, h, R, T)).
     """
 
-    def __init__(self, v_hidden: int, t_hidden: int, bi_hidden: int, heads: int, v_dropout: float, t_dropout: float):
+    def __init__(
+        self, v_hidden: int, t_hidden: int, bi_hidden: int, heads: int, v_dropout: float, t_dropout: float
+    ):
         super().__init__()
         self.heads = heads
         self.query1 = nn.Linear(v_hidden, bi_hidden)

@@ -87,9 +87,13 @@ class ViLBertConfig:
             if ids and (ids[0] < 0 or ids[-1] > n):
                 raise ValueError(f"{name} {ids}: ids must lie in [0, {n}] (the layer count)")
         if v_ids and self.fixed_t_layer > t_ids[0]:
-            raise ValueError(f"fixed_t_layer={self.fixed_t_layer} exceeds the first t_biattention_id {t_ids[0]}")
+            raise ValueError(
+                f"fixed_t_layer={self.fixed_t_layer} exceeds the first t_biattention_id {t_ids[0]}"
+            )
         if v_ids and self.fixed_v_layer > v_ids[0]:
-            raise ValueError(f"fixed_v_layer={self.fixed_v_layer} exceeds the first v_biattention_id {v_ids[0]}")
+            raise ValueError(
+                f"fixed_v_layer={self.fixed_v_layer} exceeds the first v_biattention_id {v_ids[0]}"
+            )
         if self.fusion_method not in ("mul", "sum"):
             raise ValueError(f"fusion_method must be 'mul' or 'sum', got {self.fusion_method!r}")
 

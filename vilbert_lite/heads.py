@@ -49,7 +49,9 @@ class ImagePredictionHead(nn.Module):
 
     def __init__(self, c: ViLBertConfig):
         super().__init__()
-        self.transform = HeadTransform(c.v_hidden_size, c.hidden_act)  # the official code uses hidden_act here
+        self.transform = HeadTransform(
+            c.v_hidden_size, c.hidden_act
+        )  # the official code uses hidden_act here
         self.decoder = nn.Linear(c.v_hidden_size, c.v_target_size)
 
     def forward(self, x):

@@ -137,7 +137,11 @@ class TextEmbeddings(nn.Module):
 
     def forward(self, input_ids, token_type_ids, task_ids=None):
         pos = torch.arange(input_ids.size(1), device=input_ids.device)
-        x = self.word_embeddings(input_ids) + self.position_embeddings(pos) + self.token_type_embeddings(token_type_ids)
+        x = (
+            self.word_embeddings(input_ids)
+            + self.position_embeddings(pos)
+            + self.token_type_embeddings(token_type_ids)
+        )
         if hasattr(self, "task_embeddings"):
             x = torch.cat([x[:, :1], self.task_embeddings(task_ids), x[:, 1:]], dim=1)  # (B, T+1, H)
         return self.dropout(self.LayerNorm(x))
@@ -154,7 +158,9 @@ class VisualEmbeddings(nn.Module):
         self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
     def forward(self, visual_feats, visual_pos):
-        return self.dropout(self.LayerNorm(self.image_embeddings(visual_feats) + self.image_location_embeddings(visual_pos)))
+        return self.dropout(
+            self.LayerNorm(self.image_embeddings(visual_feats) + self.image_location_embeddings(visual_pos))
+        )
 
 
 class Pooler(nn.Module):
@@ -311,12 +317,16 @@ class PreTrainedMixin:
         state = load_file(d / "model.safetensors")
         own = model.state_dict()
         if not any(k in own for k in state) and any(k.startswith("bert.") for k in state):
-            state = {k[5:]: v for k, v in state.items() if k.startswith("bert.")}  # backbone out of a full model
+            state = {
+                k[5:]: v for k, v in state.items() if k.startswith("bert.")
+            }  # backbone out of a full model
         if hasattr(model, "tie_weights") and "cls.predictions.decoder.weight" not in state:
             state["cls.predictions.decoder.weight"] = state.get("bert.embeddings.word_embeddings.weight")
         state = {k: v for k, v in state.items() if v is not None}
         missing, unexpected = model.load_state_dict(state, strict=False)
-        unexpected = [k for k in unexpected if not k.startswith("cls.")] if cls is ViLBertModel else unexpected
+        unexpected = (
+            [k for k in unexpected if not k.startswith("cls.")] if cls is ViLBertModel else unexpected
+        )
         if strict and (missing or unexpected):
             raise ValueError(f"{d}: missing keys {missing}; unexpected keys {unexpected}")
         return model
@@ -361,7 +371,9 @@ class ViLBertModel(PreTrainedMixin, nn.Module):
         if self.config.task_specific_tokens:
             if task_ids is None:
                 raise ValueError("task_ids (B, 1) is required when config.task_specific_tokens is set")
-            attention_mask = torch.cat([attention_mask[:, :1], attention_mask], dim=1)  # the task slot is real
+            attention_mask = torch.cat(
+                [attention_mask[:, :1], attention_mask], dim=1
+            )  # the task slot is real
         t = self.embeddings(input_ids, token_type_ids, task_ids)
         t_mask = self.extended_mask(attention_mask)
         rec = _rec or _Recorder(False, False)
@@ -412,13 +424,23 @@ class ViLBertModel(PreTrainedMixin, nn.Module):
         bc, c = bert.config, self.config
         diffs = [
             f"{k}: BERT {getattr(bc, k)} vs ViLBERT {getattr(c, k)}"
-            for k in ("hidden_size", "num_attention_heads", "intermediate_size", "vocab_size", "type_vocab_size")
+            for k in (
+                "hidden_size",
+                "num_attention_heads",
+                "intermediate_size",
+                "vocab_size",
+                "type_vocab_size",
+            )
             if getattr(bc, k) != getattr(c, k)
         ]
         if bc.num_hidden_layers < c.num_hidden_layers:
-            diffs.append(f"num_hidden_layers: BERT has {bc.num_hidden_layers} < ViLBERT {c.num_hidden_layers}")
+            diffs.append(
+                f"num_hidden_layers: BERT has {bc.num_hidden_layers} < ViLBERT {c.num_hidden_layers}"
+            )
         if bc.max_position_embeddings < c.max_position_embeddings:
-            diffs.append(f"max_position_embeddings: BERT {bc.max_position_embeddings} < {c.max_position_embeddings}")
+            diffs.append(
+                f"max_position_embeddings: BERT {bc.max_position_embeddings} < {c.max_position_embeddings}"
+            )
         if diffs:
             raise ValueError(f"{path}: BERT does not fit the text stream: " + "; ".join(diffs))
         src = bert.state_dict()
@@ -450,7 +472,9 @@ def check_inputs(c: ViLBertConfig, input_ids, visual_feats, visual_pos, attentio
         bad("visual_feats", tuple(visual_feats.shape), f"(B={B}, R, v_feature_size={c.v_feature_size})")
     R = visual_feats.shape[1]
     if tuple(visual_pos.shape) != (B, R, 5):
-        bad("visual_pos", tuple(visual_pos.shape), f"(B={B}, R={R}, 5) = [x1/W, y1/H, x2/W, y2/H, area/(W*H)]")
+        bad(
+            "visual_pos", tuple(visual_pos.shape), f"(B={B}, R={R}, 5) = [x1/W, y1/H, x2/W, y2/H, area/(W*H)]"
+        )
     if not torch.compiler.is_compiling() and ((visual_pos < -1e-4) | (visual_pos > 1 + 1e-4)).any():
         bad("visual_pos", f"values in [{visual_pos.min().item():.3g}, {visual_pos.max().item():.3g}]",
             "normalised box coordinates in [0, 1]")  # fmt: skip

@@ -25,7 +25,9 @@ DEAD_KEYS = re.compile(r"\.biOutput\.q_dense[12]\.")
 @dataclass
 class LoadReport:
     missing: list[str] = field(default_factory=list)  # our keys the checkpoint lacked (left as initialised)
-    unexpected: list[str] = field(default_factory=list)  # checkpoint keys we have no place for (e.g. task heads)
+    unexpected: list[str] = field(
+        default_factory=list
+    )  # checkpoint keys we have no place for (e.g. task heads)
     dropped: list[str] = field(default_factory=list)  # the dead q_dense weights
 
     def __str__(self) -> str:

@@ -1,0 +1,35 @@
+# The two set-up-and-go commands: `make reproduce` (main job) and `make test`. Each creates/updates .venv.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PROFILE ?= cpu
+export MPLBACKEND := Agg
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: venv test reproduce lab clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[notebooks,dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/ruff check vilbert_lite tests
+	$(BIN)/ruff format --check vilbert_lite tests
+	$(BIN)/python -m pytest
+
+reproduce: $(STAMP)
+	$(BIN)/python -m vilbert_lite.reproduce --profile $(PROFILE)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf $(VENV) runs .cache .pytest_cache .ruff_cache
