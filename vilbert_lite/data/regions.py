@@ -20,7 +20,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Union
 
@@ -36,14 +36,17 @@ BACKBONE = "efficientnet-lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
-ImageLike = Union[np.ndarray, Image.Image, str, Path]
+ImageLike = Union[np.ndarray, Image.Image, str, Path, Callable[[], Any]]
 
 # ---------------------------------------------------------------------------------------------------------------
 # images
 
 
 def load_image(image: ImageLike, name: str = "") -> np.ndarray:
-    """Any image-like (HxWx3 uint8 array, PIL image, or a path) -> HxWx3 uint8 RGB array."""
+    """Any image-like (HxWx3 uint8 array, PIL image, a path, or a no-argument callable returning one of those,
+    e.g. `functools.partial(world.image, image_id)` so cached images are never rendered) -> HxWx3 uint8 RGB."""
+    if callable(image):
+        image = image()
     if isinstance(image, (str, Path)):
         path = Path(image)
         if not path.is_file():
@@ -61,7 +64,11 @@ def load_image(image: ImageLike, name: str = "") -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
         raise ValueError(f"image {name!r}: expected an HxWx3 array, got shape {arr.shape}")
     if arr.dtype != np.uint8:
-        arr = (np.clip(arr, 0, 1) * 255).round().astype(np.uint8) if arr.dtype.kind == "f" else arr.astype(np.uint8)
+        arr = (
+            (np.clip(arr, 0, 1) * 255).round().astype(np.uint8)
+            if arr.dtype.kind == "f"
+            else arr.astype(np.uint8)
+        )
     return arr[..., :3]
 
 
@@ -139,11 +146,15 @@ def propose_boxes(image: ImageLike, max_boxes: int = 36, params: dict | None = N
     img = load_image(image)
     H, W = img.shape[:2]
     s = p["work_size"] / max(H, W)
-    small = np.asarray(Image.fromarray(img).resize((max(1, round(W * s)), max(1, round(H * s))), Image.BILINEAR))
+    small = np.asarray(
+        Image.fromarray(img).resize((max(1, round(W * s)), max(1, round(H * s))), Image.BILINEAR)
+    )
     h, w = small.shape[:2]
     all_boxes, all_fill = [], []
     for scale in p["scales"]:
-        labels = felzenszwalb(small, scale=scale, sigma=p["sigma"], min_size=max(4, int(h * w * p["min_area"])))
+        labels = felzenszwalb(
+            small, scale=scale, sigma=p["sigma"], min_size=max(4, int(h * w * p["min_area"]))
+        )
         boxes, sizes = _segment_boxes(labels)
         fill = sizes / np.maximum((boxes[:, 2:] - boxes[:, :2]).prod(1), 1)
         all_boxes.append(boxes)
@@ -225,7 +236,9 @@ def roi_align(
     gx = (2 * xs / w - 1)[:, None, :].expand(K, n, n)  # align_corners=False: -1 is the left edge of pixel 0
     gy = (2 * ys / h - 1)[:, :, None].expand(K, n, n)
     grid = torch.stack([gx, gy], dim=-1)  # (K, n, n, 2)
-    samples = F.grid_sample(fmap[batch_idx], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    samples = F.grid_sample(
+        fmap[batch_idx], grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
     return F.avg_pool2d(samples, sampling_ratio)  # (K, C, out, out)
 
 
@@ -298,18 +311,26 @@ class RegionExtractor:
     def _forward(self, imgs: list[np.ndarray], boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """A batch of images + their boxes -> features (sum N, D), cls_prob (sum N, C), rows in input order."""
         S = self.image_size
-        x = torch.from_numpy(np.stack([np.array(Image.fromarray(im).resize((S, S), Image.BILINEAR)) for im in imgs]))
+        x = torch.from_numpy(
+            np.stack([np.array(Image.fromarray(im).resize((S, S), Image.BILINEAR)) for im in imgs])
+        )
         x = x.to(self.device).permute(0, 3, 1, 2).float().div_(255)  # (B, 3, S, S)
         fmap = self.model.extract_features((x - self._mean) / self._std)  # (B, 1280, S/32, S/32)
-        scaled = [b * np.array([S / im.shape[1], S / im.shape[0]] * 2, np.float32) for im, b in zip(imgs, boxes)]
+        scaled = [
+            b * np.array([S / im.shape[1], S / im.shape[0]] * 2, np.float32) for im, b in zip(imgs, boxes)
+        ]
         rois = torch.from_numpy(np.concatenate(scaled)).to(self.device)  # (K, 4) in resized-image pixels
-        idx = torch.cat([torch.full((len(b),), i, dtype=torch.long) for i, b in enumerate(boxes)]).to(self.device)
+        idx = torch.cat([torch.full((len(b),), i, dtype=torch.long) for i, b in enumerate(boxes)]).to(
+            self.device
+        )
         pooled = roi_align(fmap, rois, idx, fmap.shape[-1] / S, self.pool_size, self.sampling_ratio)
         feats = pooled.mean(dim=(2, 3))  # (K, 1280)
         probs = self.model._fc(feats).softmax(-1)  # (K, 1000)
         return feats.float().cpu().numpy(), probs.float().cpu().numpy()
 
-    def __call__(self, image: ImageLike, boxes: np.ndarray | None = None, image_id: str = "") -> RegionFeatures:
+    def __call__(
+        self, image: ImageLike, boxes: np.ndarray | None = None, image_id: str = ""
+    ) -> RegionFeatures:
         """One image (array, PIL or path) and optional boxes (N, 4) pixels -> RegionFeatures."""
         return next(iter(self.extract_many([(image_id, image, boxes)], progress=False)))
 
@@ -414,7 +435,7 @@ def image_files(folder: str | Path) -> list[Path]:
 
 def cli(argv: list[str]) -> int:
     """`vilbert-lite extract --images DIR --out FEATS`: region features of every image in DIR, cached."""
-    from vilbert_lite.data.store import extract_features
+    from vilbert_lite.data.store import FeatureStore, extract_features
 
     ap = argparse.ArgumentParser(prog="vilbert-lite extract", description=cli.__doc__)
     ap.add_argument("--images", required=True, help="folder of .jpg/.jpeg/.png images (image_id = file stem)")
@@ -434,11 +455,15 @@ def cli(argv: list[str]) -> int:
     t0 = time.time()
     ext = RegionExtractor(args.max_regions, args.device, args.image_size)
     items = [(p.stem, p, None) for p in files]
-    store = extract_features(items, args.out, ext, batch_size=args.batch_size, total=len(files))
+    known = FeatureStore(args.out, ext.settings)
+    todo = sum(p.stem not in known for p in files)  # sizes the progress bar
+    store = extract_features(items, args.out, ext, batch_size=args.batch_size, total=todo)
     n_new = store.extracted
     dt = time.time() - t0
-    print(f"{len(files)} images, {n_new} extracted, {len(files) - n_new} cached; "
-          f"store {store.path} ({len(store)} images) in {dt:.1f}s")
+    print(
+        f"{len(files)} images, {n_new} extracted, {len(files) - n_new} cached; "
+        f"store {store.path} ({len(store)} images) in {dt:.1f}s"
+    )
     return 0
 
 
@@ -451,7 +476,8 @@ def bench(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     imgs, gts = [], []
-    for _ in range(args.images):  # simple synthetic scenes: a few flat-coloured rectangles on a noisy background
+    # simple synthetic scenes: a few flat-coloured rectangles on a noisy background
+    for _ in range(args.images):
         img = (rng.integers(80, 140, (3,)) + rng.normal(0, 8, (160, 160, 3))).clip(0, 255).astype(np.uint8)
         bx = []
         for _ in range(int(rng.integers(2, 7))):
@@ -463,20 +489,34 @@ def bench(argv: list[str]) -> int:
         gts.append(np.array(bx, np.float32))
     ext = RegionExtractor(device=args.device)
     ext(imgs[0], gts[0])  # warm up
-    result: dict[str, Any] = {"images": args.images, "image_size": ext.image_size, "max_regions": ext.max_regions}
+    result: dict[str, Any] = {
+        "images": args.images,
+        "image_size": ext.image_size,
+        "max_regions": ext.max_regions,
+    }
     for name, boxes in (("gt_boxes", gts), ("proposals", [None] * len(imgs))):
         t0 = time.perf_counter()
-        n_regions = sum(len(r.boxes) for r in ext.extract_many(list(zip(range(len(imgs)), imgs, boxes)), progress=False))
+        n_regions = sum(
+            len(r.boxes) for r in ext.extract_many(list(zip(range(len(imgs)), imgs, boxes)), progress=False)
+        )
         dt = time.perf_counter() - t0
-        result[name] = {"images_per_s": round(len(imgs) / dt, 2), "seconds": round(dt, 3),
-                        "regions_per_image": round(n_regions / len(imgs), 1)}
+        result[name] = {
+            "images_per_s": round(len(imgs) / dt, 2),
+            "seconds": round(dt, 3),
+            "regions_per_image": round(n_regions / len(imgs), 1),
+        }
     t0 = time.perf_counter()
     for img in imgs:
         propose_boxes(img)
     result["proposals_only"] = {"images_per_s": round(len(imgs) / (time.perf_counter() - t0), 2)}
-    result["machine"] = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                         "torch": torch.__version__, "device": str(ext.device), "platform": platform.platform(),
-                         "processor": platform.processor() or platform.machine()}
+    result["machine"] = {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": str(ext.device),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")

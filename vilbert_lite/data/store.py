@@ -68,6 +68,7 @@ def file_sha256(path: str | Path) -> str:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -98,7 +99,9 @@ class FeatureStore:
                 raise ValueError(f"feature store index {index_file} is malformed: {e}") from e
         else:
             self.index = {"format": FORMAT, "version": FORMAT_VERSION, "key": self.key, "shards": []}
-            _atomic_write_text(self.path / "settings.json", json.dumps(self.settings, indent=1, sort_keys=True))
+            _atomic_write_text(
+                self.path / "settings.json", json.dumps(self.settings, indent=1, sort_keys=True)
+            )
             self._write_index()
         self._rebuild_lookup()
         self._remove_orphans()
@@ -110,8 +113,10 @@ class FeatureStore:
         if not (path / "index.json").exists():
             subs = [p for p in path.glob("*/index.json")] if path.is_dir() else []
             if len(subs) != 1:
-                raise FileNotFoundError(f"{path}: expected a feature store folder or a root with exactly one store "
-                                        f"(found {len(subs)})")
+                raise FileNotFoundError(
+                    f"{path}: expected a feature store folder or a root with exactly one store "
+                    f"(found {len(subs)})"
+                )
             path = subs[0].parent
         settings = json.loads((path / "settings.json").read_text())
         store = cls(path.parent, settings)
@@ -161,7 +166,9 @@ class FeatureStore:
         if not p.exists():
             raise CorruptShardError(f"feature shard {p} is missing")
         if p.stat().st_size != shard["bytes"] or file_sha256(p) != shard["sha256"]:
-            raise CorruptShardError(f"feature shard {p} is corrupt (sha256 mismatch); re-run extraction to rebuild it")
+            raise CorruptShardError(
+                f"feature shard {p} is corrupt (sha256 mismatch); re-run extraction to rebuild it"
+            )
         self._verified.add(shard["file"])
 
     def get(self, image_id: str) -> RegionFeatures:
@@ -235,7 +242,13 @@ class FeatureStore:
         final = self.path / name
         try:
             save_file(tensors, tmp, metadata={"format": FORMAT, "image_ids": json.dumps(ids)})
-            entry = {"file": name, "sha256": file_sha256(tmp), "bytes": os.path.getsize(tmp), "image_ids": ids}
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+            entry = {
+                "file": name,
+                "sha256": file_sha256(tmp),
+                "bytes": os.path.getsize(tmp),
+                "image_ids": ids,
+            }
             os.replace(tmp, final)
             self.index["shards"].append(entry)
             try:
@@ -267,11 +280,21 @@ def _validate(rf: RegionFeatures, dims: tuple[int, int] | None) -> None:
     """Shapes of one record agree with themselves and with the store -> ValueError naming the image."""
     n = len(rf.boxes)
     shapes = (np.shape(rf.boxes), np.shape(rf.features), np.shape(rf.cls_prob))
-    if shapes[0] != (n, 4) or len(shapes[1]) != 2 or shapes[1][0] != n or len(shapes[2]) != 2 or shapes[2][0] != n:
-        raise ValueError(f"image {rf.image_id!r}: inconsistent region shapes boxes/features/cls_prob {shapes}")
+    if (
+        shapes[0] != (n, 4)
+        or len(shapes[1]) != 2
+        or shapes[1][0] != n
+        or len(shapes[2]) != 2
+        or shapes[2][0] != n
+    ):
+        raise ValueError(
+            f"image {rf.image_id!r}: inconsistent region shapes boxes/features/cls_prob {shapes}"
+        )
     if dims is not None and (shapes[1][1], shapes[2][1]) != dims:
-        raise ValueError(f"image {rf.image_id!r}: feature width {shapes[1][1]} / classes {shapes[2][1]} do not "
-                         f"match the store's {dims[0]} / {dims[1]}")
+        raise ValueError(
+            f"image {rf.image_id!r}: feature width {shapes[1][1]} / classes {shapes[2][1]} do not "
+            f"match the store's {dims[0]} / {dims[1]}"
+        )
 
 
 def extract_features(
@@ -292,8 +315,10 @@ def extract_features(
     store = FeatureStore(root, extractor.settings, shard_size=shard_size)
     bad = store.verify()
     if bad:
-        warnings.warn(f"{store.path}: corrupt shards {bad} (checksum mismatch) dropped; re-extracting their images",
-                      stacklevel=2)
+        warnings.warn(
+            f"{store.path}: corrupt shards {bad} (checksum mismatch) dropped; re-extracting their images",
+            stacklevel=2,
+        )
         store.drop_shards(bad)
     seen: set[str] = set()
 
