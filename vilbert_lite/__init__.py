@@ -3,6 +3,7 @@
 from .config import ViLBertConfig
 from .heads import PreTrainingOutput, ViLBertForPreTraining
 from .model import Attentions, HiddenStates, ViLBertModel, ViLBertOutput, layer_schedule
+from .single_stream import SingleStreamForPreTraining, SingleStreamModel, build_model, load_any
 
 __all__ = [
     "ViLBertConfig",
@@ -13,5 +14,9 @@ __all__ = [
     "Attentions",
     "HiddenStates",
     "layer_schedule",
+    "SingleStreamModel",
+    "SingleStreamForPreTraining",
+    "build_model",
+    "load_any",
 ]
 __version__ = "0.1.0"

@@ -8,7 +8,7 @@ atomic checkpoints with exact resume, a tqdm bar, and a run folder:
     train_config.json   the resolved TrainConfig
     metrics.jsonl       one JSON line per log step ("kind": "train") and per evaluation ("kind": "eval")
     metrics.csv         the same rows, written at the end
-    checkpoint.pt       model, optimizer, RNG states and data position; every `ckpt_every` steps and at the end
+    checkpoint.pt       model, optimizer, RNG states, data position; every `ckpt_every` steps and at the end
     model/ | model.pt   final weights (`model.save_pretrained` if the model has it, else a state dict)
     DONE                JSON with the final numbers (what `train` returns), written last
 
@@ -24,7 +24,6 @@ for attributes. With `num_workers > 0`, randomness inside the workers is not res
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -46,6 +45,8 @@ from tqdm.auto import tqdm
 from vilbert_lite import runs
 
 AMP_MODES = ("auto", "bf16", "off")  # auto: bf16 autocast on CUDA only
+_TYPES = {"int": int, "float": int | float, "str": str, "bool": bool, "int | None": int | None,
+          "tuple[float, float]": tuple}  # fmt: skip
 
 
 @dataclass
@@ -56,7 +57,7 @@ class TrainConfig:
     batch_size: int = 32  # global micro-batch, split evenly across processes
     lr: float = 1e-4
     weight_decay: float = 0.01  # not applied to biases and LayerNorm weights (all 0-d/1-d parameters)
-    betas: tuple = (0.9, 0.98)
+    betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-6
     warmup_frac: float = 0.1
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
@@ -72,37 +73,27 @@ class TrainConfig:
     drop_last: bool = False
 
     def __post_init__(self) -> None:
-        # The expected type is the default's type (max_steps, default None, is int | None); bool is no number.
-        for f in fields(self):
-            v, want = getattr(self, f.name), (int if f.default is None else type(f.default))
-            if want is float and isinstance(v, int) and not isinstance(v, bool):
-                v = float(v)
-            if want is tuple and isinstance(v, list | tuple) and len(v) == 2:
-                v = tuple(
-                    float(x) if isinstance(x, int | float) and not isinstance(x, bool) else x for x in v
-                )
-                ok = all(isinstance(x, float) for x in v)
-            else:
-                ok = (v is None and f.default is None) or (
-                    isinstance(v, want) and (want is bool) == isinstance(v, bool)
-                )
+        for f in fields(self):  # type check against the annotation; bool does not count as a number
+            v = getattr(self, f.name)
+            v = tuple(v) if f.type == "tuple[float, float]" and isinstance(v, list) else v
+            ok = isinstance(v, _TYPES[f.type]) and (f.type == "bool") == isinstance(v, bool)
+            if ok and f.type == "tuple[float, float]":
+                ok = len(v) == 2 and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+                v = tuple(float(x) for x in v) if ok else v
             if not ok:
-                name = (
-                    "a pair of floats"
-                    if want is tuple
-                    else want.__name__ + (" or None" if f.default is None else "")
-                )
-                raise ValueError(f"TrainConfig.{f.name}: expected {name}, got {v!r} ({type(v).__name__})")
-            setattr(self, f.name, v)
-        checks = {
-            "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
-            "warmup_frac": 0 <= self.warmup_frac < 1, "grad_clip": self.grad_clip >= 0, "grad_accum": self.grad_accum >= 1,
-            "max_steps": self.max_steps is None or self.max_steps >= 1, "amp": self.amp in AMP_MODES,
-            "ckpt_every": self.ckpt_every >= 0, "log_every": self.log_every >= 1, "num_workers": self.num_workers >= 0,
+                raise ValueError(f"TrainConfig.{f.name}: expected {f.type}, got {v!r} ({type(v).__name__})")
+            setattr(self, f.name, float(v) if f.type == "float" else v)
+        rules = {
+            "epochs": (self.epochs >= 1, ">= 1"), "batch_size": (self.batch_size >= 1, ">= 1"),
+            "lr": (self.lr > 0, "> 0"), "warmup_frac": (0 <= self.warmup_frac < 1, "in [0, 1)"),
+            "grad_clip": (self.grad_clip >= 0, ">= 0"), "grad_accum": (self.grad_accum >= 1, ">= 1"),
+            "max_steps": (self.max_steps is None or self.max_steps >= 1, ">= 1 or None"),
+            "amp": (self.amp in AMP_MODES, f"one of {AMP_MODES}"), "log_every": (self.log_every >= 1, ">= 1"),
+            "ckpt_every": (self.ckpt_every >= 0, ">= 0"), "num_workers": (self.num_workers >= 0, ">= 0"),
         }  # fmt: skip
-        for key, ok in checks.items():
+        for key, (ok, rule) in rules.items():
             if not ok:
-                raise ValueError(f"TrainConfig.{key}: invalid value {getattr(self, key)!r}")
+                raise ValueError(f"TrainConfig.{key}: must be {rule}, got {getattr(self, key)!r}")
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (betas as a list)."""
@@ -119,7 +110,7 @@ class TrainConfig:
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
-    """ "auto" -> cuda if available, else cpu; anything else is passed to torch.device."""
+    """The device for `spec`: "auto" is cuda if available, else cpu; anything else goes to torch.device."""
     if str(spec) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(spec)
@@ -133,23 +124,24 @@ def seed_everything(seed: int) -> None:
 
 
 def lr_factor(step: int, total: int, warmup_frac: float) -> float:
-    """LR multiplier for update number `step` (0-based) of `total`: linear warm-up over the first
-    `warmup_frac * total` updates up to 1, then linear decay that reaches 0 after the last update."""
+    """LR multiplier for update `step` (0-based) of `total`. With w = int(warmup_frac * total): linear warm-up
+    1/(w+1), 2/(w+1), ... up to the peak 1 at update w, then linear decay reaching 0 after the last update."""
     warm = int(warmup_frac * total)
     if step < warm:
-        return (step + 1) / warm
+        return (step + 1) / (warm + 1)
     return max(0.0, (total - step) / max(1, total - warm))
+
+
+def _epoch_generator(cfg: TrainConfig, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
 
 
 def epoch_batches(n: int, cfg: TrainConfig, epoch: int, world: int = 1) -> list[list[int]]:
     """Global batches (dataset indices) of one epoch: a permutation seeded by (seed, epoch) cut into
-    `batch_size` chunks. A short last batch is dropped with `drop_last`, else trimmed to a multiple of `world`."""
-    if cfg.shuffle:
-        order = torch.randperm(
-            n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        ).tolist()
-    else:
-        order = list(range(n))
+    `batch_size` chunks. A short last batch is dropped with `drop_last`, else cut to a multiple of `world`."""
+    order = (
+        torch.randperm(n, generator=_epoch_generator(cfg, epoch)).tolist() if cfg.shuffle else list(range(n))
+    )
     batches = [order[i : i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
     if batches and len(batches[-1]) < cfg.batch_size:
         batches[-1] = [] if cfg.drop_last else batches[-1][: len(batches[-1]) // world * world]
@@ -157,19 +149,21 @@ def epoch_batches(n: int, cfg: TrainConfig, epoch: int, world: int = 1) -> list[
 
 
 def to_device(x: Any, device: torch.device) -> Any:
-    """Move tensors (also inside dicts, lists and tuples) to `device`; other values are returned as they are."""
+    """Move tensors (also inside dicts, lists and tuples) to `device`; other values are returned as is."""
     if isinstance(x, torch.Tensor):
         return x.to(device, non_blocking=True)
     if isinstance(x, dict):
         return {k: to_device(v, device) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return type(x)(to_device(v, device) for v in x)
+        items = [to_device(v, device) for v in x]
+        return type(x)(*items) if hasattr(x, "_fields") else type(x)(items)  # namedtuples too
     return x
 
 
 def evaluate(
-    model, dataset, collate_fn, step_fn, batch_size: int, device="auto", *, progress=True, desc="eval"
-):
+    model: torch.nn.Module, dataset, collate_fn: Callable | None, step_fn: Callable, batch_size: int,
+    device: str | torch.device = "auto", *, progress: bool = True, desc: str = "eval",
+) -> list:  # fmt: skip
     """A plain loop for metrics code: `step_fn(model, batch)` for every batch, in order, in eval mode under
     no_grad. Returns the list of its outputs."""
     device = resolve_device(device)
@@ -177,25 +171,10 @@ def evaluate(
     model.to(device).eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
     with torch.no_grad():
-        outs = [
-            step_fn(model, to_device(b, device))
-            for b in tqdm(loader, desc=desc, disable=not progress, leave=False)
-        ]
+        bar = tqdm(loader, desc=desc, disable=not progress, leave=False)
+        outs = [step_fn(model, to_device(b, device)) for b in bar]
     model.train(was_training)
     return outs
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file in the same folder, fsync, rename: `path` is always old or new, never partial."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _rng_state() -> dict:
@@ -216,9 +195,9 @@ def _set_rng_state(s: dict) -> None:
 def _mean_over_ranks(d: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
     if world == 1 or not d:
         return d
-    t = torch.tensor([d[k] for k in sorted(d)], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return {k: v / world for k, v in zip(sorted(d), t.tolist())}
+    t = torch.tensor(list(d.values()), dtype=torch.float64, device=device)
+    dist.all_reduce(t)  # every rank logs the same keys in the same order
+    return {k: v / world for k, v in zip(d, t.tolist())}
 
 
 def _means(acc: dict) -> dict[str, float]:
@@ -229,31 +208,6 @@ def _accumulate(acc: dict, values: dict[str, float]) -> None:
     acc["n"] = acc.get("n", 0) + 1
     for k, v in values.items():
         acc[k] = acc.get(k, 0.0) + v
-
-
-def _append_jsonl(path: Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-def _write_csv(jsonl: Path, path: Path) -> None:
-    rows = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=cols)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _check_folder(out: Path, cfg: TrainConfig) -> None:
-    f = out / "train_config.json"
-    if f.exists():
-        diff = runs.config_diff(json.loads(f.read_text()), cfg.to_dict())
-        if diff:
-            raise ValueError(
-                f"{out} holds a run with a different TrainConfig (stored -> requested):\n{runs.format_diff(diff)}\n"
-                "use another out_dir (see vilbert_lite.runs.run_dir) or delete this one"
-            )
 
 
 def train(
@@ -274,22 +228,22 @@ def train(
 
     `eval_fn(model) -> {name: float}` runs on rank 0 in eval mode under no_grad after each epoch (or only at
     the end with `eval_every_epoch=False`). `resume=True` continues from `out_dir/checkpoint.pt` (same final
-    weights as an uninterrupted run, bit-exact on CPU); `resume=False` starts over in `out_dir`.
+    weights as an uninterrupted run, bit-exact on CPU), or, if `out_dir` holds a finished run, loads its
+    weights and returns its stored result; `resume=False` starts over. Either way a different TrainConfig
+    stored in `out_dir` raises ValueError before anything happens.
     Returns {"steps", "epochs", "final_loss", "history" (one dict per epoch), "wall_time_s", ...}.
-    A non-finite loss or gradient raises FloatingPointError naming the step and batch; the last checkpoint is kept.
+    A non-finite loss or gradient raises FloatingPointError naming the step and batch; the last good
+    checkpoint is kept.
     """
     cfg = cfg if isinstance(cfg, TrainConfig) else TrainConfig.from_dict(cfg)
     out = Path(out_dir)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if cfg.batch_size % world:
-        raise ValueError(
-            f"TrainConfig.batch_size={cfg.batch_size} must be divisible by the {world} processes"
-        )
-    _check_folder(out, cfg)
+        raise ValueError(f"TrainConfig.batch_size={cfg.batch_size} must divide among {world} processes")
+    runs.check_config(out / "train_config.json", cfg.to_dict(), "TrainConfig")
     if resume and runs.is_done(out):  # finished run with this config: reuse it
-        model.load_state_dict(
-            torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
-        )
+        ck = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
         return runs.load_done(out)
     device = resolve_device(cfg.device)
     if device.type == "cuda" and world > 1:
@@ -306,8 +260,8 @@ def train(
             dist.destroy_process_group()
 
 
-def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world, resume, eval_fn, eval_every_epoch,
-         progress, desc) -> dict:  # fmt: skip
+def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
+         resume, eval_fn, eval_every_epoch, progress, desc) -> dict:  # fmt: skip
     seed_everything(cfg.seed + rank)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -316,14 +270,14 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world, res
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
     n_batches = len(epoch_batches(len(dataset), cfg, 0, world))
     if n_batches == 0:
-        raise ValueError(
-            f"dataset of {len(dataset)} items gives no batch of {cfg.batch_size} (drop_last={cfg.drop_last})"
-        )
+        raise ValueError(f"{len(dataset)} items make no batch of {cfg.batch_size} (drop_last=True)")
     per_epoch = math.ceil(n_batches / cfg.grad_accum)
     total = min(cfg.max_steps or per_epoch * cfg.epochs, per_epoch * cfg.epochs)
 
     # Run state: everything needed to continue exactly where a checkpoint left off.
-    st = {"step": 0, "epoch": 0, "batch": 0, "samples": 0, "wall": 0.0, "history": [], "win": {}, "ep": {}}
+    # (win/ep: running sums over the log window / the epoch; saved: step of the last good checkpoint)
+    st = {"step": 0, "epoch": 0, "batch": 0, "samples": 0, "wall": 0.0, "history": [],
+          "win": {}, "ep": {}, "saved": None}  # fmt: skip
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
     if resume and ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -340,18 +294,15 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world, res
             (out / name).unlink(missing_ok=True)
     if rank == 0:
         runs.write_json(out / "train_config.json", cfg.to_dict())
-    net = (
-        DDP(model, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True)
-        if world > 1
-        else model
-    )
+    # loss_fn gets `net`: under torchrun the DDP wrapper (unused parameters allowed, e.g. a skipped head)
+    net = model
+    if world > 1:
+        net = DDP(model, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True)
     use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     t0, wall0 = time.perf_counter(), st["wall"]
 
-    saved = {"step": st["step"] if resume and ckpt_path.exists() else None}  # last good checkpoint
-
     def save_checkpoint() -> None:
-        st["wall"] = wall0 + time.perf_counter() - t0
+        st["wall"], st["saved"] = wall0 + time.perf_counter() - t0, st["step"]
         rng = [None] * world
         if world > 1:
             dist.all_gather_object(rng, _rng_state())
@@ -359,15 +310,10 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world, res
             rng = [_rng_state()]
         if rank == 0:
             ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": st, "rng": rng}
-            _atomic_save({**ck, "config": cfg.to_dict()}, ckpt_path)
-        saved["step"] = st["step"]
+            runs.atomic_torch_save({**ck, "config": cfg.to_dict()}, ckpt_path)
 
     def stop(what: str, value: float, epoch: int, i: int) -> None:
-        kept = (
-            f"the checkpoint of step {saved['step']} is kept"
-            if saved["step"] is not None
-            else "no checkpoint yet"
-        )
+        kept = "no checkpoint yet" if st["saved"] is None else f"the checkpoint of step {st['saved']} is kept"
         raise FloatingPointError(
             f"non-finite {what} ({value}) at global step {st['step'] + 1}, epoch {epoch}, batch index {i} "
             f"(see engine.epoch_batches); {kept} in {out}"
@@ -383,11 +329,10 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world, res
             break
         batches = epoch_batches(len(dataset), cfg, epoch, world)
         mine = [b[rank * len(b) // world : (rank + 1) * len(b) // world] for b in batches]
-        gen = torch.Generator().manual_seed(
-            cfg.seed * 1_000_003 + epoch
-        )  # keeps the loader off the global RNG
+        # skip the batches a resumed run already consumed; own generator: leaves the global RNG alone
         loader = DataLoader(dataset, batch_sampler=mine[st["batch"] :], collate_fn=collate_fn,
-                            num_workers=cfg.num_workers, pin_memory=device.type == "cuda", generator=gen)  # fmt: skip
+                            num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+                            generator=_epoch_generator(cfg, epoch))  # fmt: skip
         upd, ckpt_pending = {}, False
         for i, batch in enumerate(loader, start=st["batch"]):
             first = i // cfg.grad_accum * cfg.grad_accum  # first micro-batch of this update
@@ -397,10 +342,10 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world, res
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                     loss, logs = loss_fn(net, to_device(batch, device))
                 value = loss.detach().float().item()
-                ok = torch.tensor(float(math.isfinite(value)), device=device)
+                ok = math.isfinite(value)
                 if world > 1:  # all ranks stop together
-                    dist.all_reduce(ok, op=dist.ReduceOp.MIN)
-                if not ok.item():
+                    ok = _mean_over_ranks({"ok": float(ok)}, world, device)["ok"] == 1.0
+                if not ok:
                     stop("loss", value, epoch, i)
                 (loss / n_micro).backward()
             for k, v in {"loss": value, **logs}.items():
@@ -428,10 +373,10 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world, res
                 now = time.perf_counter()
                 last = _mean_over_ranks(_means(st["win"]), world, device)
                 sps = win_samples / max(now - win_t, 1e-9)
-                row = {"kind": "train", "step": st["step"], "epoch": round(epoch + (i + 1) / n_batches, 4), "lr": lr,
-                       **last, "samples_per_s": round(sps, 2)}  # fmt: skip
+                row = {"kind": "train", "step": st["step"], "epoch": round(epoch + (i + 1) / n_batches, 4),
+                       "lr": lr, **last, "samples_per_s": round(sps, 2)}  # fmt: skip
                 if rank == 0:
-                    _append_jsonl(metrics_path, row)
+                    runs.append_jsonl(metrics_path, row)
                 bar.set_postfix(loss=f"{last['loss']:.4f}", samples_s=f"{sps:.0f}")
                 st["win"], win_t, win_samples = {}, now, 0
             if cfg.ckpt_every and st["step"] % cfg.ckpt_every == 0 and not done:
@@ -450,7 +395,7 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world, res
                 with torch.no_grad():
                     scores = {k: float(v) for k, v in eval_fn(model).items()}
                 model.train()
-                _append_jsonl(
+                runs.append_jsonl(
                     metrics_path, {"kind": "eval", "step": st["step"], "epoch": epoch + 1, **scores}
                 )
             if world > 1:
@@ -475,6 +420,8 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world, res
             model.save_pretrained(out / "model")
         else:
             torch.save(model.state_dict(), out / "model.pt")
-        _write_csv(metrics_path, out / "metrics.csv")
+        runs.jsonl_to_csv(metrics_path, out / "metrics.csv")
         runs.write_json(out / runs.DONE, result)
+    if world > 1:
+        dist.barrier()  # every rank returns once the run folder is complete
     return result

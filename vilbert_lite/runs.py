@@ -14,10 +14,13 @@ stored result when the folder already holds a finished run with the same TrainCo
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 RUN_CONFIG = "run_config.json"
 DONE = "DONE"
@@ -49,7 +52,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def config_diff(old: dict, new: dict) -> dict[str, tuple]:
-    """Keys (dotted for nested dicts) whose values differ: {key: (old, new)}; a missing key shows as '<missing>'."""
+    """Keys (dotted for nested dicts) whose values differ: {key: (old, new)}; missing shows as '<missing>'."""
     a, b = _flatten(json.loads(_canonical(old))), _flatten(json.loads(_canonical(new)))
     return {
         k: (a.get(k, "<missing>"), b.get(k, "<missing>"))
@@ -63,31 +66,70 @@ def format_diff(diff: dict[str, tuple]) -> str:
     return "\n".join(f"  {k}: {old!r} -> {new!r}" for k, (old, new) in diff.items())
 
 
-def write_json(path: str | Path, obj) -> None:
-    """Write JSON atomically: temp file in the same folder, fsync, then rename over `path`."""
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call `write(f)` on a temp file in the same folder, fsync, then rename it over `path`:
+    `path` always holds the old or the new content, never a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Write JSON atomically (see `atomic_write`)."""
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, default=str).encode()))
+
+
+def atomic_torch_save(obj, path: str | Path) -> None:
+    """`torch.save` atomically (see `atomic_write`)."""
+    import torch
+
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def append_jsonl(path: str | Path, row: dict) -> None:
+    """Append one JSON line (a metrics row)."""
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def jsonl_to_csv(jsonl: str | Path, path: str | Path) -> None:
+    """Write the rows of a JSONL file as CSV; the columns are the union of the keys, in first-seen order."""
+    jsonl = Path(jsonl)
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def check_config(path: str | Path, cfg: dict, what: str = "config") -> None:
+    """Raise ValueError listing the differing keys if the JSON file `path` exists and holds another config."""
+    path = Path(path)
+    if path.exists():
+        diff = config_diff(json.loads(path.read_text()), cfg)
+        if diff:
+            raise ValueError(
+                f"run folder {path.parent} holds a different {what} (stored -> requested):\n"
+                f"{format_diff(diff)}\n"
+                "use another folder (e.g. vilbert_lite.runs.run_dir(root, kind, cfg)) or delete this one"
+            )
 
 
 def prepare_run(path: str | Path, cfg: dict) -> bool:
     """Create the run folder and its `run_config.json`. Returns True if the run is new, False if the folder
-    already holds this same config (check `is_done` to reuse it). Raises ValueError, listing the differing
-    keys, if the folder holds a different config: a run folder is never silently reused."""
-    path = Path(path)
-    f = path / RUN_CONFIG
+    already holds this same config (then check `is_done` to reuse it). Raises ValueError, listing the
+    differing keys, if the folder holds a different config: a run folder is never silently reused."""
+    f = Path(path) / RUN_CONFIG
+    check_config(f, cfg, "run config")
     if f.exists():
-        diff = config_diff(json.loads(f.read_text()), cfg)
-        if diff:
-            raise ValueError(
-                f"run folder {path} holds a different config (stored -> requested):\n{format_diff(diff)}\n"
-                "use another folder (e.g. run_dir(root, kind, cfg)) or delete this one"
-            )
         return False
     write_json(f, cfg)
     return True
