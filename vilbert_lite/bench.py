@@ -176,7 +176,7 @@ def _measure(impl: str, preset: str, precision: str, B: int, T: int, R: int, ste
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
     queue.put(dict(impl=impl, preset=preset, precision=precision, batch=B, tokens=T, regions=R, steps=steps,
                    train_samples_per_s=B / train_s, forward_pairs_per_s=B / fwd_s, peak_memory_mib=round(peak, 1),
-                   parameters=ours.num_parameters()))  # fmt: skip
+                   parameters=sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())))  # fmt: skip
 
 
 def bench_model(argv: list[str]) -> int:

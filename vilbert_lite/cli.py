@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"vilbert-lite: unknown command {name!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        print(
+            f"vilbert-lite: unknown command {name!r}; valid commands: {', '.join(COMMANDS)}", file=sys.stderr
+        )
         return 2
     module, func = COMMANDS[name][0].split(":")
     return int(getattr(importlib.import_module(module), func)(rest) or 0)

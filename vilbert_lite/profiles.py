@@ -66,7 +66,9 @@ _PROFILES = {
     "gpu": Profile(
         name="gpu",
         model_preset="base",
-        world=WorldSize(pretrain_scenes=60000, train_scenes=8000, val_scenes=1000, test_scenes=1000, image_size=224),
+        world=WorldSize(
+            pretrain_scenes=60000, train_scenes=8000, val_scenes=1000, test_scenes=1000, image_size=224
+        ),
         pretrain=TrainSize(epochs=10, batch_size=256, lr=1e-4),
         finetune=TrainSize(epochs=20, batch_size=64, lr=4e-5),
         seeds=5,
