@@ -14,7 +14,7 @@ Conventions
 - `SceneObject.obj_id` is the object's index in `Scene.objects`, which is also the drawing (z) order: later
   objects may partly cover earlier ones, but every object keeps most of its box uncovered (MAX_COVER).
 - The scene graph `Scene.relations` holds triples (subject_id, predicate, object_id) for every pair where the
-  predicate holds; predicates are PREDICATES, decided by `relation_holds` from the geometry:
+  predicate holds; predicates are PREDICATES, decided from the geometry (`_relation_matrices`):
   left_of / right_of: centres differ in x by more than REL_MARGIN * side; above / below: the same in y;
   near: the gap between the two boxes is below NEAR_GAP * side; larger_than: size "large" vs "small".
 - Everything is deterministic: scene i of a split comes from numpy Generator seeded with (seed, split, i);
@@ -26,7 +26,9 @@ Conventions
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -34,6 +36,7 @@ from PIL import Image, ImageDraw
 from vilbert_lite.data.items import Caption, NLVRItem, RefExp, RetrievalItem, VCRItem, VQAItem
 from vilbert_lite.profiles import WorldSize, get_profile
 
+WORLD_VERSION = 2  # bump whenever generation or rendering changes, so caches keyed on it are rebuilt
 SPLITS = ("pretrain", "train", "val", "test")
 DOWNSTREAM_SPLITS = ("train", "val", "test")
 
@@ -50,8 +53,8 @@ COLORS: dict[str, tuple[int, int, int]] = {
 }
 SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross", "hexagon")
 SIZES = ("small", "large")
-# Radius as a fraction of the image side; a shape's box is about 2 * radius (small ~19-23 %, large ~31-37 %).
-SIZE_RADIUS = {"small": (0.095, 0.115), "large": (0.155, 0.185)}
+# Radius as a fraction of the image side; a shape's box side is 1.8-2 * radius (small 18-24 %, large 30-38 %).
+SIZE_RADIUS = {"small": (0.1, 0.12), "large": (0.165, 0.19)}
 # Pale background tints (one word each, so captions can say "on a blue background").
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "white": (246, 246, 244),
@@ -74,7 +77,7 @@ def _unit_polygon(shape: str) -> np.ndarray:
         t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
         return np.stack([np.cos(t), np.sin(t)], 1)
     if shape == "square":
-        return np.array([[-0.85, -0.85], [0.85, -0.85], [0.85, 0.85], [-0.85, 0.85]])
+        return np.array([[-0.9, -0.9], [0.9, -0.9], [0.9, 0.9], [-0.9, 0.9]])
     if shape == "triangle":
         return np.array([[0.0, -0.95], [1.0, 0.8], [-1.0, 0.8]])
     if shape == "star":
@@ -86,7 +89,20 @@ def _unit_polygon(shape: str) -> np.ndarray:
     if shape == "cross":
         a, w = 0.95, 0.34
         return np.array(
-            [[-w, -a], [w, -a], [w, -w], [a, -w], [a, w], [w, w], [w, a], [-w, a], [-w, w], [-a, w], [-a, -w], [-w, -w]]
+            [
+                [-w, -a],
+                [w, -a],
+                [w, -w],
+                [a, -w],
+                [a, w],
+                [w, w],
+                [w, a],
+                [-w, a],
+                [-w, w],
+                [-a, w],
+                [-a, -w],
+                [-w, -w],
+            ]
         )
     if shape == "hexagon":
         t = np.arange(6) * np.pi / 3
@@ -94,7 +110,19 @@ def _unit_polygon(shape: str) -> np.ndarray:
     raise ValueError(f"unknown shape {shape!r}")
 
 
+def _extents(shape: str) -> np.ndarray:
+    """(2 * MAX_ANGLE + 1, 4): the unit polygon's box (x1, y1, x2, y2) at each whole-degree rotation."""
+    out = []
+    for deg in range(-MAX_ANGLE, MAX_ANGLE + 1):
+        t = math.radians(deg)
+        p = _UNIT[shape] @ np.array([[math.cos(t), math.sin(t)], [-math.sin(t), math.cos(t)]])
+        out.append(np.concatenate([p.min(0), p.max(0)]))
+    return np.array(out)
+
+
+MAX_ANGLE = 15  # shapes other than circles are rotated by a whole number of degrees in [-15, 15]
 _UNIT = {s: _unit_polygon(s) for s in SHAPES}
+_EXTENT = {s: _extents(s) for s in SHAPES}
 
 
 @dataclass(frozen=True)
@@ -131,99 +159,99 @@ class Scene:
     render_seed: int  # seeds the background noise
     extra: dict = field(default_factory=dict)
 
+    @cached_property
+    def relation_set(self) -> frozenset[tuple[int, str, int]]:
+        return frozenset(self.relations)
+
 
 def relation_holds(scene: Scene, a: int, pred: str, b: int) -> bool:
-    """Whether `objects[a] pred objects[b]` holds (see the module docstring for the definitions)."""
-    if a == b:
-        return False
-    oa, ob = scene.objects[a], scene.objects[b]
-    side = max(scene.width, scene.height)
-    (ax, ay), (bx, by) = _centre(oa.box), _centre(ob.box)
+    """Whether `objects[a] pred objects[b]` holds in the scene graph (rules: `_relation_matrices`)."""
+    if pred not in PREDICATES:
+        raise ValueError(f"unknown predicate {pred!r}")
+    return (a, pred, b) in scene.relation_set
+
+
+def _relation_matrices(boxes: np.ndarray, sizes: list[str], side: int) -> dict[str, np.ndarray]:
+    """{predicate: (N, N) bool}, entry [a, b] = "object a pred object b" (the module docstring has the rules)."""
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
     m = REL_MARGIN * side
-    if pred == "left_of":
-        return bx - ax > m
-    if pred == "right_of":
-        return ax - bx > m
-    if pred == "above":
-        return by - ay > m
-    if pred == "below":
-        return ay - by > m
-    if pred == "near":
-        gx = max(0.0, max(oa.box[0], ob.box[0]) - min(oa.box[2], ob.box[2]))
-        gy = max(0.0, max(oa.box[1], ob.box[1]) - min(oa.box[3], ob.box[3]))
-        return math.hypot(gx, gy) < NEAR_GAP * side
-    if pred == "larger_than":
-        return oa.size == "large" and ob.size == "small"
-    raise ValueError(f"unknown predicate {pred!r}")
-
-
-def _centre(box) -> tuple[float, float]:
-    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-
-
-def _overlap(b1, b2) -> float:
-    w = min(b1[2], b2[2]) - max(b1[0], b2[0])
-    h = min(b1[3], b2[3]) - max(b1[1], b2[1])
-    return max(w, 0.0) * max(h, 0.0)
-
-
-def _area(b) -> float:
-    return (b[2] - b[0]) * (b[3] - b[1])
+    gx = np.maximum(
+        0, np.maximum(boxes[:, None, 0], boxes[None, :, 0]) - np.minimum(boxes[:, None, 2], boxes[None, :, 2])
+    )
+    gy = np.maximum(
+        0, np.maximum(boxes[:, None, 1], boxes[None, :, 1]) - np.minimum(boxes[:, None, 3], boxes[None, :, 3])
+    )
+    large = np.array([z == "large" for z in sizes])
+    rel = {
+        "left_of": cx[None, :] - cx[:, None] > m,
+        "right_of": cx[:, None] - cx[None, :] > m,
+        "above": cy[None, :] - cy[:, None] > m,
+        "below": cy[:, None] - cy[None, :] > m,
+        "near": np.hypot(gx, gy) < NEAR_GAP * side,
+        "larger_than": large[:, None] & ~large[None, :],
+    }
+    np.fill_diagonal(rel["near"], False)
+    return rel
 
 
 def generate_scene(rng: np.random.Generator, scene_id: str, split: str, side: int) -> Scene:
     """Sample one scene: 2-8 objects placed by rejection so that each keeps >= 1 - MAX_COVER of its box free."""
-    want = int(rng.integers(2, 9))
-    colors, shapes = list(COLORS), list(SHAPES)
+    want, tries = int(rng.integers(2, 9)), 60
     objects: list[SceneObject] = []
-    cover: list[float] = []  # overlapped box area per placed object
+    boxes = np.zeros((0, 4))  # (n, 4) boxes of the placed objects
+    cover = np.zeros(0)  # (n,) box area of each placed object overlapped by the others
     while len(objects) < want:
-        color = str(rng.choice(colors))
-        shape = str(rng.choice(shapes))
+        color, shape = str(rng.choice(list(COLORS))), str(rng.choice(SHAPES))
         if objects and rng.random() < 0.3:  # repeat an attribute now and then: counting and disambiguation
             other = objects[int(rng.integers(len(objects)))]
             color, shape = (other.color, shape) if rng.random() < 0.5 else (color, other.shape)
         size = "large" if rng.random() < 0.4 else "small"
-        placed = None
-        for attempt in range(60):
-            if attempt == 30:
-                size = "small"
-            radius = float(rng.uniform(*SIZE_RADIUS[size])) * side
-            angle = 0.0 if shape == "circle" else float(rng.uniform(-15, 15))
-            center = (float(rng.uniform(radius + 2, side - radius - 2)), float(rng.uniform(radius + 2, side - radius - 2)))
-            jitter = rng.integers(-12, 13, size=3)
-            rgb = tuple(int(v) for v in np.clip(np.array(COLORS[color]) + jitter, 0, 255))
-            obj = SceneObject(len(objects), shape, color, size, (0, 0, 0, 0), center, radius, angle, rgb)
-            poly = obj.polygon()
-            box = (*(float(v) for v in poly.min(0)), *(float(v) for v in poly.max(0)))
-            ov = [_overlap(box, o.box) for o in objects]
-            if sum(ov) <= MAX_COVER * _area(box) and all(
-                c + v <= MAX_COVER * _area(o.box) for c, v, o in zip(cover, ov, objects)
-            ):
-                placed = SceneObject(len(objects), shape, color, size, box, center, radius, angle, rgb)
-                cover = [c + v for c, v in zip(cover, ov)] + [sum(ov)]
-                break
-        if placed is None:  # the canvas is full: stop here (but always keep at least two objects)
+        # all candidate placements at once; the second half falls back to "small"
+        lo, hi = np.array([SIZE_RADIUS[size]] * (tries // 2) + [SIZE_RADIUS["small"]] * (tries // 2)).T
+        radius = rng.uniform(lo, hi) * side  # (T,)
+        angle = np.zeros(tries, int) if shape == "circle" else rng.integers(-MAX_ANGLE, MAX_ANGLE + 1, tries)
+        center = rng.uniform(radius + 2, side - radius - 2, (2, tries)).T  # (T, 2)
+        cand = np.tile(center, 2) + radius[:, None] * _EXTENT[shape][angle + MAX_ANGLE]  # (T, 4) boxes
+        w = np.minimum(cand[:, None, 2], boxes[None, :, 2]) - np.maximum(cand[:, None, 0], boxes[None, :, 0])
+        h = np.minimum(cand[:, None, 3], boxes[None, :, 3]) - np.maximum(cand[:, None, 1], boxes[None, :, 1])
+        ov = np.clip(w, 0, None) * np.clip(h, 0, None)  # (T, n) overlap with each placed box
+        area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+        ok = (ov.sum(1) <= MAX_COVER * area(cand)) & ((cover + ov) <= MAX_COVER * area(boxes)).all(1)
+        if not ok.any():  # the canvas is full: stop here (but always keep at least two objects)
             if len(objects) >= 2:
                 break
             continue
-        objects.append(placed)
-    scene = Scene(
+        i = int(np.argmax(ok))
+        rgb = tuple(int(v) for v in np.clip(np.array(COLORS[color]) + rng.integers(-12, 13, size=3), 0, 255))
+        box = tuple(float(v) for v in cand[i])
+        size = size if i < tries // 2 else "small"
+        objects.append(
+            SceneObject(
+                len(objects),
+                shape,
+                color,
+                size,
+                box,
+                tuple(center[i].tolist()),
+                float(radius[i]),
+                float(angle[i]),
+                rgb,
+            )
+        )
+        boxes, cover = np.vstack([boxes, cand[i]]), np.append(cover + ov[i], ov[i].sum())
+    rel = _relation_matrices(boxes, [o.size for o in objects], side)
+    n = len(objects)
+    return Scene(
         scene_id=scene_id,
         split=split,
         width=side,
         height=side,
         objects=objects,
-        relations=[],
+        relations=[(a, p, b) for a in range(n) for b in range(n) for p in PREDICATES if rel[p][a, b]],
         background=str(rng.choice(list(BACKGROUNDS))),
         background_kind=str(rng.choice(BACKGROUND_KINDS)),
         render_seed=int(rng.integers(2**31 - 1)),
     )
-    n = len(objects)
-    scene.relations = [
-        (a, p, b) for a in range(n) for b in range(n) if a != b for p in PREDICATES if relation_holds(scene, a, p, b)
-    ]
-    return scene
 
 
 def _background(scene: Scene, rng: np.random.Generator) -> np.ndarray:
@@ -263,7 +291,36 @@ def visible_masks(scene: Scene) -> np.ndarray:
     for obj in scene.objects:
         draw.polygon([tuple(p) for p in obj.polygon().tolist()], fill=obj.obj_id)
     lab = np.asarray(label)
-    return np.stack([lab == i for i in range(len(scene.objects))]) if scene.objects else np.zeros((0,) + lab.shape, bool)
+    return (
+        np.stack([lab == i for i in range(len(scene.objects))])
+        if scene.objects
+        else np.zeros((0,) + lab.shape, bool)
+    )
+
+
+class _Splits(Mapping):
+    """split -> list[Scene], each split generated on first access (the gpu pretrain split is large)."""
+
+    def __init__(self, world: World, counts: dict[str, int]):
+        self._world, self._counts, self._lists = world, counts, {}
+
+    def __getitem__(self, split: str) -> list[Scene]:
+        if split not in self._counts:
+            raise KeyError(f"split must be one of {SPLITS}, got {split!r}")
+        if split not in self._lists:
+            w = self._world
+            side = w.sizes.image_size
+            self._lists[split] = [
+                generate_scene(w.rng(split, i), f"{split}-{i:06d}", split, side)
+                for i in range(self._counts[split])
+            ]
+        return self._lists[split]
+
+    def __iter__(self):
+        return iter(SPLITS)
+
+    def __len__(self) -> int:
+        return len(SPLITS)
 
 
 class World:
@@ -271,17 +328,8 @@ class World:
 
     def __init__(self, sizes: WorldSize, seed: int = 0):
         self.sizes, self.seed = sizes, int(seed)
-        counts = dict(
-            pretrain=sizes.pretrain_scenes, train=sizes.train_scenes, val=sizes.val_scenes, test=sizes.test_scenes
-        )
-        self.scenes: dict[str, list[Scene]] = {
-            split: [
-                generate_scene(self.rng(split, i), f"{split}-{i:06d}", split, sizes.image_size)
-                for i in range(counts[split])
-            ]
-            for split in SPLITS
-        }
-        self._by_id = {s.scene_id: s for split in SPLITS for s in self.scenes[split]}
+        counts = [sizes.pretrain_scenes, sizes.train_scenes, sizes.val_scenes, sizes.test_scenes]
+        self.scenes: Mapping[str, list[Scene]] = _Splits(self, dict(zip(SPLITS, counts)))
         self._cache: dict[tuple[str, str], list] = {}
 
     def rng(self, split: str, index: int, task: int = 0) -> np.random.Generator:
@@ -289,10 +337,13 @@ class World:
         return np.random.default_rng([self.seed, SPLITS.index(split), index, task])
 
     def scene(self, image_id: str) -> Scene:
-        try:
-            return self._by_id[image_id]
-        except KeyError:
-            raise KeyError(f"no scene with image_id {image_id!r} in this world") from None
+        """The scene with id "<split>-<index>" (e.g. "train-000123")."""
+        split, _, index = image_id.rpartition("-")
+        if split in SPLITS and index.isdigit() and int(index) < len(self.scenes[split]):
+            scene = self.scenes[split][int(index)]
+            if scene.scene_id == image_id:
+                return scene
+        raise KeyError(f"no scene with image_id {image_id!r} in this world")
 
     def image(self, image_id: str) -> np.ndarray:
         """(H, W, 3) uint8, rendered on demand."""
