@@ -1,0 +1,248 @@
+"""Tables, statistics and claims for the reproduction notebooks (07-09), computed from run results.
+
+Results come in "long" form: one row per (row, seed, column, value), where `row` is a table row (e.g.
+"vilbert†", 4 co-attention layers, 25% of the corpus), `column` a metric of `paper.COLUMNS` and `value` a
+percentage. Everything here is computed from those rows: nothing is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .paper import COLUMNS
+
+RETRIEVAL = ["r@1", "r@5", "r@10", "zs_r@1", "zs_r@5", "zs_r@10"]
+UNDERSTANDING = ["vqa_accuracy", "q2a", "qa2r", "q2ar", "refer_accuracy"]
+
+
+def t_quantile(n: int, level: float = 0.95) -> float:
+    """Two-sided Student-t quantile for n samples (n-1 degrees of freedom)."""
+    if n < 2:
+        return math.nan
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + level / 2, n - 1))
+
+
+def summarize(long: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std (ddof=1), n and the 95% t-interval per (row, column)."""
+    g = long.groupby(["row", "column"], sort=False)["value"]
+    s = g.agg(mean="mean", std="std", n="count").reset_index()
+    half = s.apply(
+        lambda r: t_quantile(int(r.n)) * r["std"] / math.sqrt(r.n) if r.n > 1 else math.nan, axis=1
+    )
+    s["ci_low"], s["ci_high"] = s["mean"] - half, s["mean"] + half
+    return s
+
+
+def diff_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Welch interval for mean(a) - mean(b): (difference, low, high)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    d = a.mean() - b.mean()
+    if len(a) < 2 or len(b) < 2:
+        return d, math.nan, math.nan
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return d, d, d
+    dof = (va + vb) ** 2 / ((va**2) / (len(a) - 1) + (vb**2) / (len(b) - 1))
+    from scipy.stats import t
+
+    q = float(t.ppf(0.5 + level / 2, dof))
+    return d, d - q * se, d + q * se
+
+
+def compare(long: pd.DataFrame, row_a, row_b, columns: list[str]) -> pd.DataFrame:
+    """Per column: is `row_a` greater / less than / tied with `row_b` (95% Welch interval of the difference)?"""
+    out = []
+    for col in columns:
+        a = long[(long.row == row_a) & (long.column == col)].value.to_numpy()
+        b = long[(long.row == row_b) & (long.column == col)].value.to_numpy()
+        if len(a) == 0 or len(b) == 0:
+            continue
+        d, lo, hi = diff_interval(a, b)
+        verdict = "greater" if lo > 0 else "less" if hi < 0 else "tie"
+        out.append(dict(column=col, a=row_a, b=row_b, diff=d, ci_low=lo, ci_high=hi, verdict=verdict))
+    return pd.DataFrame(out)
+
+
+def _all_greater(cmp: pd.DataFrame) -> str:
+    if cmp.empty:
+        return "inconclusive"
+    if (cmp.verdict == "greater").all():
+        return "held"
+    if (cmp.verdict == "less").any():
+        return "not held"
+    return "inconclusive"
+
+
+def claims(t1: pd.DataFrame | None = None, t2: pd.DataFrame | None = None, t3: pd.DataFrame | None = None,
+           chance_r1: float | None = None) -> pd.DataFrame:  # fmt: skip
+    """The paper's claims C1-C5, each marked held / not held / inconclusive from the intervals.
+
+    t1 rows: "single_stream†", "single_stream", "vilbert†", "vilbert"; t2 rows: co-attention depths (ints);
+    t3 rows: corpus fractions (floats); chance_r1: R@1 of a random ranking, in percent (100 / pool size).
+    """
+    rows = []
+
+    def add(cid, claim, verdict, evidence):
+        rows.append(dict(claim=cid, statement=claim, verdict=verdict, evidence=evidence))
+
+    if t1 is not None:
+        cols = [c for c in COLUMNS if not c.startswith("zs_")]
+        cmp = compare(t1, "vilbert", "vilbert†", cols)
+        add("C1", "pretraining helps: ViLBERT > ViLBERT† on every task", _all_greater(cmp), _evidence(cmp))
+        zs_pre = t1[(t1.row == "vilbert") & (t1.column == "zs_r@1")].value.to_numpy()
+        zs_none = t1[(t1.row == "vilbert†") & (t1.column == "zs_r@1")].value.to_numpy()
+        if len(zs_pre) and len(zs_none) and chance_r1 is not None:
+            s_pre, s_none = _interval(zs_pre), _interval(zs_none)
+            at_chance = s_none[1] <= 2 * chance_r1  # its interval's upper end within 2x chance
+            far_above = s_pre[0] >= 3 * chance_r1  # pretrained interval's lower end at least 3x chance
+            verdict = (
+                "held"
+                if at_chance and far_above
+                else "not held"
+                if (s_pre[1] < 3 * chance_r1)
+                else "inconclusive"
+            )
+            add("C2", "zero-shot retrieval needs pretraining: ViLBERT† at chance, ViLBERT far above", verdict,
+                f"chance R@1 {chance_r1:.2f}; ViLBERT† {_fmt(zs_none)}; ViLBERT {_fmt(zs_pre)}")  # fmt: skip
+        shared = [c for c in UNDERSTANDING if c in set(t1[t1.row == "single_stream"].column)]
+        cmp = compare(t1, "vilbert", "single_stream", shared)
+        add("C3", "two streams beat one: ViLBERT > single-stream, both pretrained", _all_greater(cmp),
+            _evidence(cmp))  # fmt: skip
+    if t3 is not None:
+        lo, hi = min(t3.row), max(t3.row)
+        cmp = compare(t3, hi, lo, [c for c in COLUMNS if c in set(t3.column)])
+        add("C4", f"more pretraining data helps: {hi:.0%} > {lo:.0%} of the corpus on every task",
+            _all_greater(cmp), _evidence(cmp))  # fmt: skip
+    if t2 is not None:
+        lo, hi = min(t2.row), max(t2.row)
+        ret = compare(t2, hi, lo, [c for c in ("r@1", "zs_r@1") if c in set(t2.column)])
+        sat = compare(
+            t2,
+            hi,
+            sorted(set(t2.row))[len(set(t2.row)) // 2],
+            [c for c in UNDERSTANDING if c in set(t2.column)],
+        )
+        ret_v = _all_greater(ret)
+        sat_v = (
+            "held"
+            if not sat.empty and (sat.verdict == "tie").all()
+            else "not held"
+            if not sat.empty
+            else "inconclusive"
+        )
+        verdict = (
+            "held"
+            if ret_v == sat_v == "held"
+            else "not held"
+            if "not held" in (ret_v, sat_v)
+            else "inconclusive"
+        )
+        add("C5", f"depth: retrieval improves from {lo} to {hi} co-attention layers; VQA/VCR/referring saturate",
+            verdict, f"retrieval: {_evidence(ret)}; saturation (vs middle depth): {_evidence(sat)}")  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _interval(x: np.ndarray) -> tuple[float, float]:
+    x = np.asarray(x, float)
+    if len(x) < 2:
+        return float(x.mean()), float(x.mean())
+    h = t_quantile(len(x)) * x.std(ddof=1) / math.sqrt(len(x))
+    return float(x.mean() - h), float(x.mean() + h)
+
+
+def _fmt(x: np.ndarray) -> str:
+    lo, hi = _interval(x)
+    return f"{np.mean(x):.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def _evidence(cmp: pd.DataFrame) -> str:
+    if cmp.empty:
+        return "no data"
+    return "; ".join(
+        f"{r.column} {r.diff:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]" for r in cmp.itertuples()
+    )
+
+
+def side_by_side(summary: pd.DataFrame, paper: dict) -> pd.DataFrame:
+    """A wide table: for each row, `ours` as "mean ± std" and the paper's number, per column."""
+    out = []
+    for row in dict.fromkeys(summary.row):
+        rec = {"row": row}
+        for col in COLUMNS:
+            s = summary[(summary.row == row) & (summary.column == col)]
+            if len(s):
+                m, sd = s["mean"].iloc[0], s["std"].iloc[0]
+                rec[f"{col} ours"] = f"{m:.2f} ± {sd:.2f}" if not math.isnan(sd) else f"{m:.2f}"
+            p = paper.get(row, {}).get(col)
+            if len(s) or p is not None:
+                rec[f"{col} paper"] = "-" if p is None else f"{p:.2f}"
+        out.append(rec)
+    return pd.DataFrame(out).set_index("row")
+
+
+def save_table(df: pd.DataFrame, path_stem: str | Path) -> None:
+    """Write `stem.csv` and `stem.md`."""
+    p = Path(path_stem)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(p.with_suffix(".csv"))
+    p.with_suffix(".md").write_text(markdown(df))
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (index included), without extra dependencies."""
+    d = df.reset_index() if df.index.name or not isinstance(df.index, pd.RangeIndex) else df
+    fmt = lambda v: f"{v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(map(str, d.columns)) + " |", "|" + "---|" * len(d.columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in d.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def plot_bars(summary: pd.DataFrame, columns: list[str] | None = None, title: str = "", save=None):
+    """Grouped bars (one group per metric, one bar per row) with 95% interval error bars."""
+    import matplotlib.pyplot as plt
+
+    cols = [c for c in (columns or COLUMNS) if c in set(summary.column)]
+    rows = list(dict.fromkeys(summary.row))
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(cols) * max(1, len(rows)) / 2), 3.6))
+    w = 0.8 / max(1, len(rows))
+    for i, row in enumerate(rows):
+        s = summary[summary.row == row].set_index("column").reindex(cols)
+        err = (s["ci_high"] - s["mean"]).fillna(0).to_numpy()
+        ax.bar(np.arange(len(cols)) + i * w, s["mean"], w, yerr=err, capsize=2, label=str(row))
+    ax.set_xticks(np.arange(len(cols)) + w * (len(rows) - 1) / 2, cols, rotation=30, ha="right")
+    ax.set_ylabel("score (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, ncol=min(4, len(rows)))
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110)
+    return fig
+
+
+def plot_trend(summary: pd.DataFrame, columns: list[str] | None = None, xlabel: str = "", title: str = "",
+               save=None):  # fmt: skip
+    """Score against a numeric row key (corpus fraction, depth), one line per metric, 95% bands."""
+    import matplotlib.pyplot as plt
+
+    cols = [c for c in (columns or COLUMNS) if c in set(summary.column)]
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for col in cols:
+        s = summary[summary.column == col].sort_values("row")
+        ax.errorbar(
+            s.row, s["mean"], yerr=(s["ci_high"] - s["mean"]).fillna(0), marker="o", capsize=3, label=col
+        )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("score (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110)
+    return fig
