@@ -62,7 +62,9 @@ class PreTrainingHeads(nn.Module):
     def __init__(self, c: ViLBertConfig, word_embeddings: nn.Parameter):
         super().__init__()
         self.predictions = LMPredictionHead(c, word_embeddings)
-        self.bi_seq_relationship = nn.Linear(c.bi_hidden_size, 2)  # alignment: 1 = caption matches image
+        self.bi_seq_relationship = nn.Linear(
+            c.bi_hidden_size, 2
+        )  # alignment: column 0 = caption matches image
         self.imagePredictions = ImagePredictionHead(c)
 
 
@@ -70,7 +72,7 @@ class PreTrainingHeads(nn.Module):
 class PreTrainingOutput(ViLBertOutput):
     prediction_logits_t: torch.Tensor | None = None  # (N_masked_tokens, vocab) or (B, T, vocab)
     prediction_logits_v: torch.Tensor | None = None  # (N_masked_regions, v_target) or (B, R, v_target)
-    seq_relationship_logits: torch.Tensor | None = None  # (B, 2): index 1 = aligned
+    seq_relationship_logits: torch.Tensor | None = None  # (B, 2): index 0 = aligned (official convention)
 
 
 class ViLBertForPreTraining(PreTrainedMixin, nn.Module):

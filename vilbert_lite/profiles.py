@@ -51,7 +51,7 @@ _PROFILES = {
         name="smoke",
         model_preset="tiny",
         world=WorldSize(pretrain_scenes=48, train_scenes=32, val_scenes=16, test_scenes=16, image_size=128),
-        pretrain=TrainSize(epochs=2, batch_size=16, lr=1e-3, max_steps=20),
+        pretrain=TrainSize(epochs=2, batch_size=16, lr=3e-3, max_steps=20),
         finetune=TrainSize(epochs=2, batch_size=16, lr=1e-3, max_steps=12),
         seeds=1,
     ),

@@ -143,3 +143,15 @@ def is_done(path: str | Path) -> bool:
 def load_done(path: str | Path) -> dict:
     """The final numbers a finished run stored in its DONE marker (what `train` returned)."""
     return json.loads((Path(path) / DONE).read_text())
+
+
+def project_root() -> Path:
+    """The checkout holding this package (where `runs/` and `.cache/` go), or ~/.cache/vilbert_lite when the
+    package is installed elsewhere (e.g. site-packages)."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").exists() else Path.home() / ".cache" / "vilbert_lite"
+
+
+def runs_root() -> Path:
+    """Where run folders go by default: $VILBERT_LITE_RUNS, else `runs/` at the project root."""
+    return Path(os.environ.get("VILBERT_LITE_RUNS", project_root() / "runs"))

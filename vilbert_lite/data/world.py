@@ -332,6 +332,16 @@ class World:
         self.scenes: Mapping[str, list[Scene]] = _Splits(self, dict(zip(SPLITS, counts)))
         self._cache: dict[tuple[str, str], list] = {}
 
+    @property
+    def key(self) -> str:
+        """A short hash of everything that defines this world's images and texts: caches are keyed on it."""
+        import hashlib
+        import json
+        from dataclasses import asdict
+
+        spec = {"sizes": asdict(self.sizes), "seed": self.seed, "version": WORLD_VERSION}
+        return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
     def rng(self, split: str, index: int, task: int = 0) -> np.random.Generator:
         """The Generator for item `index` of `split` (task 0 = the scene itself, >0 = a text task)."""
         return np.random.default_rng([self.seed, SPLITS.index(split), index, task])

@@ -1,0 +1,649 @@
+"""Pretraining ViLBERT on captioned images, and what a pretrained model can do (sample captions, score pairs).
+
+    run = pretrain("cpu", seed=0)                      # runs/pretrain-<hash>/ (reused when it already finished)
+    base = pretrain_text_only("cpu", seed=0)           # the same model and captions with the images blanked
+    json.load(open(run / "eval.json"))                 # held-out alignment / masked-token / colour / shape accuracy
+    model = load_pretrained(run)
+    sample_caption(model, tok, visual_inputs(store.get(image_id)))  # iterative masked-token sampling (Fig. 5)
+    alignment_score(model, tok, visual, ["a red circle", "two blue stars"])  # P(caption matches image)
+
+Data: the synthetic world's "pretrain" captions with region features from the region extractor on the
+rendered images and their ground-truth boxes (up to 36 regions + the global one), cached in a feature store under
+`<cache>/features/world-<hash>` (cache = $VILBERT_LITE_CACHE or <project>/.cache); held-out evaluation on the "val"
+captions. Real data: a COCO captions JSON and its image folder (proposal boxes); the last 5% of the images
+(sorted ids) are held out. Each batch swaps 50% of captions for one of another image and masks tokens and
+regions (objectives.py) with a generator seeded from the engine's per-rank RNG.
+
+Run folders (runs.py) are keyed by a hash of everything that matters: profile sizes, seed, world seed,
+corpus fraction, data source, model config (with the feature widths of the store), training config, loss
+weights. The folder holds the engine's files (train_config.json, metrics.jsonl/csv, model/, DONE) and
+run_config.json, features.json (store, extraction time) and eval.json (held-out numbers).
+
+corpus_fraction keeps the first fraction of the pretraining images (with all their captions), for the
+data-size ablation (Table 3); 0 means no pretraining: the folder holds the randomly initialised model
+(model/) and its eval.json, and no training happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from vilbert_lite import runs
+from vilbert_lite.config import ViLBertConfig
+from vilbert_lite.data.collate import collate_examples, make_collate
+from vilbert_lite.data.world import WORLD_VERSION
+from vilbert_lite.heads import ViLBertForPreTraining
+from vilbert_lite.objectives import (
+    DEFAULT_WEIGHTS,
+    aligned_prob,
+    pretraining_loss_fn,
+    special_ids,
+)
+from vilbert_lite.profiles import get_profile
+
+MAX_SEQ_LENGTH = 36  # REFERENCE §3
+MAX_REGIONS = 36
+HELD_OUT_FRACTION = 0.05  # real data: share of images held out for evaluation
+
+
+def cache_dir() -> Path:
+    """Where feature stores live: $VILBERT_LITE_CACHE, else `.cache` at the project root (whatever the cwd)."""
+    from vilbert_lite.runs import project_root
+
+    return Path(os.environ.get("VILBERT_LITE_CACHE", project_root() / ".cache"))
+
+
+def _word_sets() -> dict[str, set[str]]:
+    from vilbert_lite.data.texts import PLURAL, SYNONYMS
+    from vilbert_lite.data.world import COLORS, SHAPES
+
+    shapes = set(SHAPES) | set(PLURAL.values()) | {w for v in SYNONYMS.values() for w in v if " " not in w}
+    return {"color": set(COLORS), "shape": shapes}
+
+
+# ------------------------------------------------------------------------------------------------- dataset
+class CaptionImageDataset(Dataset):
+    """(caption, image) items: token ids ([CLS] ... [SEP], at most max_seq_length) + the image's region inputs.
+
+    `visual` maps image_id -> `regions.visual_inputs(...)`. With `blank_images` every image is replaced by a
+    single all-zero global region (the text-only baseline). Items also carry `image_index` (for swapping
+    captions between different images) and `text_index`. `kinds[i]` marks each token of caption i as
+    0 (other), 1 (colour word) or 2 (shape word), for the held-out evaluation."""
+
+    KINDS = ("other", "color", "shape")
+
+    def __init__(self, captions: list, visual: dict[str, dict], tokenizer, max_seq_length: int = MAX_SEQ_LENGTH,
+                 blank_images: bool = False):  # fmt: skip
+        missing = sorted({c.image_id for c in captions} - set(visual))
+        if missing:
+            raise ValueError(f"{len(missing)} captioned images have no region features, e.g. {missing[:3]}")
+        self.captions = list(captions)
+        self.image_ids = list(dict.fromkeys(c.image_id for c in self.captions))
+        index = {k: i for i, k in enumerate(self.image_ids)}
+        self.image_index = [index[c.image_id] for c in self.captions]
+        if blank_images:
+            some = next(iter(visual.values()))
+            blank = {
+                "visual_feats": torch.zeros(1, some["visual_feats"].shape[1]),
+                "visual_pos": torch.tensor([[0.0, 0.0, 1.0, 1.0, 1.0]]),
+                "cls_prob": torch.zeros(1, some["cls_prob"].shape[1]),
+                "boxes": torch.zeros(1, 4),
+                "num_regions": torch.tensor(1),
+            }
+            self.visual = [blank] * len(self.image_ids)
+        else:
+            self.visual = [visual[k] for k in self.image_ids]
+        enc = tokenizer([c.text for c in self.captions], truncation=True, max_length=max_seq_length)
+        self.ids = [torch.tensor(x, dtype=torch.long) for x in enc["input_ids"]]
+        sets = _word_sets()
+        self.kinds = []  # per token: 0 other, 1 colour word, 2 shape word
+        for i, c in enumerate(self.captions):
+            kinds = []
+            for wid in enc.word_ids(i):
+                span = enc.word_to_chars(i, wid) if wid is not None else None
+                word = c.text[span.start : span.end].lower() if span is not None else ""
+                kinds.append(1 if word in sets["color"] else 2 if word in sets["shape"] else 0)
+            self.kinds.append(torch.tensor(kinds, dtype=torch.long))
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+    def __getitem__(self, i: int) -> dict:
+        return {
+            "input_ids": self.ids[i],
+            "image_index": self.image_index[i],
+            "text_index": i,
+            **self.visual[self.image_index[i]],
+        }
+
+
+def _visual_map(store, image_ids, max_regions: int = MAX_REGIONS) -> dict[str, dict]:
+    from vilbert_lite.data.regions import visual_inputs
+
+    return {i: visual_inputs(store.get(i), max_regions) for i in image_ids}
+
+
+def _wait_for(flag: Path, timeout: float = 3600) -> None:
+    t0 = time.time()
+    while not flag.exists():
+        if time.time() - t0 > timeout:
+            raise TimeoutError(f"waited {timeout:.0f}s for rank 0 to write {flag}")
+        time.sleep(1.0)
+
+
+def _extract(items: list[tuple[str, Any]], root: Path, progress: bool) -> tuple[Any, dict]:
+    """Region features of (image_id, loader() -> (image, boxes or None)) items into the store under `root`;
+    only missing images are loaded. Under torchrun rank 0 extracts and the other ranks wait."""
+    from vilbert_lite.data.regions import RegionExtractor
+    from vilbert_lite.data.store import FeatureStore, extract_features
+
+    rank = int(os.environ.get("RANK", 0))
+    t0 = time.perf_counter()
+    ext = RegionExtractor(max_regions=MAX_REGIONS)
+    store = FeatureStore(root, ext.settings) if rank else None
+    if rank == 0:
+        probe = FeatureStore(root, ext.settings)
+        todo = [(i, f) for i, f in items if i not in probe]
+
+        def load():
+            for image_id, loader in todo:
+                image, boxes = loader()
+                yield image_id, image, boxes
+
+        store = extract_features(load(), root, ext, total=len(todo), progress=progress)
+        (store.path / f".ready-{len(items)}").touch()
+    else:
+        _wait_for(store.path / f".ready-{len(items)}")
+        store = FeatureStore(root, ext.settings)
+    info = {"store": str(store.path), "images": len(items), "extracted": store.extracted if rank == 0 else 0,
+            "seconds": round(time.perf_counter() - t0, 2), "settings_key": store.key}  # fmt: skip
+    return store, info
+
+
+def synthetic_data(profile: str, world_seed: int = 0, progress: bool = True, corpus_fraction: float = 1.0):
+    """The synthetic world's pretrain captions (the first `corpus_fraction` of its images) and val captions with
+    region features (only those images are extracted) -> (train captions, val captions, visual map, store,
+    extraction info)."""
+    from vilbert_lite.data.world import make_world
+
+    world = make_world(profile, seed=world_seed)
+    root = cache_dir() / "features" / f"world-{world.key}"
+    train, val = _take_fraction(world.captions("pretrain"), corpus_fraction), world.captions("val")
+    ids = list(dict.fromkeys(c.image_id for c in train + val))
+    items = [(i, lambda i=i: (world.image(i), world.gt_boxes(i))) for i in ids]
+    store, info = _extract(items, root, progress)
+    return train, val, _visual_map(store, ids), store, info
+
+
+def coco_data(captions_json: str | Path, image_dir: str | Path, progress: bool = True):
+    """COCO-format captions + image folder (proposal boxes) -> the same tuple as `synthetic_data`; the last 5%
+    of the images (sorted ids) are held out."""
+    from vilbert_lite.data.formats import read_coco_captions
+    from vilbert_lite.data.regions import load_image
+
+    caps, paths = read_coco_captions(captions_json, image_dir)
+    ids = sorted(paths)
+    if len(ids) < 2:
+        raise ValueError(f"{captions_json}: pretraining needs at least 2 images, found {len(ids)}")
+    n_val = max(1, round(HELD_OUT_FRACTION * len(ids)))
+    val_ids = set(ids[-n_val:])
+    key = runs.config_hash({"images": str(Path(image_dir).resolve())})
+    root = cache_dir() / "features" / f"images-{key}"
+    items = [(i, lambda i=i: (load_image(paths[i], i), None)) for i in ids]
+    store, info = _extract(items, root, progress)
+    train = [c for c in caps if c.image_id not in val_ids]
+    val = [c for c in caps if c.image_id in val_ids]
+    return train, val, _visual_map(store, ids), store, info
+
+
+def _store_widths(visual: dict[str, dict]) -> tuple[int, int]:
+    v = next(iter(visual.values()))
+    return int(v["visual_feats"].shape[1]), int(v["cls_prob"].shape[1])
+
+
+def _take_fraction(captions: list, fraction: float) -> list:
+    ids = list(dict.fromkeys(c.image_id for c in captions))
+    keep = set(ids[: round(fraction * len(ids))])
+    return [c for c in captions if c.image_id in keep]
+
+
+# ------------------------------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def evaluate_pretraining(model, dataset: CaptionImageDataset, tokenizer, seed: int = 0, batch_size: int = 64,
+                         device: str | torch.device = "auto") -> dict[str, float]:  # fmt: skip
+    """Held-out numbers of a pretrained model on `dataset`:
+
+    alignment_acc   every caption with its own image (label 1) and with a caption of another image (label 0,
+                    fixed random pick), P(aligned) > 0.5
+    mlm_acc         15% of the caption tokens replaced by [MASK] (fixed seed), top-1 accuracy
+    color_acc / shape_acc / color_shape_acc
+                    all colour-word / shape-word tokens of a caption masked at once, top-1 accuracy: what
+                    the image tells the model (a text-only model can only guess them from the rest)
+    """
+    from vilbert_lite.engine import resolve_device, to_device
+
+    device = resolve_device(device)
+    core = getattr(model, "module", model)
+    was_training = core.training
+    core.to(device).eval()
+    mask_id, special = special_ids(tokenizer)
+    g = torch.Generator().manual_seed(seed)
+    n = len(dataset)
+    img = torch.tensor(dataset.image_index)
+    score = torch.rand(n, n, generator=g).masked_fill(img[:, None] == img[None, :], -1.0)
+    partner = score.argmax(1)
+    has_neg = score.max(1).values >= 0
+    collate = make_collate(pad_id=tokenizer.pad_token_id)
+    tot: dict[str, float] = {}
+
+    def add(k, correct, count):
+        tot[k] = tot.get(k, 0.0) + float(correct)
+        tot[k + "_n"] = tot.get(k + "_n", 0.0) + float(count)
+
+    def run(batch, lm_pos=None):
+        b = to_device(batch, device)
+        lm_pos = torch.zeros_like(b["input_ids"], dtype=torch.bool) if lm_pos is None else lm_pos
+        return core(b["input_ids"], b["visual_feats"], b["visual_pos"], b["attention_mask"],
+                    b["visual_attention_mask"], b["token_type_ids"], lm_positions=lm_pos.to(device),
+                    region_positions=torch.zeros_like(b["visual_attention_mask"], dtype=torch.bool))  # fmt: skip
+
+    for start in range(0, n, batch_size):
+        idx = list(range(start, min(n, start + batch_size)))
+        items = [dataset[i] for i in idx]
+        pos = collate(items)
+        p = aligned_prob(run(pos).seq_relationship_logits).cpu()
+        add("alignment_acc", (p > 0.5).sum(), len(idx))
+        negs = [{**it, "input_ids": dataset.ids[int(partner[i])]} for it, i in zip(items, idx) if has_neg[i]]
+        if negs:
+            p = aligned_prob(run(collate(negs)).seq_relationship_logits)
+            add("alignment_acc", (p.cpu() <= 0.5).sum(), len(negs))
+        # masked tokens: random 15%, and all colour / shape words
+        ids, real = pos["input_ids"], pos["attention_mask"].bool()
+        cand = real & ~torch.isin(ids, torch.tensor(special))
+        rand_pos = cand & (torch.rand(ids.shape, generator=g) < 0.15)
+        kinds = collate_examples([{"input_ids": dataset.kinds[i]} for i in idx])["input_ids"]
+        for name, where in [("mlm_acc", rand_pos), ("color_acc", kinds == 1), ("shape_acc", kinds == 2)]:
+            where = where & cand
+            if not where.any():
+                continue
+            logits = run({**pos, "input_ids": ids.masked_fill(where, mask_id)}, where).prediction_logits_t
+            add(name, (logits.argmax(-1).cpu() == ids[where]).sum(), int(where.sum()))
+    core.train(was_training)
+    out = {k: tot[k] / tot[k + "_n"] for k in tot if not k.endswith("_n") and tot[k + "_n"]}
+    if "color_acc" in tot and "shape_acc" in tot:
+        out["color_shape_acc"] = (tot["color_acc"] + tot["shape_acc"]) / (
+            tot["color_acc_n"] + tot["shape_acc_n"]
+        )
+    out.update({f"n_{k}": int(tot[k + "_n"]) for k in ("mlm_acc", "color_acc", "shape_acc") if k in tot})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- runs
+def resolve_configs(profile: str = "cpu", seed: int = 0, config_overrides: dict | None = None,
+                    train_overrides: dict | None = None):  # fmt: skip
+    """(Profile, ViLBertConfig, TrainConfig) for a pretraining run; user overrides are checked key by key
+    (unknown key or wrong type -> ValueError naming it) before any data is touched."""
+    from vilbert_lite.engine import TrainConfig
+
+    prof = get_profile(profile)
+    base = ViLBertConfig.preset(prof.model_preset).to_dict()
+    config = ViLBertConfig.from_dict({**base, **(config_overrides or {})}, source="config_overrides")
+    p = prof.pretrain
+    train = {"epochs": p.epochs, "batch_size": p.batch_size, "lr": p.lr, "warmup_frac": p.warmup_frac,
+             "max_steps": p.max_steps, "seed": seed, **(train_overrides or {})}  # fmt: skip
+    return prof, config, TrainConfig.from_dict(train)
+
+
+def pretrain(
+    profile: str = "cpu",
+    seed: int = 0,
+    out: str | Path | None = None,
+    data: str = "synthetic",
+    corpus_fraction: float = 1.0,
+    config_overrides: dict | None = None,
+    train_overrides: dict | None = None,
+    progress: bool = True,
+    *,
+    text_only: bool = False,
+    captions: str | Path | None = None,
+    images: str | Path | None = None,
+    weights: dict[str, float] | None = None,
+    world_seed: int = 0,
+    resume: bool = True,
+) -> Path:
+    """Pretrain (or reuse a finished run) -> the run folder `out/pretrain-<hash>` (out defaults to ./runs).
+
+    data: "synthetic" (the world of `profile`) or "coco" with `captions` (COCO JSON) and `images` (folder).
+    text_only: blank every image (one zero global region) and train masked language modelling alone:
+    the text-only baseline. weights: loss weights {"mlm", "region", "align"}.
+    """
+    if not 0.0 <= corpus_fraction <= 1.0:
+        raise ValueError(f"corpus_fraction must be in [0, 1], got {corpus_fraction}")
+    if data not in ("synthetic", "coco"):
+        raise ValueError(f"data must be 'synthetic' or 'coco', got {data!r}")
+    if data == "coco" and (captions is None or images is None):
+        raise ValueError("data='coco' needs captions=COCO.json and images=DIR")
+    prof, config, tcfg = resolve_configs(profile, seed, config_overrides, train_overrides)
+    w = {**DEFAULT_WEIGHTS, **(weights or {})}
+    if set(w) != set(DEFAULT_WEIGHTS):
+        raise ValueError(f"unknown loss weight(s) {sorted(set(w) - set(DEFAULT_WEIGHTS))}")
+    if text_only:
+        w = {"mlm": w["mlm"], "region": 0.0, "align": 0.0}
+
+    from vilbert_lite.data.tokenize import get_tokenizer
+
+    tok = get_tokenizer()
+    if data == "synthetic":
+        train_caps, val_caps, visual, store, feat_info = synthetic_data(
+            profile, world_seed, progress, corpus_fraction
+        )
+        source: dict[str, Any] = {
+            "kind": "synthetic", "world": asdict(prof.world), "world_seed": world_seed, "world_version": WORLD_VERSION
+        }  # fmt: skip
+    else:
+        train_caps, val_caps, visual, store, feat_info = coco_data(captions, images, progress)
+        source = {
+            "kind": "coco",
+            "captions": str(Path(captions).resolve()),
+            "images": str(Path(images).resolve()),
+        }
+    d, c = _store_widths(visual)  # the model reads what the extractor wrote (e.g. 1280-d, 1000 classes)
+    c = d if config.visual_target == 1 else c  # feature regression predicts the feature itself
+    for key, width in (("v_feature_size", d), ("v_target_size", c)):
+        if key in (config_overrides or {}) and config_overrides[key] != width:
+            raise ValueError(
+                f"config_overrides: {key}={config_overrides[key]} but the region features give {width}"
+            )
+    config = config.replace(v_feature_size=d, v_target_size=c)
+    if data == "coco":
+        train_caps = _take_fraction(train_caps, corpus_fraction)
+    run_cfg = {
+        "kind": "pretrain_text_only" if text_only else "pretrain", "profile": prof.name, "seed": seed,
+        "corpus_fraction": corpus_fraction, "data": source, "features": store.key, "n_captions": len(train_caps),
+        "max_seq_length": MAX_SEQ_LENGTH, "max_regions": MAX_REGIONS, "weights": w,
+        "init_text_from_bert": prof.init_text_from_bert, "model": config.to_dict(), "train": tcfg.to_dict(),
+    }  # fmt: skip
+    run = runs.run_dir(out or runs.runs_root(), run_cfg["kind"], run_cfg)
+    rank = int(os.environ.get("RANK", 0))
+    if rank == 0:
+        runs.prepare_run(run, run_cfg)
+        if not (run / "features.json").exists():  # the first call's extraction time, not a cache hit's
+            runs.write_json(run / "features.json", feat_info)
+    if runs.is_done(run) and (run / "eval.json").exists():
+        return run
+
+    torch.manual_seed(seed)
+    model = ViLBertForPreTraining(config)
+    notes = {"text_init": "random"}
+    if prof.init_text_from_bert:
+        notes["text_init"] = _init_text(model)
+    val = CaptionImageDataset(val_caps, visual, tok, MAX_SEQ_LENGTH, blank_images=text_only)
+    if corpus_fraction == 0 or not train_caps:
+        if rank == 0:
+            model.save_pretrained(run / "model")
+            runs.write_json(run / runs.DONE, {"steps": 0, "note": "no pretraining (corpus_fraction 0)"})
+    else:
+        from vilbert_lite.engine import train
+
+        ds = CaptionImageDataset(train_caps, visual, tok, MAX_SEQ_LENGTH, blank_images=text_only)
+        loss_fn = pretraining_loss_fn(tok, w, swap_prob=0.0 if text_only else 0.5)
+        cpu0 = time.process_time()
+        train(model, ds, make_collate(tok.pad_token_id), loss_fn, tcfg, run, resume=resume, progress=progress,
+              desc=run_cfg["kind"])  # fmt: skip
+        notes["train_process_cpu_s"] = round(time.process_time() - cpu0, 1)  # this process's CPU seconds
+    if rank == 0:
+        t0 = time.perf_counter()
+        scores = evaluate_pretraining(model, val, tok, seed=seed, batch_size=128, device=tcfg.device)
+        done = runs.load_done(run)
+        scores.update({"n_val_captions": len(val), "n_train_captions": len(train_caps), **notes,
+                       "train_wall_time_s": done.get("wall_time_s"), "steps": done.get("steps"),
+                       "eval_seconds": round(time.perf_counter() - t0, 2),
+                       "feature_extraction_s": feat_info["seconds"]})  # fmt: skip
+        runs.write_json(run / "eval.json", scores)
+    return run
+
+
+def _init_text(model) -> str:
+    """Copy the bundled BERT into the text stream when its shape fits (the paper starts from BERT)."""
+    from vilbert_lite.data.tokenize import bert_model_path
+
+    try:
+        keys = model.bert.init_text_from_bert(bert_model_path())
+        return f"bert ({len(keys)} tensors from {bert_model_path()})"
+    except ValueError as e:
+        warnings.warn(f"text stream left random: {e}", stacklevel=3)
+        return f"random (bundled BERT does not fit: {e})"
+
+
+def pretrain_text_only(profile: str = "cpu", seed: int = 0, out: str | Path | None = None, **kw) -> Path:
+    """The text-only baseline: the same model, captions and training with every image blanked (one all-zero
+    global region) and only the masked-token loss. Its eval.json is what text alone predicts."""
+    return pretrain(profile, seed, out, text_only=True, **kw)
+
+
+def load_pretrained(run: str | Path) -> ViLBertForPreTraining:
+    """The final model of a pretraining run folder (or of a `save_pretrained` folder)."""
+    run = Path(run)
+    return ViLBertForPreTraining.from_pretrained(run / "model" if (run / "model").is_dir() else run)
+
+
+# ------------------------------------------------------------------------------------------------- use
+def _as_batch(visual: dict, device) -> dict:
+    """One image's visual_inputs (R, D) or a collated batch (B, R, D) -> batched model inputs on `device`."""
+    v = dict(visual)
+    if v["visual_feats"].dim() == 2:
+        v = {k: t[None] for k, t in v.items() if isinstance(t, torch.Tensor) and t.dim() >= 1}
+    if "visual_attention_mask" not in v:
+        v["visual_attention_mask"] = torch.ones(v["visual_feats"].shape[:2], dtype=torch.long)
+    return {k: v[k].to(device) for k in ("visual_feats", "visual_pos", "visual_attention_mask")}
+
+
+def _banned_ids(tokenizer, vocab_size: int) -> torch.Tensor:
+    toks = tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
+    return torch.tensor([t.startswith("[") and t.endswith("]") for t in toks])
+
+
+@torch.no_grad()
+def sample_caption(
+    model,
+    tokenizer,
+    visual: dict,
+    length: int = 12,
+    steps: int | None = None,
+    generator: torch.Generator | None = None,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    return_ids: bool = False,
+):
+    """Sample captions for images by iterative masked-token sampling (the paper's Figure 5).
+
+    Start from [CLS] [MASK]*length [SEP]; step 0 samples every position from the model; each later step
+    re-masks a random subset (shrinking from all positions to one) and resamples it given the image and
+    the rest. One forward pass per step (the heads run only at the re-masked positions). `visual` is one
+    image's `visual_inputs` or a collated batch. -> list of strings (and the (B, length+2) ids)."""
+    core = getattr(model, "module", model)
+    device = next(core.parameters()).device
+    was_training = core.training
+    core.eval()
+    v = _as_batch(visual, device)
+    B = v["visual_feats"].shape[0]
+    steps = steps or 2 * length
+    mask_id, cls_id, sep_id = tokenizer.mask_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id
+    ids = torch.full((B, length + 2), mask_id, dtype=torch.long)
+    ids[:, 0], ids[:, -1] = cls_id, sep_id
+    banned = _banned_ids(tokenizer, core.config.vocab_size)
+    body = torch.zeros_like(ids, dtype=torch.bool)
+    body[:, 1:-1] = True
+    for s in range(steps):
+        if s == 0:
+            where = body
+        else:  # re-mask k random caption positions per row, k shrinking linearly to 1
+            k = max(1, round(length * (1 - s / steps)))
+            r = torch.rand(B, length, generator=generator)
+            chosen = r.argsort(1)[:, :k] + 1
+            where = torch.zeros_like(body).scatter_(1, chosen, True)
+        x = ids.masked_fill(where, mask_id)
+        out = core(x.to(device), v["visual_feats"], v["visual_pos"], torch.ones_like(x).to(device),
+                   v["visual_attention_mask"], torch.zeros_like(x).to(device), lm_positions=where.to(device))  # fmt: skip
+        logits = out.prediction_logits_t.float().cpu() / max(temperature, 1e-6)
+        logits[:, banned] = float("-inf")
+        if top_k:
+            kth = logits.topk(top_k, -1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        ids[where] = torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(1)
+    core.train(was_training)
+    texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+    return (texts, ids) if return_ids else texts
+
+
+@torch.no_grad()
+def alignment_score(model, tokenizer, visual: dict, texts: list[str] | str,
+                    max_seq_length: int = MAX_SEQ_LENGTH) -> torch.Tensor:  # fmt: skip
+    """P(caption matches image) from the alignment head -> (N,) tensor. `visual` is one image's
+    `visual_inputs` (scored against every text) or a collated batch with one image per text."""
+    core = getattr(model, "module", model)
+    device = next(core.parameters()).device
+    was_training = core.training
+    core.eval()
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    enc = tokenizer(texts, truncation=True, max_length=max_seq_length, padding=True, return_tensors="pt")
+    v = _as_batch(visual, device)
+    if v["visual_feats"].shape[0] == 1 and len(texts) > 1:
+        v = {k: t.expand(len(texts), *t.shape[1:]) for k, t in v.items()}
+    if v["visual_feats"].shape[0] != len(texts):
+        raise ValueError(f"alignment_score: {v['visual_feats'].shape[0]} images for {len(texts)} texts")
+    out = core(enc["input_ids"].to(device), v["visual_feats"], v["visual_pos"], enc["attention_mask"].to(device),
+               v["visual_attention_mask"], enc["token_type_ids"].to(device),
+               lm_positions=torch.zeros(enc["input_ids"].shape, dtype=torch.bool, device=device),
+               region_positions=torch.zeros(v["visual_attention_mask"].shape, dtype=torch.bool, device=device))  # fmt: skip
+    core.train(was_training)
+    return aligned_prob(out.seq_relationship_logits).cpu()
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def _json_arg(text: str | None, name: str) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"vilbert-lite pretrain: {name} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise SystemExit(f"vilbert-lite pretrain: {name} must be a JSON object")
+    return value
+
+
+def cli(argv: list[str]) -> int:
+    """`vilbert-lite pretrain --profile cpu --seed 0 --out runs [--data synthetic | --captions C --images D]`"""
+    ap = argparse.ArgumentParser(prog="vilbert-lite pretrain", description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="runs root; the run folder is OUT/pretrain-<config hash>")
+    ap.add_argument("--data", default="synthetic", choices=["synthetic", "coco"])
+    ap.add_argument("--captions", help="COCO captions JSON (real data; implies --data coco)")
+    ap.add_argument("--images", help="image folder of the COCO captions")
+    ap.add_argument("--fraction", type=float, default=1.0, help="share of the pretraining images (0 = none)")
+    ap.add_argument("--text-only", action="store_true", help="the text-only baseline (images blanked)")
+    ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                    help="continue a killed run from its checkpoint (default); --no-resume starts over")  # fmt: skip
+    ap.add_argument("--config", help="ViLBertConfig overrides as JSON, e.g. '{\"objective\": 1}'")
+    ap.add_argument("--train", help="TrainConfig overrides as JSON, e.g. '{\"epochs\": 2}'")
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    data = "coco" if a.captions or a.images else a.data
+    try:
+        run = pretrain(a.profile, a.seed, a.out, data, a.fraction, _json_arg(a.config, "--config"),
+                       _json_arg(a.train, "--train"), not a.no_progress, text_only=a.text_only,
+                       captions=a.captions, images=a.images, resume=a.resume)  # fmt: skip
+    except (ValueError, FileNotFoundError) as e:
+        print(f"vilbert-lite pretrain: {e}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(json.dumps(json.loads((run / "eval.json").read_text()), indent=2))
+        print(f"run folder: {run}")
+    return 0
+
+
+def _bench_model(config: ViLBertConfig, batch: int, steps: int, device: torch.device) -> dict:
+    from vilbert_lite.objectives import make_pretraining_batch, pretraining_loss
+
+    torch.manual_seed(0)
+    model = ViLBertForPreTraining(config).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    T, R = MAX_SEQ_LENGTH, MAX_REGIONS + 1
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, config.vocab_size, (batch, T), generator=g)
+    ids[:, 0], ids[:, -1] = 101, 102
+    raw = {
+        "input_ids": ids, "attention_mask": torch.ones(batch, T, dtype=torch.long),
+        "token_type_ids": torch.zeros(batch, T, dtype=torch.long),
+        "visual_feats": torch.rand(batch, R, config.v_feature_size, generator=g),
+        "visual_pos": torch.rand(batch, R, 5, generator=g).sort(-1).values,
+        "cls_prob": torch.rand(batch, R, config.v_target_size, generator=g).softmax(-1),
+        "visual_attention_mask": torch.ones(batch, R, dtype=torch.long), "image_index": torch.arange(batch),
+    }  # fmt: skip
+    b = {k: t.to(device) for k, t in make_pretraining_batch(raw, g, vocab_size=config.vocab_size).items()}
+    use_amp = device.type == "cuda"
+    times = []
+    for i in range(steps + 1):  # the first step warms up
+        t0 = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss, _ = pretraining_loss(model, b)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - t0)
+    sec = sum(times) / len(times)
+    return {"samples_per_s": round(batch / sec, 2), "seconds_per_step": round(sec, 4), "batch": batch,
+            "tokens": T, "regions": R, "steps": steps, "parameters": model.num_parameters()}  # fmt: skip
+
+
+def bench(argv: list[str]) -> int:
+    """`vilbert-lite bench pretrain`: training samples/s (forward, backward, AdamW step) of the cpu profile's
+    model and of the base preset, B=8, 36 tokens, 37 regions -> reports/bench/pretrain.json."""
+    from vilbert_lite.engine import resolve_device
+
+    ap = argparse.ArgumentParser(prog="vilbert-lite bench pretrain", description=bench.__doc__)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--models", default="cpu,base", help="comma list of profile names or presets")
+    ap.add_argument("--out", default="reports/bench/pretrain.json")
+    a = ap.parse_args(argv)
+    device = resolve_device(a.device)
+    result: dict[str, Any] = {}
+    for name in a.models.split(","):
+        preset = get_profile(name).model_preset if name in ("smoke", "cpu", "gpu") else name
+        cfg = ViLBertConfig.preset(preset)
+        if name in ("smoke", "cpu"):  # CPU profiles read the region extractor's features
+            cfg = cfg.replace(v_feature_size=1280, v_target_size=1000)
+        key = f"{name} ({preset} preset)" if preset != name else name
+        result[key] = _bench_model(cfg, a.batch, a.steps, device)
+        print(f"{key}: {result[key]['samples_per_s']} samples/s", flush=True)
+    result["machine"] = {"device": str(device), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                         "torch": torch.__version__, "platform": platform.platform()}  # fmt: skip
+    if device.type == "cuda":
+        result["machine"]["gpu"] = torch.cuda.get_device_name(device)
+    out = Path(a.out)
+    runs.write_json(out, result)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli(sys.argv[1:]))
