@@ -129,3 +129,18 @@ def test_coco_captions_and_image_folder(env):
     cfg = json.loads((run / "run_config.json").read_text())
     assert cfg["data"]["kind"] == "coco" and json.loads((run / "DONE").read_text())["steps"] == 2
     assert "alignment_acc" in json.loads((run / "eval.json").read_text())
+
+
+def test_single_stream_pretraining_run(env):
+    import json
+
+    from vilbert_lite.single_stream import SingleStreamForPreTraining, load_any
+
+    run = pretrain("smoke", 0, out=env, progress=False, model_kind="single_stream")
+    assert run.name.startswith("pretrain_single_stream-")
+    assert json.loads((run / "model" / "config.json").read_text())["architectures"] == [
+        "SingleStreamForPreTraining"
+    ]
+    assert isinstance(load_any(run / "model"), SingleStreamForPreTraining)
+    with pytest.raises(ValueError, match="model_kind"):
+        pretrain("smoke", 0, out=env, progress=False, model_kind="three_stream")

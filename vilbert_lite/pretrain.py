@@ -322,13 +322,19 @@ def pretrain(
     weights: dict[str, float] | None = None,
     world_seed: int = 0,
     resume: bool = True,
+    model_kind: str = "vilbert",
 ) -> Path:
     """Pretrain (or reuse a finished run) -> the run folder `out/pretrain-<hash>` (out defaults to ./runs).
 
     data: "synthetic" (the world of `profile`) or "coco" with `captions` (COCO JSON) and `images` (folder).
     text_only: blank every image (one zero global region) and train masked language modelling alone:
-    the text-only baseline. weights: loss weights {"mlm", "region", "align"}.
+    the text-only baseline. weights: loss weights {"mlm", "region", "align"}. model_kind: "vilbert" or
+    "single_stream" (the baseline of Table 1, depth matched to the same parameter budget).
     """
+    from vilbert_lite.single_stream import MODEL_KINDS, build_model, matched_config
+
+    if model_kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model_kind {model_kind!r}; choose one of {sorted(MODEL_KINDS)}")
     if not 0.0 <= corpus_fraction <= 1.0:
         raise ValueError(f"corpus_fraction must be in [0, 1], got {corpus_fraction}")
     if data not in ("synthetic", "coco"):
@@ -367,10 +373,13 @@ def pretrain(
                 f"config_overrides: {key}={config_overrides[key]} but the region features give {width}"
             )
     config = config.replace(v_feature_size=d, v_target_size=c)
+    if model_kind == "single_stream":
+        config = matched_config(config)
     if data == "coco":
         train_caps = _take_fraction(train_caps, corpus_fraction)
     run_cfg = {
-        "kind": "pretrain_text_only" if text_only else "pretrain", "profile": prof.name, "seed": seed,
+        "kind": "pretrain" + ("_text_only" if text_only else "") + ("" if model_kind == "vilbert" else f"_{model_kind}"),
+        "profile": prof.name, "seed": seed,
         "corpus_fraction": corpus_fraction, "data": source, "features": store.key, "n_captions": len(train_caps),
         "max_seq_length": MAX_SEQ_LENGTH, "max_regions": MAX_REGIONS, "weights": w,
         "init_text_from_bert": prof.init_text_from_bert, "model": config.to_dict(), "train": tcfg.to_dict(),
@@ -385,7 +394,7 @@ def pretrain(
         return run
 
     torch.manual_seed(seed)
-    model = ViLBertForPreTraining(config)
+    model = build_model(model_kind, config, pretraining=True)
     notes = {"text_init": "random"}
     if prof.init_text_from_bert:
         notes["text_init"] = _init_text(model)
