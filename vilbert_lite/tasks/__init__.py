@@ -1,0 +1,177 @@
+"""Fine-tuning on the downstream tasks (REFERENCE §4), from Python and from the command line.
+
+    metrics = finetune("vqa", init="runs/pretrain-<hash>", profile="cpu", seed=0)    # a pretrained backbone
+    metrics = finetune("vqa", init=None, profile="cpu", seed=0)                      # ViLBERT† (no pretraining)
+    metrics = finetune("zeroshot", init=run)                 # retrieval with the alignment head, no training
+    metrics = finetune("vqa", init=run, backbone="single_stream")                  # the single-stream baseline
+    metrics = finetune("vqa", init=run, data="vqa_v2", train_questions=..., train_annotations=...,
+                       train_images=..., val_questions=..., val_annotations=..., val_images=...)
+
+    vilbert-lite finetune TASK --init RUN_DIR|none --profile cpu --seed S --out DIR
+
+Tasks: vqa, vcr, refer, retrieval, zeroshot, nlvr (see TASKS). Each run is a folder (DIR, or
+runs/finetune/<task>-<config hash>) holding the engine's files and `metrics.json`: task, split, seed, init,
+every metric by name, chance levels, the config hash, wall time and the per-epoch history. A finished folder
+with the same config is reused, not retrained.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from vilbert_lite.tasks.common import (
+    METRICS_FILE,
+    Backbone,
+    ImageBank,
+    Source,
+    TaskSpec,
+    backbone_name,
+    check_init_shape,
+    read_metrics,
+    run_task,
+    world_features,
+)
+
+# task name -> "module:attribute" of its TaskSpec
+TASKS = {
+    "vqa": "vilbert_lite.tasks.vqa:TASK",
+    "vcr": "vilbert_lite.tasks.vcr:TASK",
+    "refer": "vilbert_lite.tasks.refer:TASK",
+    "retrieval": "vilbert_lite.tasks.retrieval:TASK",
+    "zeroshot": "vilbert_lite.tasks.retrieval:ZERO_SHOT",
+    "nlvr": "vilbert_lite.tasks.nlvr:TASK",
+}
+DATA_KINDS = ("synthetic", "vqa_v2")
+
+
+def get_task(name: str) -> TaskSpec:
+    """The TaskSpec of a task name; an unknown name raises ValueError listing the valid ones."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+    module, attr = TASKS[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def finetune(
+    task: str,
+    init: str | Path | None,
+    profile: str = "cpu",
+    seed: int = 0,
+    out: str | Path | None = None,
+    data: str = "synthetic",
+    *,
+    backbone: str | Backbone | None = None,
+    config=None,
+    train_overrides: dict | None = None,
+    world_seed: int = 0,
+    extractor=None,
+    root: str | Path = "runs",
+    progress: bool = True,
+    resume: bool = True,
+    **real_data_paths: Any,
+) -> dict:
+    """Fine-tune (or, for "zeroshot", only evaluate) one task and return its metrics (also in OUT/metrics.json).
+
+    init: a pretraining run folder (its `model/` backbone is loaded), or None / "none" for ViLBERT†.
+    backbone: the backbone hook -- "vilbert", "single_stream", a callable `config -> model`, or None for the
+    kind saved in the init run (ViLBertModel when init is none). config: the ViLBertConfig to build / expect
+    (default: the profile's preset with the feature store's widths); an init run of another shape is a
+    ValueError naming the differing sizes. data: "synthetic" (the profile's world, `world_seed`) or "vqa_v2"
+    (task vqa only) with real_data_paths train_questions, train_annotations, train_images | train_features,
+    val_questions, val_annotations, val_images | val_features. extractor: the region extractor (default the
+    built-in RegionExtractor). out: the run folder (default ROOT/finetune/<task>-<config hash>).
+    """
+    from vilbert_lite import runs
+    from vilbert_lite.config import ViLBertConfig
+    from vilbert_lite.engine import TrainConfig
+    from vilbert_lite.profiles import get_profile
+
+    spec = get_task(task)
+    prof = get_profile(profile)
+    if data not in DATA_KINDS:
+        raise ValueError(f"data must be one of {DATA_KINDS}, got {data!r}")
+    if init is not None and str(init).lower() != "none":  # fail before any data work (widths come later)
+        check_init_shape(init, config or ViLBertConfig.preset(prof.model_preset), backbone,
+                         ignore=() if config else ("v_feature_size", "v_target_size"))  # fmt: skip
+    if data == "synthetic":
+        if real_data_paths:
+            raise ValueError(
+                f"unexpected arguments {sorted(real_data_paths)} (real data needs data='vqa_v2')"
+            )
+        from vilbert_lite.data.world import make_world
+
+        world = make_world(profile, seed=world_seed)
+        store, _ = world_features(world, spec.features, extractor=extractor, progress=progress)
+        source = Source("synthetic", ImageBank(store), world=world)
+        data_desc = {"kind": "synthetic", "world": asdict(prof.world), "world_seed": world_seed,
+                     "features": spec.features, "store": store.key}  # fmt: skip
+    else:
+        if task != "vqa":
+            raise ValueError(f"real data (data='vqa_v2') is supported for vqa only, not {task!r}")
+        from vilbert_lite.tasks.vqa import load_vqa_v2
+
+        records, images, data_desc = load_vqa_v2(real_data_paths, extractor, progress)
+        source = Source("vqa_v2", images, records=records)
+    if config is None:  # the profile's model reading what the extractor wrote (e.g. 1280-d, 1000 classes)
+        w = source.images.widths()
+        config = ViLBertConfig.preset(prof.model_preset, v_feature_size=w[0], v_target_size=w[1] or 1000)
+    f = prof.finetune
+    batch = max(1, round(f.batch_size * spec.batch_scale))  # items per batch for this task
+    tcfg = TrainConfig.from_dict({"epochs": f.epochs, "batch_size": batch, "lr": f.lr,
+                                  "warmup_frac": f.warmup_frac, "max_steps": f.max_steps, "seed": seed,
+                                  **(train_overrides or {})})  # fmt: skip
+    init_desc = "none" if init is None or str(init).lower() == "none" else str(Path(init).resolve())
+    run_cfg = {"kind": "finetune", "task": spec.name, "profile": prof.name, "seed": seed, "init": init_desc,
+               "backbone": backbone_name(backbone), "data": data_desc, "model": config.to_dict(),
+               "train": tcfg.to_dict(), "version": 1}  # fmt: skip
+    out = Path(out) if out is not None else runs.run_dir(Path(root) / "finetune", spec.name, run_cfg)
+    return run_task(spec, source, config, None if init_desc == "none" else init, tcfg, run_cfg, out,
+                    backbone, prof.init_text_from_bert, progress, resume)  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+def cli(argv: list[str]) -> int:
+    """`vilbert-lite finetune TASK --init RUN_DIR|none --profile cpu --seed S --out DIR` (+ VQA v2 files)."""
+    ap = argparse.ArgumentParser(prog="vilbert-lite finetune", description=__doc__.splitlines()[0])
+    ap.add_argument("task", help=f"one of: {', '.join(TASKS)}")
+    ap.add_argument("--init", required=True, help="a pretraining run folder, or none (ViLBERT†)")
+    ap.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="run folder (default runs/finetune/<task>-<config hash>)")
+    ap.add_argument("--backbone", choices=["vilbert", "single_stream"], help="default: the --init run's kind")
+    ap.add_argument("--train", help="TrainConfig overrides as JSON, e.g. '{\"epochs\": 2}'")
+    ap.add_argument("--no-progress", action="store_true")
+    real = ap.add_argument_group("real VQA v2 data (task vqa)")
+    for split in ("train", "val"):
+        real.add_argument(f"--{split}-questions", help=f"{split} questions JSON (VQA v2)")
+        real.add_argument(f"--{split}-annotations", help=f"{split} annotations JSON (VQA v2)")
+        real.add_argument(f"--{split}-images", help=f"{split} image folder (regions extracted and cached)")
+        real.add_argument(
+            f"--{split}-features", help=f"{split} feature store folder or LMDB (instead of images)"
+        )
+    a = ap.parse_args(argv)
+    if a.task not in TASKS:
+        print(
+            f"vilbert-lite finetune: unknown task {a.task!r}; valid tasks: {', '.join(TASKS)}",
+            file=sys.stderr,
+        )
+        return 2
+    paths = {k: v for k, v in vars(a).items() if k.startswith(("train_", "val_")) and v}
+    try:
+        overrides = json.loads(a.train) if a.train else None
+        metrics = finetune(a.task, a.init, a.profile, a.seed, a.out, "vqa_v2" if paths else "synthetic",
+                           backbone=a.backbone, train_overrides=overrides, progress=not a.no_progress, **paths)  # fmt: skip
+    except (ValueError, FileNotFoundError, json.JSONDecodeError) as e:
+        print(f"vilbert-lite finetune: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
+    return 0
+
+
+__all__ = ["TASKS", "finetune", "get_task", "cli", "read_metrics", "METRICS_FILE"]
