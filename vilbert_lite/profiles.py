@@ -62,6 +62,7 @@ _PROFILES = {
         pretrain=TrainSize(epochs=6, batch_size=64, lr=5e-4),
         finetune=TrainSize(epochs=2, batch_size=32, lr=2e-4, max_steps=60),  # tasks: ~6 min on 2 cores
         seeds=3,
+        init_text_from_bert=True,
     ),
     "gpu": Profile(
         name="gpu",
