@@ -1,0 +1,62 @@
+"""tasks_viz: the results table, a fine-tuned run reloaded with the same predictions as its metrics.json, and
+the failure-case figures (smoke profile, runs in a temporary folder)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd
+import pytest
+import torch
+
+from vilbert_lite import tasks_viz as tv
+
+
+def test_results_table_rows_and_chance():
+    m = {"task": "retrieval", "r@1": 0.5, "r@5": 0.9, "r@10": 1.0, "four_way_accuracy": 0.7, "pool": 20,
+         "chance_r@1": 0.05, "chance": 0.25}  # fmt: skip
+    t = tv.results_table({"retrieval": {"pretrained": m, "ViLBERT†": {**m, "r@1": 0.1}}})
+    assert list(t.columns) == ["pretrained", "ViLBERT†", "chance"]
+    assert t.loc[("retrieval", "r@1"), "ViLBERT†"] == pytest.approx(0.1)
+    assert t.loc[("retrieval", "r@5"), "chance"] == pytest.approx(0.25)  # 5 / pool
+    assert t.loc[("retrieval", "four_way_accuracy"), "chance"] == pytest.approx(0.25)
+
+
+def test_ranking_table_marks_truth():
+    r = tv.ranking_table(torch.tensor([0.1, 0.9, 0.5]), ["a", "b", "c"], "c", k=2)
+    assert r["image_id"].tolist() == ["b", "c"] and r["true image"].tolist() == [False, True]
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    from vilbert_lite.pretrain import pretrain
+    from vilbert_lite.tasks import finetune
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("runs")
+    run = pretrain("smoke", 0, out=root, progress=False)
+    over = {"max_steps": 2}
+    return root, {t: finetune(t, run, "smoke", 0, root=root, train_overrides=over, progress=False)
+                  for t in ("vqa", "refer")}  # fmt: skip
+
+
+def test_reloaded_models_reproduce_metrics_and_draw(smoke_runs, tmp_path):
+    from vilbert_lite.data.world import make_world
+
+    root, res = smoke_runs
+    world = make_world("smoke", 0)
+    model, data = tv.load_task_model(tv.run_folder(res["vqa"], root), world)
+    assert set(tv.task_heads(model)) == {"vil_prediction"}
+    pred = tv.vqa_predictions(model, data, world)
+    assert pred["accuracy"].mean() == pytest.approx(res["vqa"]["vqa_accuracy"], abs=1e-6)
+    tv.plot_vqa_cases(world, pred.head(2), save=tmp_path / "vqa.png")
+    model, data = tv.load_task_model(tv.run_folder(res["refer"], root), world)
+    pred = tv.refer_predictions(model, data, world)
+    assert pred["correct"].mean() == pytest.approx(res["refer"]["refer_accuracy"], abs=1e-6)
+    tv.plot_refer_cases(world, pred.head(2), save=tmp_path / "refer.png")
+    table = tv.results_table({t: {"pretrained": m} for t, m in res.items()})
+    assert isinstance(table, pd.DataFrame) and "majority answer" in table.columns
+    tv.plot_results(table, save=tmp_path / "results.png")
+    assert (tmp_path / "vqa.png").stat().st_size > 0 and (tmp_path / "refer.png").stat().st_size > 0
