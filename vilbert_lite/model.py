@@ -364,8 +364,8 @@ class ViLBertModel(PreTrainedMixin, nn.Module):
 
     # The forward pass is split in three so retrieval can run the pair-independent prefixes once per
     # caption / once per image: text_prefix and vision_prefix never look at the other stream.
-    def text_prefix(self, input_ids, attention_mask=None, token_type_ids=None, task_ids=None, _rec=None):
-        """Text embeddings + text layers before the first co-attention -> (t (B,T,H), additive mask (B,1,1,T))."""
+    def embed_text(self, input_ids, attention_mask=None, token_type_ids=None, task_ids=None):
+        """Text embeddings -> (t (B,T,H), additive mask (B,1,1,T)); T grows by one with task tokens."""
         attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
         token_type_ids = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
         if self.config.task_specific_tokens:
@@ -374,8 +374,11 @@ class ViLBertModel(PreTrainedMixin, nn.Module):
             attention_mask = torch.cat(
                 [attention_mask[:, :1], attention_mask], dim=1
             )  # the task slot is real
-        t = self.embeddings(input_ids, token_type_ids, task_ids)
-        t_mask = self.extended_mask(attention_mask)
+        return self.embeddings(input_ids, token_type_ids, task_ids), self.extended_mask(attention_mask)
+
+    def text_prefix(self, input_ids, attention_mask=None, token_type_ids=None, task_ids=None, _rec=None):
+        """Text embeddings + text layers before the first co-attention -> (t (B,T,H), additive mask (B,1,1,T))."""
+        t, t_mask = self.embed_text(input_ids, attention_mask, token_type_ids, task_ids)
         rec = _rec or _Recorder(False, False)
         rec.add(t=t)
         t, _ = self.encoder.run(self.encoder.prefix_t, t, t_mask, None, None, rec)

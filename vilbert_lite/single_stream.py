@@ -103,15 +103,9 @@ class SingleStreamModel(PreTrainedMixin, nn.Module):
     # prefixes are only the embeddings: retrieval caching saves little for a single stream.
     def text_prefix(self, input_ids, attention_mask=None, token_type_ids=None, task_ids=None, _rec=None):
         """Text embeddings -> (t (B,T,H), additive mask (B,1,1,T)); T grows by one with task tokens."""
-        attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        token_type_ids = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
-        if self.config.task_specific_tokens:
-            if task_ids is None:
-                raise ValueError("task_ids (B, 1) is required when config.task_specific_tokens is set")
-            attention_mask = torch.cat([attention_mask[:, :1], attention_mask], dim=1)  # task slot: real
-        t = self.embeddings(input_ids, token_type_ids, task_ids)
+        t, t_mask = ViLBertModel.embed_text(self, input_ids, attention_mask, token_type_ids, task_ids)
         (_rec or _Recorder(False, False)).add(t=t)
-        return t, self.extended_mask(attention_mask)
+        return t, t_mask
 
     def vision_prefix(self, visual_feats, visual_pos, visual_attention_mask=None, _rec=None):
         """Region embeddings -> (v (B,R,H), additive mask (B,1,1,R))."""
