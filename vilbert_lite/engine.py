@@ -9,6 +9,7 @@ atomic checkpoints with exact resume, a tqdm bar, and a run folder:
     metrics.jsonl       one JSON line per log step ("kind": "train") and per evaluation ("kind": "eval")
     metrics.csv         the same rows, written at the end
     checkpoint.pt       model, optimizer, RNG states, data position; every `ckpt_every` steps and at the end
+                        (once DONE is written, the optimizer state and RNG states are dropped from it)
     model/ | model.pt   final weights (`model.save_pretrained` if the model has it, else a state dict)
     DONE                JSON with the final numbers (what `train` returns), written last
 
@@ -425,6 +426,9 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
             torch.save(model.state_dict(), out / "model.pt")
         runs.jsonl_to_csv(metrics_path, out / "metrics.csv")
         runs.write_json(out / runs.DONE, result)
+        # a finished run is only ever reused, never continued: keep its weights, drop the optimizer state
+        # (2x the model's size) so that many finished runs fit on a laptop's disk
+        runs.atomic_torch_save({"model": model.state_dict(), "state": st, "config": cfg.to_dict()}, ckpt_path)
     if world > 1:
         dist.barrier()  # every rank returns once the run folder is complete
     return result
