@@ -565,6 +565,8 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--images", help="image folder of the COCO captions")
     ap.add_argument("--fraction", type=float, default=1.0, help="share of the pretraining images (0 = none)")
     ap.add_argument("--text-only", action="store_true", help="the text-only baseline (images blanked)")
+    ap.add_argument("--model", default="vilbert", choices=["vilbert", "single_stream"],
+                    help="two streams (ViLBERT) or the single-stream baseline")  # fmt: skip
     ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                     help="continue a killed run from its checkpoint (default); --no-resume starts over")  # fmt: skip
     ap.add_argument("--config", help="ViLBertConfig overrides as JSON, e.g. '{\"objective\": 1}'")
@@ -575,7 +577,7 @@ def cli(argv: list[str]) -> int:
     try:
         run = pretrain(a.profile, a.seed, a.out, data, a.fraction, _json_arg(a.config, "--config"),
                        _json_arg(a.train, "--train"), not a.no_progress, text_only=a.text_only,
-                       captions=a.captions, images=a.images, resume=a.resume)  # fmt: skip
+                       captions=a.captions, images=a.images, resume=a.resume, model_kind=a.model)  # fmt: skip
     except (ValueError, FileNotFoundError) as e:
         print(f"vilbert-lite pretrain: {e}", file=sys.stderr)
         return 2
