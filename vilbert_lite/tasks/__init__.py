@@ -71,7 +71,7 @@ def finetune(
     train_overrides: dict | None = None,
     world_seed: int = 0,
     extractor=None,
-    root: str | Path = "runs",
+    root: str | Path | None = None,
     progress: bool = True,
     resume: bool = True,
     **real_data_paths: Any,
@@ -130,7 +130,11 @@ def finetune(
     run_cfg = {"kind": "finetune", "task": spec.name, "profile": prof.name, "seed": seed, "init": init_desc,
                "backbone": backbone_name(backbone), "data": data_desc, "model": config.to_dict(),
                "train": tcfg.to_dict(), "version": 1}  # fmt: skip
-    out = Path(out) if out is not None else runs.run_dir(Path(root) / "finetune", spec.name, run_cfg)
+    out = (
+        Path(out)
+        if out is not None
+        else runs.run_dir(Path(root or runs.runs_root()) / "finetune", spec.name, run_cfg)
+    )
     return run_task(spec, source, config, None if init_desc == "none" else init, tcfg, run_cfg, out,
                     backbone, prof.init_text_from_bert, progress, resume)  # fmt: skip
 
