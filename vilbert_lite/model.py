@@ -193,14 +193,19 @@ def layer_schedule(c: ViLBertConfig) -> list[tuple[str, int, bool]]:
     return steps
 
 
+def text_layers(c: ViLBertConfig) -> nn.ModuleList:
+    """The text stream's BERT layers (`encoder.layer.i`), also the single-stream baseline's joint layers."""
+    return nn.ModuleList(
+        TransformerLayer(c.hidden_size, c.num_attention_heads, c.intermediate_size, c.hidden_act,
+                         c.attention_probs_dropout_prob, c.hidden_dropout_prob)
+        for _ in range(c.num_hidden_layers)
+    )  # fmt: skip
+
+
 class Encoder(nn.Module):
     def __init__(self, c: ViLBertConfig):
         super().__init__()
-        self.layer = nn.ModuleList(
-            TransformerLayer(c.hidden_size, c.num_attention_heads, c.intermediate_size, c.hidden_act,
-                             c.attention_probs_dropout_prob, c.hidden_dropout_prob)
-            for _ in range(c.num_hidden_layers)
-        )  # fmt: skip
+        self.layer = text_layers(c)
         self.v_layer = nn.ModuleList(
             TransformerLayer(c.v_hidden_size, c.v_num_attention_heads, c.v_intermediate_size, c.v_hidden_act,
                              c.v_attention_probs_dropout_prob, c.v_hidden_dropout_prob)

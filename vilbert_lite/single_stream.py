@@ -34,12 +34,12 @@ from .model import (
     Pooler,
     PreTrainedMixin,
     TextEmbeddings,
-    TransformerLayer,
     ViLBertModel,
     ViLBertOutput,
     VisualEmbeddings,
     _Recorder,
     init_weights,
+    text_layers,
 )
 
 
@@ -73,11 +73,7 @@ class JointEncoder(nn.Module):
 
     def __init__(self, c: ViLBertConfig):
         super().__init__()
-        self.layer = nn.ModuleList(
-            TransformerLayer(c.hidden_size, c.num_attention_heads, c.intermediate_size, c.hidden_act,
-                             c.attention_probs_dropout_prob, c.hidden_dropout_prob)
-            for _ in range(c.num_hidden_layers)
-        )  # fmt: skip
+        self.layer = text_layers(c)
 
 
 class SingleStreamModel(PreTrainedMixin, nn.Module):

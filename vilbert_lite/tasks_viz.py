@@ -155,6 +155,11 @@ def plot_vqa_cases(world, cases: pd.DataFrame, cols: int = 4, title: str | None 
         ok = c["accuracy"] >= 1
         ax.set_title(f"{_wrap('Q: ' + c['question'])}\nanswer: {c['answer']}\npredicted: {c['predicted']}",
                      fontsize=8, color="darkgreen" if ok else "firebrick")  # fmt: skip
+    return _finish(fig, title, save)
+
+
+def _finish(fig: Figure, title: str | None, save) -> Figure:
+    """Suptitle, layout and optional PNG for a grid of cases."""
     if title:
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0, 1, 0.94) if title else None)
@@ -182,12 +187,7 @@ def plot_refer_cases(
         _box(ax, c["predicted_box"], "royalblue" if c["correct"] else "red", "--", "chosen region")
         ax.set_title(f"{_wrap(c['text'])}\nIoU {c['iou']:.2f}", fontsize=8)
     axes[0].legend(loc="lower left", fontsize=7, framealpha=0.8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0, 1, 0.94) if title else None)
-    if save:
-        fig.savefig(save, dpi=120)
-    return fig
+    return _finish(fig, title, save)
 
 
 def ranking_table(scores: torch.Tensor, image_ids: Sequence[str], truth: str, k: int = 5) -> pd.DataFrame:
