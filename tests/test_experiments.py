@@ -4,7 +4,7 @@ from vilbert_lite import experiments, reports
 
 
 def test_depth_overrides_follow_the_official_pattern():
-    d = experiments.depth_overrides("cpu")  # `small`: 6 text layers -> 1, 2, 3, 4 co-attention layers
+    d = experiments.depth_overrides("cpu")  # `mini`: 6 text layers -> 1, 2, 3, 4 co-attention layers
     assert [d[k]["v_num_hidden_layers"] for k in (2, 4, 6, 8)] == [1, 2, 3, 4]
     assert d[6]["v_biattention_id"] == [0, 1, 2] and d[6]["t_biattention_id"] == [3, 4, 5]
 

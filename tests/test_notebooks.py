@@ -70,7 +70,10 @@ def prepare(path: Path, out_dir: Path) -> Path:
     import papermill as pm
 
     prepared = out_dir / path.name
-    pm.execute_notebook(str(path), str(prepared), parameters={"profile": "smoke"}, prepare_only=True,
+    params = {"profile": "smoke"}
+    if "reports_dir" in pm.inspect_notebook(str(path)):  # tables and figures of a smoke run go to tmp
+        params["reports_dir"] = str(out_dir / "reports")
+    pm.execute_notebook(str(path), str(prepared), parameters=params, prepare_only=True,
                         kernel_name="python3", progress_bar=False)  # fmt: skip
     nb = nbformat.read(prepared, as_version=4)
     chdir = nbformat.v4.new_code_cell(f"import os\nos.chdir({str(NB_DIR)!r})  # as papermill --cwd notebooks")

@@ -123,8 +123,11 @@ def record(path: Path, parameters: dict | None = None, kernel: str = "python3") 
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
+        params = {"profile": "smoke", **(parameters or {})}
+        if "reports_dir" in pm.inspect_notebook(str(path)):  # smoke tables never overwrite reports/
+            params.setdefault("reports_dir", str(Path(tmp) / "reports"))
         done = pm.execute_notebook(
-            str(path), str(Path(tmp) / path.name), parameters={"profile": "smoke", **(parameters or {})},
+            str(path), str(Path(tmp) / path.name), parameters=params,
             cwd=str(path.parent), kernel_name=kernel, progress_bar=False,
         )  # fmt: skip
         seconds = time.perf_counter() - t0

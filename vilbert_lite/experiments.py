@@ -8,6 +8,8 @@ in all three tables, and ViLBERT† is Table 3's 0% row.
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 from .config import ViLBertConfig, co_attention_ids
@@ -62,7 +64,102 @@ def run_cell(table: str, row, profile: str, seed: int, *, pretrained: bool = Tru
         )
         for (t, metric), column in COLUMN_OF.items():
             if t == task and metric in m:
-                rows.append(
-                    dict(table=table, row=row, seed=seed, column=column, value=100.0 * float(m[metric]))
-                )
+                chance = m.get(f"chance_{metric}")  # e.g. chance_r@1 = 1 / pool for retrieval
+                rows.append(dict(table=table, row=row, seed=seed, column=column, value=100.0 * float(m[metric]),
+                                 chance=math.nan if chance is None else 100.0 * float(chance)))  # fmt: skip
     return rows
+
+
+# ------------------------------------------------------------------------------------------------ tables
+TABLE_NAMES = ("table1", "table2", "table3")
+FRACTIONS = (0.0, 0.25, 0.5, 1.0)  # Table 3: share of the pretraining corpus
+
+
+def table_cells(table: str, profile: str) -> list[tuple[object, dict]]:
+    """The rows of a paper table as (row key, run_cell keyword arguments).
+
+    table1: single-stream†, single-stream, ViLBERT†, ViLBERT; table2: 2/4/6/8 co-attention layers (scaled to
+    the profile's model, `depth_overrides`); table3: 0/25/50/100% of the pretraining corpus (0% = ViLBERT†)."""
+    if table == "table1":
+        return [
+            ("single_stream†", dict(pretrained=False, model_kind="single_stream", tasks=SINGLE_STREAM_TASKS)),
+            ("single_stream", dict(model_kind="single_stream", tasks=SINGLE_STREAM_TASKS)),
+            ("vilbert†", dict(pretrained=False)),
+            ("vilbert", {}),
+        ]
+    if table == "table2":
+        return [(depth, dict(config_overrides=o)) for depth, o in depth_overrides(profile).items()]
+    if table == "table3":
+        return [(f, dict(fraction=f, pretrained=f > 0)) for f in FRACTIONS]
+    raise ValueError(f"unknown table {table!r}; choose one of {TABLE_NAMES}")
+
+
+def _cell_job(args: tuple) -> list[dict]:
+    """One (table, row, profile, seed, kwargs, root) cell in a worker process (one torch thread)."""
+    import torch
+
+    table, row, profile, seed, kw, root = args
+    torch.set_num_threads(1)
+    return run_cell(table, row, profile, seed, root=root, **kw)
+
+
+def prepare_data(profile: str, progress: bool = False) -> None:
+    """Extract (or find cached) every feature store the cells need, once, before workers start in parallel."""
+    from .data.world import make_world
+    from .pretrain import synthetic_data
+    from .tasks.common import world_features
+
+    synthetic_data(profile, progress=progress)
+    world = make_world(profile, seed=0)
+    for kind in ("gt", "proposals"):
+        world_features(world, kind, progress=progress)
+
+
+def run_table(table: str, profile: str, seeds, *, workers: int = 1, root: str | Path | None = None,
+              csv: str | Path | None = None, progress: bool = True):  # fmt: skip
+    """Every cell of `table` for every seed -> long DataFrame (table, row, seed, column, value in percent).
+
+    Cells run in `workers` processes (one torch thread each: on a small CPU, two one-thread processes beat one
+    two-thread process for these models). Finished runs are reused, so a stopped table resumes. With `csv` the
+    rows are also written there (the file that reports read)."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from .runs import runs_root
+
+    root = str(Path(root) if root is not None else runs_root())
+    jobs, same = [], {}  # rows with identical settings (e.g. depths that a small model maps to one) run once
+    for s in seeds:
+        for row, kw in table_cells(table, profile):
+            key = (s, json.dumps(kw, sort_keys=True, default=str))
+            if key in same:
+                same[key].append(row)
+            else:
+                same[key] = [row]
+                jobs.append((table, row, profile, s, kw, root))
+    prepare_data(profile)
+    rows: list[dict] = []
+    bar = tqdm(total=len(jobs), desc=f"{table} ({profile})", disable=not progress)
+    if workers <= 1:
+        for job in jobs:
+            rows += _cell_job(job)
+            bar.update()
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            for fut in as_completed([pool.submit(_cell_job, j) for j in jobs]):
+                rows += fut.result()
+                bar.update()
+    bar.close()
+    copies = {(s, rows_[0]): rows_[1:] for (s, _), rows_ in same.items() if len(rows_) > 1}
+    rows += [{**r, "row": other} for r in list(rows) for other in copies.get((r["seed"], r["row"]), [])]
+    order = {row: i for i, (row, _) in enumerate(table_cells(table, profile))}
+    df = pd.DataFrame(rows)
+    df = df.sort_values(["row", "seed", "column"], key=lambda c: c.map(order) if c.name == "row" else c)
+    df = df.reset_index(drop=True)
+    if csv is not None:
+        Path(csv).parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(csv, index=False)
+    return df

@@ -246,3 +246,103 @@ def plot_trend(summary: pd.DataFrame, columns: list[str] | None = None, xlabel: 
     if save:
         fig.savefig(save, dpi=110)
     return fig
+
+
+# ------------------------------------------------------------------------------------------- the summary
+TABLE_TITLES = {
+    "table1": "Table 1 · task-specific baselines (single-stream vs ViLBERT, with and without pretraining)",
+    "table2": "Table 2 · depth: number of co-attention layers",
+    "table3": "Table 3 · pretraining data: share of the corpus",
+}
+
+
+def read_long(path: str | Path) -> pd.DataFrame:
+    """A table's long rows as written by `experiments.run_table(csv=...)`; row keys back to numbers for
+    tables 2 and 3."""
+    df = pd.read_csv(path)
+    if str(Path(path).name).startswith(("table2", "table3")):
+        df["row"] = pd.to_numeric(df["row"])
+    return df
+
+
+def chance_r1(long: pd.DataFrame) -> float | None:
+    """Chance R@1 in percent (100 / pool) recorded with the zero-shot rows, if any."""
+    if "chance" not in long:
+        return None
+    c = long[long.column == "zs_r@1"].chance.dropna()
+    return float(c.mean()) if len(c) else None
+
+
+def all_claims(tables_dir: str | Path) -> pd.DataFrame:
+    """Claims C1-C5 from whichever of table1/2/3_long.csv exist in `tables_dir`."""
+    d = Path(tables_dir)
+    t = {k: read_long(d / f"{k}_long.csv") if (d / f"{k}_long.csv").exists() else None for k in TABLE_TITLES}
+    return claims(t["table1"], t["table2"], t["table3"],
+                  chance_r1=chance_r1(t["table1"]) if t["table1"] is not None else None)  # fmt: skip
+
+
+def write_summary(reports_dir: str | Path, profile: str, command: str | None = None) -> Path:
+    """reports/README.md: every table (ours mean ± std next to the paper), the claims, the figures, and the
+    command, date and machine that made them. Computed from the tables' long CSVs, nothing typed by hand."""
+    import datetime as dt
+    import os
+    import platform
+
+    from . import paper
+
+    r = Path(reports_dir)
+    tables = r / "tables"
+    published = {"table1": paper.TABLE1, "table2": paper.TABLE2, "table3": paper.TABLE3}
+    lines = ["# Reproduction report", "",
+             f"- command: `{command or f'make reproduce PROFILE={profile}'}`",
+             f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+             f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}, "
+             f"Python {platform.python_version()}",
+             f"- profile: `{profile}` (the sizes are in `vilbert_lite/profiles.py`); every number below is the mean "
+             "± std over seeds of runs in `runs/`, each cell's 95% interval is in `tables/*_summary.csv`",
+             "- the paper's numbers are on the real datasets (VQA 2.0, VCR, RefCOCO+, Flickr30k) with a 250M-"
+             "parameter model; ours are on the synthetic world at the profile's size: compare the *pattern* "
+             "(which row wins), not the values", ""]  # fmt: skip
+    for key, title in TABLE_TITLES.items():
+        f = tables / f"{key}_long.csv"
+        if not f.exists():
+            lines += [f"## {title}", "", "not run yet", ""]
+            continue
+        long = read_long(f)
+        summary = summarize(long)
+        side = side_by_side(summary, published[key])
+        lines += [f"## {title}", "", f"seeds per cell: {int(summary.n.min())}-{int(summary.n.max())}", "",
+                  markdown(side), f"![{key}](figures/{key}.png)", ""]  # fmt: skip
+    cl = all_claims(tables)
+    if not cl.empty:
+        lines += ["## The paper's claims", "", markdown(cl.set_index("claim")), ""]
+    out = r / "README.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def report_table(long: pd.DataFrame, key: str, reports_dir: str | Path, title: str = ""):
+    """Summarise one table's long rows and write its files under reports_dir: tables/KEY_summary.csv (mean, std,
+    n, 95% interval), tables/KEY.csv/.md (ours next to the paper), figures/KEY.png -> (summary, side, figure).
+    Table 3 is drawn as score against corpus fraction, the others as grouped bars."""
+    from . import paper
+
+    r = Path(reports_dir)
+    summary = summarize(long)
+    (r / "tables").mkdir(parents=True, exist_ok=True)
+    (r / "figures").mkdir(parents=True, exist_ok=True)
+    summary.to_csv(r / "tables" / f"{key}_summary.csv", index=False)
+    side = side_by_side(
+        summary, {"table1": paper.TABLE1, "table2": paper.TABLE2, "table3": paper.TABLE3}[key]
+    )
+    save_table(side, r / "tables" / key)
+    title = title or TABLE_TITLES[key]
+    if key == "table3":
+        fig = plot_trend(summary, xlabel="share of the pretraining corpus", title=title,
+                         save=r / "figures" / f"{key}.png")  # fmt: skip
+    else:
+        fig = plot_bars(summary, title=title, save=r / "figures" / f"{key}.png")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)  # returned, not shown twice by the inline backend
+    return summary, side, fig

@@ -49,14 +49,21 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
             continue
         print(f"[{i}/{len(SUITE)}] {name} (profile={profile}) ...", flush=True)
         t0 = time.time()
+        params = {"profile": profile, "seed": seed, "device": device}
+        if "reports_dir" in pm.inspect_notebook(str(src)):
+            params["reports_dir"] = str(reports)
         pm.execute_notebook(
-            str(src), str(out_dir / name), parameters={"profile": profile, "seed": seed, "device": device},
+            str(src), str(out_dir / name), parameters=params,
             cwd=str(nb_dir), progress_bar=False, kernel_name="python3",
         )  # fmt: skip
         dt_s = time.time() - t0
         print(f"[{i}/{len(SUITE)}] {name}: done in {dt_s:.0f} s", flush=True)
         status.append({"notebook": name, "status": "ok", "seconds": round(dt_s, 1)})
     write_index(reports, profile, status)
+    if (reports / "tables").is_dir():
+        from vilbert_lite.reports import write_summary
+
+        write_summary(reports, profile)
     return status
 
 
@@ -81,10 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--reports", default=str(ROOT / "reports"))
+    ap.add_argument(
+        "--reports",
+        default=None,
+        help="default: reports/ for the cpu profile (committed), reports/<profile>/ for the others",
+    )
     ap.add_argument("--only", nargs="*", help="substrings of notebook names to run")
     a = ap.parse_args(argv)
-    status = run_suite(a.profile, a.seed, a.device, Path(a.reports), a.only)
+    reports = Path(a.reports) if a.reports else ROOT / "reports" / ("" if a.profile == "cpu" else a.profile)
+    status = run_suite(a.profile, a.seed, a.device, reports, a.only)
     missing = [s["notebook"] for s in status if s["status"] == "missing"]
     if missing:
         print(f"{len(missing)} notebook(s) not written yet: {', '.join(missing)}", file=sys.stderr)
