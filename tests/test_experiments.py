@@ -26,3 +26,72 @@ def test_cells_give_long_rows_in_percent(smoke_rows):
     assert set(df.row) == {"vilbert", "vilbert†"} and (df.value >= 0).all() and (df.value <= 100).all()
     s = reports.summarize(df)
     assert len(s) == 8 and (s.n == 1).all()
+
+
+def test_table_cells_name_every_row_of_the_paper():
+    rows = {t: [r for r, _ in experiments.table_cells(t, "cpu")] for t in experiments.TABLE_NAMES}
+    assert rows["table1"] == ["single_stream†", "single_stream", "vilbert†", "vilbert"]
+    assert rows["table2"] == [2, 4, 6, 8] and rows["table3"] == [0.0, 0.25, 0.5, 1.0]
+    kw3 = dict(experiments.table_cells("table3", "cpu"))
+    assert kw3[0.0]["pretrained"] is False and kw3[0.5] == {"fraction": 0.5, "pretrained": True}
+    with pytest.raises(ValueError, match="table4"):
+        experiments.table_cells("table4", "cpu")
+
+
+def test_run_table_runs_identical_cells_once_and_writes_the_csv(monkeypatch, tmp_path):
+    calls = []
+
+    def fake_cell(table, row, profile, seed, root=None, **kw):
+        calls.append((row, seed))
+        n = len(kw["config_overrides"]["v_biattention_id"])
+        return [dict(table=table, row=row, seed=seed, column="r@1", value=10.0 * n + seed, chance=1.0)]
+
+    monkeypatch.setattr(experiments, "run_cell", fake_cell)
+    monkeypatch.setattr(experiments, "prepare_data", lambda profile, progress=False: None)
+    # smoke's tiny model has 3 text layers: depths 2 and 4 map to one co-attention layer, 6 and 8 to two
+    df = experiments.run_table(
+        "table2", "smoke", [0, 1], root=tmp_path, csv=tmp_path / "t2.csv", progress=False
+    )
+    assert sorted(calls) == [(2, 0), (2, 1), (6, 0), (6, 1)]
+    assert list(df.row) == [2, 2, 4, 4, 6, 6, 8, 8] and list(df.seed) == [0, 1] * 4
+    assert df.set_index(["row", "seed"]).value.to_dict() == {
+        (2, 0): 10.0, (2, 1): 11.0, (4, 0): 10.0, (4, 1): 11.0, (6, 0): 20.0, (6, 1): 21.0, (8, 0): 20.0,
+        (8, 1): 21.0,
+    }  # fmt: skip
+    back = reports.read_long(tmp_path / "t2.csv")
+    assert back.row.tolist() == df.row.tolist()  # numeric row keys survive the CSV
+
+
+def test_write_summary_reads_the_tables_and_states_the_claims(tmp_path):
+    import pandas as pd
+
+    rows = []
+    for seed in range(3):
+        for row, base in [
+            ("vilbert†", 30.0),
+            ("vilbert", 60.0),
+            ("single_stream†", 20.0),
+            ("single_stream", 40.0),
+        ]:
+            for col in ("vqa_accuracy", "q2a", "zs_r@1"):
+                if col == "zs_r@1" and row.startswith("single"):
+                    continue
+                v = (1.0 if row == "vilbert†" else 20.0 + seed) if col == "zs_r@1" else base + seed
+                rows.append(dict(table="table1", row=row, seed=seed, column=col, value=v, chance=1.0))
+    long = pd.DataFrame(rows)
+    (tmp_path / "tables").mkdir()
+    long.to_csv(tmp_path / "tables" / "table1_long.csv", index=False)
+    summary, side, _ = reports.report_table(long, "table1", tmp_path)
+    assert (tmp_path / "figures" / "table1.png").stat().st_size > 0
+    assert side.loc["vilbert", "vqa_accuracy ours"] == "61.00 ± 1.00"
+    assert side.loc["vilbert", "vqa_accuracy paper"] == "70.55"
+    text = reports.write_summary(tmp_path, "cpu").read_text()
+    assert "make reproduce PROFILE=cpu" in text and "61.00 ± 1.00" in text
+    assert (
+        "| C1 | pretraining helps" in text
+        and "| C2 |" in text
+        and "Table 2" in text
+        and "not run yet" in text
+    )
+    cl = reports.all_claims(tmp_path / "tables").set_index("claim")
+    assert cl.loc["C1", "verdict"] == "held" and cl.loc["C2", "verdict"] == "held"
