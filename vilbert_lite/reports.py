@@ -184,7 +184,7 @@ def side_by_side(summary: pd.DataFrame, paper: dict) -> pd.DataFrame:
             if len(s) or p is not None:
                 rec[f"{col} paper"] = "-" if p is None else f"{p:.2f}"
         out.append(rec)
-    return pd.DataFrame(out).set_index("row")
+    return pd.DataFrame(out).set_index("row").fillna("-")  # a column another row has, absent from this one
 
 
 def save_table(df: pd.DataFrame, path_stem: str | Path) -> None:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+CELL_TIMEOUT_S = 2400  # per cell: the table cells train tens of runs; anything longer is a hung kernel
 SUITE = [
     "01_self_attention.ipynb",
     "02_co_attention.ipynb",
@@ -52,10 +53,17 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
         params = {"profile": profile, "seed": seed, "device": device}
         if "reports_dir" in pm.inspect_notebook(str(src)):
             params["reports_dir"] = str(reports)
-        pm.execute_notebook(
-            str(src), str(out_dir / name), parameters=params,
-            cwd=str(nb_dir), progress_bar=False, kernel_name="python3",
-        )  # fmt: skip
+        for attempt in (1, 2):  # a kernel that stops answering (seen once, in a widget cell) is retried once;
+            try:  # the retry is cheap: every finished run folder is reused
+                pm.execute_notebook(
+                    str(src), str(out_dir / name), parameters=params, cwd=str(nb_dir), progress_bar=False,
+                    kernel_name="python3", execution_timeout=CELL_TIMEOUT_S,
+                )  # fmt: skip
+                break
+            except TimeoutError:
+                if attempt == 2:
+                    raise
+                print(f"[{i}/{len(SUITE)}] {name}: a cell ran over {CELL_TIMEOUT_S} s, retrying", flush=True)
         dt_s = time.time() - t0
         print(f"[{i}/{len(SUITE)}] {name}: done in {dt_s:.0f} s", flush=True)
         status.append({"notebook": name, "status": "ok", "seconds": round(dt_s, 1)})
