@@ -210,7 +210,7 @@ def plot_bars(summary: pd.DataFrame, columns: list[str] | None = None, title: st
 
     cols = [c for c in (columns or COLUMNS) if c in set(summary.column)]
     rows = list(dict.fromkeys(summary.row))
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(cols) * max(1, len(rows)) / 2), 3.6))
+    fig, ax = plt.subplots(figsize=(min(14, max(6, 0.3 * len(cols) * max(1, len(rows)))), 3.8))
     w = 0.8 / max(1, len(rows))
     for i, row in enumerate(rows):
         s = summary[summary.row == row].set_index("column").reindex(cols)
