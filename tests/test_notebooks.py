@@ -70,9 +70,9 @@ def prepare(path: Path, out_dir: Path) -> Path:
     import papermill as pm
 
     prepared = out_dir / path.name
-    params = {"profile": "smoke"}
-    if "reports_dir" in pm.inspect_notebook(str(path)):  # tables and figures of a smoke run go to tmp
-        params["reports_dir"] = str(out_dir / "reports")
+    from vilbert_lite.reproduce import notebook_parameters
+
+    params = notebook_parameters(path, out_dir / "reports", profile="smoke")  # smoke tables go to tmp
     pm.execute_notebook(str(path), str(prepared), parameters=params, prepare_only=True,
                         kernel_name="python3", progress_bar=False)  # fmt: skip
     nb = nbformat.read(prepared, as_version=4)

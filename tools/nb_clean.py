@@ -123,9 +123,10 @@ def record(path: Path, parameters: dict | None = None, kernel: str = "python3") 
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        params = {"profile": "smoke", **(parameters or {})}
-        if "reports_dir" in pm.inspect_notebook(str(path)):  # smoke tables never overwrite reports/
-            params.setdefault("reports_dir", str(Path(tmp) / "reports"))
+        from vilbert_lite.reproduce import notebook_parameters
+
+        # smoke tables never overwrite reports/
+        params = {**notebook_parameters(path, Path(tmp) / "reports", profile="smoke"), **(parameters or {})}
         done = pm.execute_notebook(
             str(path), str(Path(tmp) / path.name), parameters=params,
             cwd=str(path.parent), kernel_name=kernel, progress_bar=False,

@@ -128,34 +128,35 @@ def run_table(table: str, profile: str, seeds, *, workers: int = 1, root: str | 
     from .runs import runs_root
 
     root = str(Path(root) if root is not None else runs_root())
-    jobs, same = [], {}  # rows with identical settings (e.g. depths that a small model maps to one) run once
+    cells = table_cells(table, profile)
+    groups: dict[
+        tuple, list
+    ] = {}  # rows with identical settings (e.g. depths a small model maps to one) run once
+    jobs: dict[tuple, tuple] = {}
     for s in seeds:
-        for row, kw in table_cells(table, profile):
+        for row, kw in cells:
             key = (s, json.dumps(kw, sort_keys=True, default=str))
-            if key in same:
-                same[key].append(row)
-            else:
-                same[key] = [row]
-                jobs.append((table, row, profile, s, kw, root))
+            groups.setdefault(key, []).append(row)
+            jobs.setdefault(key, (table, row, profile, s, kw, root))
     prepare_data(profile)
-    rows: list[dict] = []
+    results: dict[tuple, list[dict]] = {}
     bar = tqdm(total=len(jobs), desc=f"{table} ({profile})", disable=not progress)
     if workers <= 1:
-        for job in jobs:
-            rows += _cell_job(job)
+        for key, job in jobs.items():
+            results[key] = _cell_job(job)
             bar.update()
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            for fut in as_completed([pool.submit(_cell_job, j) for j in jobs]):
-                rows += fut.result()
+            futures = {pool.submit(_cell_job, job): key for key, job in jobs.items()}
+            for fut in as_completed(futures):
+                results[futures[fut]] = fut.result()
                 bar.update()
     bar.close()
-    copies = {(s, rows_[0]): rows_[1:] for (s, _), rows_ in same.items() if len(rows_) > 1}
-    rows += [{**r, "row": other} for r in list(rows) for other in copies.get((r["seed"], r["row"]), [])]
-    order = {row: i for i, (row, _) in enumerate(table_cells(table, profile))}
+    rows = [{**r, "row": row} for key, same in groups.items() for row in same for r in results[key]]
+    order = {row: i for i, (row, _) in enumerate(cells)}
     df = pd.DataFrame(rows)
     df = df.sort_values(["row", "seed", "column"], key=lambda c: c.map(order) if c.name == "row" else c)
     df = df.reset_index(drop=True)

@@ -43,3 +43,4 @@ TABLE3 = {  # Table 3: fraction of Conceptual Captions used for pretraining
     0.5: _row(70.30, 71.88, 73.60, 53.03, 71.16, 54.84, 83.62, 90.10, 26.76, 56.26, 68.80),
     1.0: _row(70.55, 72.42, 74.47, 54.04, 72.34, 58.20, 84.90, 91.52, 31.86, 61.12, 72.80),
 }
+TABLES = {"table1": TABLE1, "table2": TABLE2, "table3": TABLE3}  # by the names notebooks 07-09 use

@@ -257,11 +257,12 @@ TABLE_TITLES = {
 
 
 def read_long(path: str | Path) -> pd.DataFrame:
-    """A table's long rows as written by `experiments.run_table(csv=...)`; row keys back to numbers for
-    tables 2 and 3."""
+    """A table's long rows as written by `experiments.run_table(csv=...)`; numeric row keys (depths, corpus
+    fractions) come back as numbers."""
     df = pd.read_csv(path)
-    if str(Path(path).name).startswith(("table2", "table3")):
-        df["row"] = pd.to_numeric(df["row"])
+    numeric = pd.to_numeric(df["row"], errors="coerce")
+    if numeric.notna().all():
+        df["row"] = numeric
     return df
 
 
@@ -292,7 +293,6 @@ def write_summary(reports_dir: str | Path, profile: str, command: str | None = N
 
     r = Path(reports_dir)
     tables = r / "tables"
-    published = {"table1": paper.TABLE1, "table2": paper.TABLE2, "table3": paper.TABLE3}
     lines = ["# Reproduction report", "",
              f"- command: `{command or f'make reproduce PROFILE={profile}'}`",
              f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
@@ -310,7 +310,7 @@ def write_summary(reports_dir: str | Path, profile: str, command: str | None = N
             continue
         long = read_long(f)
         summary = summarize(long)
-        side = side_by_side(summary, published[key])
+        side = side_by_side(summary, paper.TABLES[key])
         lines += [f"## {title}", "", f"seeds per cell: {int(summary.n.min())}-{int(summary.n.max())}", "",
                   markdown(side), f"![{key}](figures/{key}.png)", ""]  # fmt: skip
     cl = all_claims(tables)
@@ -332,9 +332,7 @@ def report_table(long: pd.DataFrame, key: str, reports_dir: str | Path, title: s
     (r / "tables").mkdir(parents=True, exist_ok=True)
     (r / "figures").mkdir(parents=True, exist_ok=True)
     summary.to_csv(r / "tables" / f"{key}_summary.csv", index=False)
-    side = side_by_side(
-        summary, {"table1": paper.TABLE1, "table2": paper.TABLE2, "table3": paper.TABLE3}[key]
-    )
+    side = side_by_side(summary, paper.TABLES[key])
     save_table(side, r / "tables" / key)
     title = title or TABLE_TITLES[key]
     if key == "table3":

@@ -30,6 +30,16 @@ SUITE = [
 ]
 
 
+def notebook_parameters(path: str | Path, reports_dir: str | Path, **params) -> dict:
+    """papermill parameters for one notebook: `params`, plus `reports_dir` when the notebook declares it
+    (notebooks 07-09), so that tables and figures land where the caller wants them."""
+    import papermill as pm
+
+    if "reports_dir" in pm.inspect_notebook(str(path)):
+        params["reports_dir"] = str(reports_dir)
+    return params
+
+
 def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports: Path | None = None,
               only: list[str] | None = None) -> list[dict]:  # fmt: skip
     """Execute every notebook of the suite that exists; returns one status dict per notebook."""
@@ -50,9 +60,7 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
             continue
         print(f"[{i}/{len(SUITE)}] {name} (profile={profile}) ...", flush=True)
         t0 = time.time()
-        params = {"profile": profile, "seed": seed, "device": device}
-        if "reports_dir" in pm.inspect_notebook(str(src)):
-            params["reports_dir"] = str(reports)
+        params = notebook_parameters(src, reports, profile=profile, seed=seed, device=device)
         for attempt in (1, 2):  # a kernel that stops answering (seen once, in a widget cell) is retried once;
             try:  # the retry is cheap: every finished run folder is reused
                 pm.execute_notebook(
