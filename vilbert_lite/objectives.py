@@ -191,7 +191,7 @@ def pretraining_loss(
 
     The token / region heads run only at masked positions. `objective` 1 (default: model.config.objective)
     drops the masked losses of mismatched pairs (the official `objective 1`). A loss whose weight is 0 is
-    not computed at all."""
+    computed at no position (the alignment head, one row per pair, always runs: its loss is then logged only)."""
     core = getattr(model, "module", model)  # DDP-wrapped under torchrun
     cfg = core.config
     objective = cfg.objective if objective is None else objective
