@@ -129,9 +129,8 @@ def run_table(table: str, profile: str, seeds, *, workers: int = 1, root: str | 
 
     root = str(Path(root) if root is not None else runs_root())
     cells = table_cells(table, profile)
-    groups: dict[
-        tuple, list
-    ] = {}  # rows with identical settings (e.g. depths a small model maps to one) run once
+    # rows with identical settings (e.g. depths that a small model maps to one) run once: key -> rows, key -> job
+    groups: dict[tuple, list] = {}
     jobs: dict[tuple, tuple] = {}
     for s in seeds:
         for row, kw in cells:
