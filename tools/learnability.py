@@ -9,6 +9,8 @@ on the held-out "val" captions, with the same swapping:
 - `rule`: no learning. Match iff every colour, shape and background word of the caption is present in the image's
   ground truth (synonyms and plurals mapped). It shows what a presence check can reach without binding colours to
   shapes.
+- `cnn_probe_acc`: how well each object's colour, shape and size can be read linearly from its CNN region feature
+  (held-out 20% of the objects).
 - `lookup_cnn` / `lookup_ideal`: a learner built for the task. Each token looks for its best-matching region, by a
   dot product of a learned word vector with a linear map of the region; a learned gate says which words must be
   found; the caption matches unless a gated word finds no region. `cnn` gives it the region features that ViLBERT
@@ -64,6 +66,26 @@ def rule_accuracy(texts: list[str], scenes: list, sw: torch.Tensor, partner: tor
         )
         right += ok == (not sw[i])
     return right / len(texts)
+
+
+def probe_regions(cnn, rmask, objects, epochs=300) -> dict[str, float]:
+    """Held-out accuracy of a linear probe (full batch, AdamW) for each object attribute from its region feature."""
+    x = cnn[rmask]  # (N, F) standardised, in the same order as `objects`
+    out, split = {}, int(0.8 * len(x))
+    for attr, values in (("color", list(COLORS)), ("shape", list(SHAPES)), ("size", ["small", "large"])):
+        y = torch.tensor([values.index(getattr(o, attr)) for o in objects])
+        torch.manual_seed(0)
+        probe = nn.Linear(x.shape[1], len(values))
+        opt = torch.optim.AdamW(probe.parameters(), 1e-3)
+        for _ in range(epochs):
+            F.cross_entropy(probe(x[:split]), y[:split]).backward()
+            opt.step()
+            opt.zero_grad()
+        out[attr] = round((probe(x[split:]).argmax(1) == y[split:]).float().mean().item(), 4)
+        print(
+            f"linear probe on the CNN region feature: {attr} {out[attr]:.3f} (chance {1 / len(values):.3f})"
+        )
+    return out
 
 
 class Lookup(nn.Module):
@@ -164,6 +186,9 @@ def main(argv=None) -> None:
         "rule_val_alignment_acc": round(rule_accuracy(val_texts, val_scenes, vs, vp), 4),
     }
     print(f"presence rule: held-out alignment {out['rule_val_alignment_acc']:.3f}", flush=True)
+    objects = [o for k in keys for o in scenes[k].objects[:R]]  # the rows of cnn[rmask]
+    assert len(objects) == int(rmask.sum()), "regions 1.. should be the ground-truth objects, one each"
+    out["cnn_probe_acc"] = probe_regions(cnn, rmask, objects)
     for kind, feats in (("lookup_ideal", ideal), ("lookup_cnn", cnn)):
         out[kind] = train_lookup(kind, ds, val, feats, rmask, args.steps, args.lr, args.seed)
     out["wall_s"] = round(time.time() - t0, 1)
