@@ -23,8 +23,8 @@ def test_presence_rule_accepts_every_true_caption_and_rejects_most_swaps():
     texts, scenes = [c.text for c in caps], [w.scene(c.image_id) for c in caps]
     n = len(caps)
     # genuine pairs: every caption names only colours, shapes and a background that are in its image
-    assert learnability.rule_accuracy(texts, scenes, torch.zeros(n, dtype=torch.bool), torch.arange(n)) == 1.0
+    assert learnability.rule_accuracy(texts, scenes, torch.arange(n), torch.ones(n, dtype=torch.long)) == 1.0
     # every caption swapped for one of another image: most are caught, not all (vague captions fit many images)
     partner = (torch.arange(n) + 3 * w.sizes.captions_per_scene) % n
-    caught = learnability.rule_accuracy(texts, scenes, torch.ones(n, dtype=torch.bool), partner)
+    caught = learnability.rule_accuracy(texts, scenes, partner, torch.zeros(n, dtype=torch.long))
     assert 0.7 < caught < 1.0

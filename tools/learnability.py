@@ -37,26 +37,27 @@ from torch import nn
 from vilbert_lite.data.texts import PLURAL, SYNONYMS
 from vilbert_lite.data.tokenize import get_tokenizer
 from vilbert_lite.data.world import COLORS, SHAPES, make_world
+from vilbert_lite.objectives import swap_captions
 from vilbert_lite.pretrain import CaptionImageDataset, synthetic_data
 from vilbert_lite.visual_tokens import linear_probe
 
 SHAPE_WORD = {s: s for s in SHAPES} | {p: s for s, p in PLURAL.items()}
 SHAPE_WORD |= {w: s for s, ws in SYNONYMS.items() for w in ws if " " not in w}
 VAL_SEED = 1  # the held-out pairs: the rule and both learners are scored on the same swaps
+BATCH = 64  # as the `cpu` profile's pretraining
 
 
-def swapped(n: int, image: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(is_swapped (n,) bool, partner (n,) long): half the captions replaced by one of another image."""
-    sw, partner = torch.rand(n, generator=g) < 0.5, torch.randint(n, (n,), generator=g)
-    return sw & (image[partner] != image), partner
+def swap(ids: torch.Tensor, image: torch.Tensor, g: torch.Generator):
+    """Pretraining's caption swap (`objectives.swap_captions`) -> (swapped ids, source caption index, label 1 = match)."""
+    b = swap_captions({"input_ids": ids, "image_index": image, "text_index": torch.arange(len(ids))}, g)
+    return b["input_ids"], b["text_index"], b["alignment_label"]
 
 
-def rule_accuracy(texts: list[str], scenes: list, sw: torch.Tensor, partner: torch.Tensor) -> float:
-    """Accuracy of the presence rule on caption i (or caption partner[i] where sw[i]) against scenes[i]."""
+def rule_accuracy(texts: list[str], scenes: list, src: torch.Tensor, label: torch.Tensor) -> float:
+    """Accuracy of the presence rule on caption src[i] against scenes[i], whose true answer is label[i] (1 = match)."""
     right = 0
-    for i, text in enumerate(texts):
-        scene = scenes[i]
-        cap = texts[partner[i]] if sw[i] else text
+    for i, scene in enumerate(scenes):
+        cap = texts[src[i]]
         words = re.findall(r"[a-z]+", cap.lower())
         bg = re.search(r"on an? (\w+) background", cap)
         ok = (
@@ -65,7 +66,7 @@ def rule_accuracy(texts: list[str], scenes: list, sw: torch.Tensor, partner: tor
             and {SHAPE_WORD[w] for w in words if w in SHAPE_WORD} <= {o.shape for o in scene.objects}
             and (not bg or bg.group(1) == scene.background)
         )
-        right += ok == (not sw[i])
+        right += ok == bool(label[i])
     return right / len(texts)
 
 
@@ -96,29 +97,32 @@ class Lookup(nn.Module):
         return self.c[0] - (gate * F.softplus(self.c[1] - found)).sum(1)
 
 
-def train_lookup(kind, ds, val, feats, rmask, steps, lr, seed, every=100) -> list[dict]:
+def train_lookup(kind, ds, val, feats, rmask, steps, lr, seed, vocab, every=100) -> list[dict]:
+    """ds = (ids (N, T), image (N,)); val = the held-out pairs, already swapped: (ids, image, label)."""
     torch.manual_seed(seed)
-    model = Lookup(30522, feats.shape[-1])
+    model = Lookup(vocab, feats.shape[-1])
     opt = torch.optim.AdamW(model.parameters(), lr)
     g, curve, step = torch.Generator().manual_seed(seed), [], 0
-    (ids, image), (vids, vimage) = ds, val
+    (ids, image), (vids, vimage, vlabel) = ds, val
     while step < steps:
         perm = torch.randperm(len(ids), generator=g)
-        for i in range(0, len(perm) - 63, 64):
-            idx = perm[i : i + 64]
-            x, im = ids[idx], image[idx]
-            sw, partner = swapped(64, im, g)
-            out = model(torch.where(sw[:, None], x[partner], x), feats[im], rmask[im])
-            loss = F.binary_cross_entropy_with_logits(out, (~sw).float())
+        for i in range(0, len(perm) - BATCH + 1, BATCH):
+            idx = perm[i : i + BATCH]
+            x, _, label = swap(ids[idx], image[idx], g)
+            out = model(x, feats[image[idx]], rmask[image[idx]])
+            loss = F.binary_cross_entropy_with_logits(out, label.float())
             loss.backward()
             opt.step()
             opt.zero_grad()
             step += 1
             if step % every == 0 or step == steps:
                 with torch.no_grad():
-                    vs, vp = swapped(len(vids), vimage, torch.Generator().manual_seed(VAL_SEED))
-                    vout = model(torch.where(vs[:, None], vids[vp], vids), feats[vimage], rmask[vimage])
-                    acc = ((vout > 0) == ~vs).float().mean().item()
+                    acc = (
+                        ((model(vids, feats[vimage], rmask[vimage]) > 0).long() == vlabel)
+                        .float()
+                        .mean()
+                        .item()
+                    )
                 curve.append({"step": step, "val_alignment_acc": round(acc, 4)})
                 print(f"{kind} step {step}: held-out alignment {acc:.3f}", flush=True)
             if step >= steps:
@@ -164,25 +168,27 @@ def main(argv=None) -> None:
             ids[i, : len(x)] = torch.as_tensor(x)
         return ids, torch.tensor([index[d.image_ids[j]] for j in d.image_index])
 
-    ds, val = pack(train), pack(val_caps)
-    vs, vp = swapped(len(val_caps), val[1], torch.Generator().manual_seed(VAL_SEED))
+    ds, (vids, vimage) = pack(train), pack(val_caps)
+    vids, vsrc, vlabel = swap(vids, vimage, torch.Generator().manual_seed(VAL_SEED))
     val_texts, val_scenes = [c.text for c in val_caps], [scenes[c.image_id] for c in val_caps]
     out = {
         "profile": args.profile,
         "steps": args.steps,
-        "batch_size": 64,
+        "batch_size": BATCH,
         "lr": args.lr,
         "seed": args.seed,
         "train_captions": len(train),
         "val_captions": len(val_caps),
-        "rule_val_alignment_acc": round(rule_accuracy(val_texts, val_scenes, vs, vp), 4),
+        "rule_val_alignment_acc": round(rule_accuracy(val_texts, val_scenes, vsrc, vlabel), 4),
     }
     print(f"presence rule: held-out alignment {out['rule_val_alignment_acc']:.3f}", flush=True)
     objects = [o for k in keys for o in scenes[k].objects[:R]]  # the rows of cnn[rmask]
     assert len(objects) == int(rmask.sum()), "regions 1.. should be the ground-truth objects, one each"
     out["cnn_probe_acc"] = probe_regions(cnn, rmask, objects)
     for kind, feats in (("lookup_ideal", ideal), ("lookup_cnn", cnn)):
-        out[kind] = train_lookup(kind, ds, val, feats, rmask, args.steps, args.lr, args.seed)
+        out[kind] = train_lookup(
+            kind, ds, (vids, vimage, vlabel), feats, rmask, args.steps, args.lr, args.seed, len(tok)
+        )
     out["wall_s"] = round(time.time() - t0, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
