@@ -167,9 +167,11 @@ def plot_word_region_matrix(
 
 
 def plot_image_overlay(image, boxes, weights, title: str | None = None, ax=None, labels=None, cmap: str = "YlOrRd",
-                       highlight: int | None = None, top: int | None = None, colorbar: bool = True,
+                       highlight=None, top: int | None = None, colorbar: bool = True,
                        save=None) -> Figure:  # fmt: skip
     """Regions drawn on the image, each box filled with a colour and opacity that grow with its weight.
+
+    `highlight`: a region index, or several, outlined with a dashed cyan frame (e.g. the boxes a word names).
 
     Colours span the weights' own range (min to max, see the colour bar), so that near-uniform attention still
     shows its ranking; `top=k` fills only the k strongest regions (readable with many overlapping proposals).
@@ -190,8 +192,8 @@ def plot_image_overlay(image, boxes, weights, title: str | None = None, ax=None,
         rel, c = float(norm(w[i])), cmap_(norm(w[i]))
         face = (*c[:3], 0.0 if area[i] >= 0.95 * H * W else 0.6 * rel)
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, facecolor=face, edgecolor=c, lw=1.0 + 2.5 * rel))
-    if highlight is not None:
-        x1, y1, x2, y2 = b[highlight]
+    for h in np.atleast_1d(highlight if highlight is not None else []).astype(int):
+        x1, y1, x2, y2 = b[h]
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="cyan", lw=3, ls="--"))
     for i in shown[:3]:  # name the strongest three regions
         name = labels[i] if labels is not None else f"r{i}"
@@ -325,24 +327,29 @@ class AttentionExplorer:
     `boxes` (R, 4) pixels for the R regions of the maps; with R-1 boxes the whole-image box is added as
     region 0 (the global IMG region). [PAD] is always dropped, [CLS]/[SEP] unless keep_special; weights are
     the model's probabilities (the share of dropped tokens is not redistributed).
+    `named` {token index: region indices} marks the regions a word names (`pointing.object_word_targets`):
+    they are outlined dashed when that word looks at the regions (`pointing.pointing_explorer` fills it in).
     """
 
     def __init__(self, model, tokenizer, image, boxes=None, text: str = "", visual_inputs=None,
-                 device: str = "cpu", region_labels=None, keep_special: bool = False, extractor=None):  # fmt: skip
+                 device: str = "cpu", region_labels=None, keep_special: bool = False, extractor=None,
+                 named=None):  # fmt: skip
         out, tokens, image, boxes = _run_pair(
             model, tokenizer, image, boxes, text, visual_inputs, device, extractor
         )
-        self._setup(out, tokens, image, boxes, region_labels, keep_special)
+        self._setup(out, tokens, image, boxes, region_labels, keep_special, named)
 
     @classmethod
-    def from_output(cls, out, tokens, image, boxes, region_labels=None, keep_special: bool = False):
+    def from_output(
+        cls, out, tokens, image, boxes, region_labels=None, keep_special: bool = False, named=None
+    ):
         """Build from a forward pass run with output_attentions=True (a ViLBertOutput or its .attentions)."""
         self = cls.__new__(cls)
-        self._setup(out, tokens, image, boxes, region_labels, keep_special)
+        self._setup(out, tokens, image, boxes, region_labels, keep_special, named)
         return self
 
     # ------------------------------------------------------------------ data
-    def _setup(self, out, tokens, image, boxes, region_labels, keep_special) -> None:
+    def _setup(self, out, tokens, image, boxes, region_labels, keep_special, named=None) -> None:
         att = getattr(out, "attentions", out)
         if att is None:
             raise ValueError("no attention maps: run the model with output_attentions=True")
@@ -367,6 +374,8 @@ class AttentionExplorer:
         if not keep:
             raise ValueError("no tokens left after dropping special and padding tokens")
         self.boxes, self.tokens = b, [tokens[i] for i in keep]
+        shown = {t: w for w, t in enumerate(keep)}  # token index -> index among the shown words
+        self.named = {shown[t]: sorted(int(r) for r in rs) for t, rs in (named or {}).items() if t in shown}
         labels = [f"r{j}" for j in range(R)] if region_labels is None else [str(s) for s in region_labels]
         if len(labels) == R - 1:
             labels = ["IMG"] + labels
@@ -414,8 +423,11 @@ class AttentionExplorer:
         fig.suptitle(f"{st['direction']} · {layer} layer {st['layer']} · {head}", fontsize=11)
         lab = {"word": self.tokens, "region": self.region_labels}
         if k == "region":
+            named = qi if q == "region" else self.named.get(qi)
+            dashed = " (named: dashed)" if q == "word" and named else ""
+            title = f"“{qname}” attends to these regions{dashed}"
             plot_image_overlay(self.image, self.boxes, a[qi], ax=ax1, labels=self.region_labels, top=self.top,
-                               highlight=qi if q == "region" else None, title=f"“{qname}” attends to these regions")  # fmt: skip
+                               highlight=named, title=title)  # fmt: skip
         elif q == "region":  # region → word: the chosen region on the image, its weights over the words
             plot_image_overlay(self.image, self.boxes[qi : qi + 1], [1.0], ax=ax1, labels=[qname], highlight=0,
                                colorbar=False, title=f"region {qname}")  # fmt: skip
@@ -513,9 +525,10 @@ class AttentionExplorer:
         return fig
 
 
-def explore(out, tokens, image, boxes, region_labels=None, keep_special: bool = False) -> AttentionExplorer:
+def explore(out, tokens, image, boxes, region_labels=None, keep_special: bool = False,
+            named=None) -> AttentionExplorer:  # fmt: skip
     """The explorer over an existing forward pass (output_attentions=True) of one image-text pair."""
-    return AttentionExplorer.from_output(out, tokens, image, boxes, region_labels, keep_special)
+    return AttentionExplorer.from_output(out, tokens, image, boxes, region_labels, keep_special, named)
 
 
 def _run_pair(model, tokenizer, image, boxes, text, vis, device, extractor):
