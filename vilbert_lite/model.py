@@ -317,6 +317,7 @@ class PreTrainedMixin:
         for name in ("config.json", "model.safetensors"):
             if not (d / name).exists():
                 raise FileNotFoundError(f"{d}: no {name} (expected a folder written by save_pretrained)")
+        check_model_type(d, cls, "vilbert")
         config = ViLBertConfig.from_json_file(d / "config.json").replace(**config_overrides)
         model = cls(config)
         state = load_file(d / "model.safetensors")
@@ -339,6 +340,27 @@ class PreTrainedMixin:
     def num_parameters(self) -> int:
         """Distinct parameters (tied weights counted once)."""
         return sum(p.numel() for p in {id(p): p for p in self.parameters()}.values())
+
+
+MODEL_TYPES = {"vilbert": "ViLBERT", "vilt": "ViLT"}  # config.json "model_type" -> the kind's name
+
+
+def check_model_type(directory: str | os.PathLike, cls: type, expected: str) -> dict:
+    """A save_pretrained folder's config.json as a dict; ValueError naming both model kinds when its model_type
+    (absent in ViLBERT folders: "vilbert") is another kind of MODEL_TYPES than `expected`."""
+    path = Path(directory) / "config.json"
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    found = meta.get("model_type", "vilbert")
+    if found != expected and found in MODEL_TYPES:
+        arch = (meta.get("architectures") or ["?"])[0]
+        raise ValueError(
+            f"{directory}: this is a {MODEL_TYPES[found]} checkpoint ({arch}); it cannot be loaded into "
+            f"{cls.__name__}, a {MODEL_TYPES[expected]} model. Load it with a {MODEL_TYPES[found]} class."
+        )
+    return meta
 
 
 def init_weights(module: nn.Module, std: float) -> None:
@@ -366,6 +388,9 @@ class ViLBertModel(PreTrainedMixin, nn.Module):
         self.v_pooler = Pooler(config.v_hidden_size, config.bi_hidden_size)
         self.fusion_dropout = nn.Dropout(config.hidden_dropout_prob)
         self.apply(lambda m: init_weights(m, config.initializer_range))
+        if config.pooler_initializer_range:
+            for pooler in (self.t_pooler, self.v_pooler):
+                init_weights(pooler.dense, config.pooler_initializer_range)
 
     # The forward pass is split in three so retrieval can run the pair-independent prefixes once per
     # caption / once per image: text_prefix and vision_prefix never look at the other stream.

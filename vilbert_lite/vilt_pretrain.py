@@ -1,0 +1,501 @@
+"""Pretraining ViLT on the synthetic world's captions, with the same data, run folders and held-out numbers as
+`pretrain.pretrain` (ViLBERT), so that the region, grid and patch rows can be compared column by column.
+
+    run = pretrain_vilt("cpu", seed=0)                        # runs/pretrain_vilt-<hash>/ (patch embeddings)
+    run = pretrain_vilt("cpu", seed=0, visual_embed="grid")   # the CNN grid row (Pixel-BERT style)
+    json.load(open(run / "eval.json"))                        # alignment / masked-token / colour / shape
+    accuracy model = load_vilt(run)
+
+The objectives are ViLT's:
+- masked language modelling with **whole-word masking**: 15% of the *words* are chosen and every WordPiece of
+  a chosen word gets the same fate (80% [MASK], 10% a random piece each, 10% kept). Masking "##an" alone in
+  "cy ##an" would let the model read "cyan" off "cy" without looking at the image.
+- **image-text matching**: 50% of the captions swapped for the caption of another image
+  (`objectives.swap_captions`; ViLT swaps the image, which gives the same pairs), binary head on the pooled
+  [CLS]. As in ViLT's code, the masked tokens are predicted on the true pairs with the caption masked, and
+  matching is judged on the unmasked (possibly swapped) caption: two views of the batch, run here as one
+  forward pass of 2B.
+- **word-patch alignment** (optional, weight `wpa`, ViLT's 0.1 by default, 0 turns it off): the
+  optimal-transport distance (IPOT, cost 1 - cosine) between the caption's word states and the image's patch
+  states is pushed down for matching pairs and up for swapped ones.
+- **augmentation** (optional, `augment=True`, patch model only): RandAugment (2 ops, magnitude 9 of 30)
+  restricted to ops that keep colours and objects: identity, shear, translation, rotation, sharpness. Colour
+  changes (brightness, contrast, saturation, solarize, posterize, equalize, inversion) would make captions
+  false: "a red star" on a solarized image, "on a white background" after a brightness change that turns it
+  gray. Cutout would erase the small objects a caption names. ViLT drops inversion and cutout for the same
+  reason (it applies RandAugment while fine-tuning; here it is a pretraining option). Grid models read CNN
+  features cached once per image, so they are not augmented.
+
+The held-out numbers (`evaluate_vilt`) are pretrain.evaluate_pretraining's: the same negatives and the same
+masked positions for the same seed and captions (random 15% of tokens, then all colour words, all shape
+words).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vilbert_lite import runs
+from vilbert_lite.data.collate import collate_examples, make_collate
+from vilbert_lite.objectives import aligned_prob, alignment_loss, masked_lm_loss, special_ids, swap_captions
+from vilbert_lite.pretrain import (
+    MAX_SEQ_LENGTH,
+    CaptionImageDataset,
+    _json_arg,
+    _take_fraction,
+    cache_dir,
+    resolve_configs,
+)
+from vilbert_lite.vilt import PIXEL_MEAN, PIXEL_STD, ViLTConfig, ViLTForPreTraining, backbone_grid
+
+DEFAULT_WEIGHTS = {"mlm": 1.0, "itm": 1.0, "wpa": 0.1}  # ViLT: itm_wpa_loss = 0.1 * the OT term
+RAND_AUGMENT_OPS = ("identity", "shear_x", "shear_y", "translate_x", "translate_y", "rotate", "sharpness")
+
+
+# ------------------------------------------------------------------------------------------ whole-word
+# masking
+@lru_cache(maxsize=4)
+def _continuations(tokenizer) -> torch.Tensor:
+    return torch.tensor(
+        [t.startswith("##") for t in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))]
+    )
+
+
+def wordpiece_continuations(tokenizer) -> torch.Tensor:
+    """(vocab,) bool: True for the WordPieces that continue a word ("##xa"), False for those that start
+    one."""
+    return _continuations(tokenizer)
+
+
+def whole_word_mask(input_ids, attention_mask, continuation, tokenizer_or_special_ids,
+                    vocab_size: int = 30522, generator: torch.Generator | None = None,
+                    prob: float = 0.15):  # fmt: skip
+    """Whole-word masking of (B, T) ids -> (masked ids, labels): each word (a piece that does not start with
+    "##" and the "##" pieces after it) is chosen with `prob`; all pieces of a chosen word become [MASK] (80%),
+    random pieces (10%) or stay (10%). labels = the original id where chosen, -1 elsewhere; special tokens and
+    padding are never chosen."""
+    mask_id, special = special_ids(tokenizer_or_special_ids)
+    device, (B, T) = input_ids.device, input_ids.shape
+    real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    cand = real & ~torch.isin(input_ids, torch.tensor(special, device=device))
+    starts = ~continuation.to(device)[input_ids]  # (B, T) a word begins here
+    pos = torch.arange(T, device=device).expand(B, T)
+    word_start = (
+        torch.where(starts, pos, torch.zeros_like(pos)).cummax(1).values
+    )  # (B, T) index of each word's start
+    u = torch.rand(B, T, generator=generator).to(device).gather(1, word_start)  # one draw per word
+    v = torch.rand(B, T, generator=generator).to(device).gather(1, word_start)
+    rnd = torch.randint(vocab_size, (B, T), generator=generator).to(device)
+    chosen = cand & (u < prob)
+    labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -1))
+    ids = torch.where(chosen & (v < 0.8), torch.full_like(input_ids, mask_id), input_ids)
+    ids = torch.where(chosen & (v >= 0.8) & (v < 0.9), rnd, ids)
+    return ids, labels
+
+
+# ----------------------------------------------------------------------------------------------- augmentation
+def rand_augment(x: torch.Tensor, generator: torch.Generator | None = None, n_ops: int = 2,
+                 magnitude: float = 9.0) -> torch.Tensor:  # fmt: skip
+    """RandAugment without colour ops or cutout on images (B, 3, H, W) in [0, 1]: each image gets `n_ops` ops
+    drawn from RAND_AUGMENT_OPS (with replacement), each at `magnitude` of 30 with a random sign: shear up to
+    0.3, translation up to 0.45 of the side, rotation up to 30 degrees, sharpness factor 1 +- 0.9
+    (torchvision's scales). The geometric ops are composed into one affine warp per image (edges repeat the
+    border: no black fill, which would read as a black object); colours are never changed."""
+    B, _, H, W = x.shape
+    m = magnitude / 30
+    ops = torch.randint(len(RAND_AUGMENT_OPS), (B, n_ops), generator=generator)
+    sign = torch.randint(0, 2, (B, n_ops), generator=generator).float() * 2 - 1
+    theta = torch.eye(3).repeat(B, 1, 1)  # output -> input coordinates, normalised to [-1, 1]
+    sharp = torch.ones(B)
+    for k in range(n_ops):
+        step = torch.eye(3).repeat(B, 1, 1)
+        for i, name in enumerate(RAND_AUGMENT_OPS):
+            sel, s = ops[:, k] == i, sign[:, k]
+            if name == "shear_x":
+                step[sel, 0, 1] = (0.3 * m * s)[sel] * H / W
+            elif name == "shear_y":
+                step[sel, 1, 0] = (0.3 * m * s)[sel] * W / H
+            elif name == "translate_x":
+                step[sel, 0, 2] = (2 * 0.45 * m * s)[sel]
+            elif name == "translate_y":
+                step[sel, 1, 2] = (2 * 0.45 * m * s)[sel]
+            elif name == "rotate":
+                a = torch.deg2rad(30 * m * s)[sel]
+                step[sel, 0, 0], step[sel, 0, 1] = torch.cos(a), -torch.sin(a) * H / W
+                step[sel, 1, 0], step[sel, 1, 1] = torch.sin(a) * W / H, torch.cos(a)
+            elif name == "sharpness":
+                sharp[sel] = sharp[sel] * (1 + 0.9 * m * s)[sel]
+        theta = theta @ step
+    theta, sharp = theta.to(x), sharp.to(x).view(B, 1, 1, 1)
+    grid = F.affine_grid(theta[:, :2], list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    kernel = (
+        torch.tensor([[1.0, 1, 1], [1, 5, 1], [1, 1, 1]], device=x.device, dtype=x.dtype) / 13
+    )  # PIL's SMOOTH
+    smooth = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel.expand(3, 1, 3, 3), groups=3)
+    return (smooth + sharp * (x - smooth)).clamp(0, 1)
+
+
+# ------------------------------------------------------------------------------------- word-patch alignment
+@torch.no_grad()
+def ipot(C: torch.Tensor, x_mask: torch.Tensor, y_mask: torch.Tensor, beta: float = 0.5, iterations: int = 50,
+         k: int = 1) -> torch.Tensor:  # fmt: skip
+    """Inexact proximal-point optimal transport (Xie et al. 2020; ViLT's settings beta 0.5, 50 iterations, k
+    1) between uniform distributions over the real rows x_mask (B, M) and real columns y_mask (B, N) of the
+    cost C (B, M, N) -> transport plan T (B, M, N): columns sum to 1/n exactly, rows to 1/m approximately, 0
+    on padding. Each outer step solves entropic OT with the previous plan as prior: T <- diag(delta)
+    (exp(-C/beta) * T) diag(sigma)."""
+    C = C.float()
+    xm, ym = x_mask.float(), y_mask.float()
+    a = xm / xm.sum(1, keepdim=True).clamp_min(1)  # (B, M)
+    b = ym / ym.sum(1, keepdim=True).clamp_min(1)  # (B, N)
+    joint = xm[:, :, None] * ym[:, None, :]
+    G = torch.exp(-C / beta) * joint
+    T, sigma = joint.clone(), b.clone()
+    for _ in range(iterations):
+        Q = G * T
+        for _ in range(k):
+            delta = a / (Q @ sigma[..., None]).squeeze(-1).clamp_min(1e-30)  # (B, M)
+            sigma = b / (Q.transpose(1, 2) @ delta[..., None]).squeeze(-1).clamp_min(1e-30)  # (B, N)
+        T = delta[:, :, None] * Q * sigma[:, None, :]
+    return T
+
+
+def word_patch_distance(t, t_mask, v, v_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """ViLT's word-patch alignment: the OT distance between the words (text states t (B, T, H) without [CLS]
+    and [SEP]) and the patches (visual states v (B, 1+N, H) without [IMG]) under the cost 1 - cosine ->
+    (distance (B,), plan (B, T, 1+N)). The plan is computed without gradient; the distance differentiates
+    through the cost."""
+    t_real, v_real = t_mask.bool().clone(), v_mask.bool().clone()
+    t_real[:, 0] = False
+    t_real[torch.arange(len(t_real)), t_mask.long().sum(1) - 1] = False  # the last real token is [SEP]
+    v_real[:, 0] = False
+    cost = 1 - F.normalize(t.float(), dim=-1) @ F.normalize(v.float(), dim=-1).transpose(1, 2)  # (B, T, 1+N)
+    cost = cost.masked_fill(~(t_real[:, :, None] & v_real[:, None, :]), 0.0)
+    plan = ipot(cost.detach(), t_real, v_real)
+    return (cost * plan).sum((1, 2)), plan
+
+
+def wpa_loss(distance: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Matching pairs pull their transport distance down, swapped pairs push it up: (sum pos - sum neg) /
+    B."""
+    return (distance * torch.where(labels.bool(), 1.0, -1.0).to(distance)).sum() / len(distance)
+
+
+# ------------------------------------------------------------------------------------------------ the loss
+def loss_weights(weights: dict | None = None) -> dict[str, float]:
+    """DEFAULT_WEIGHTS updated by `weights`; an unknown name is a ValueError."""
+    w = {**DEFAULT_WEIGHTS, **(weights or {})}
+    if set(w) != set(DEFAULT_WEIGHTS):
+        unknown = sorted(set(w) - set(DEFAULT_WEIGHTS))
+        raise ValueError(f"unknown loss weight(s) {unknown}; known: {sorted(DEFAULT_WEIGHTS)}")
+    return w
+
+
+def visual_kwargs(batch: dict, generator: torch.Generator | None = None, augment: bool = False) -> dict:
+    """A collated batch's image part -> the model's visual keyword arguments: "image" (B, 3, H, W) uint8
+    becomes normalised pixel_values (augmented if asked), "grid_features" (B, C, h, w) is passed on as
+    float."""
+    if "image" in batch:
+        x = batch["image"].float() / 255
+        if augment:
+            x = rand_augment(x, generator)
+        mean, std = (torch.tensor(s, device=x.device).view(1, 3, 1, 1) for s in (PIXEL_MEAN, PIXEL_STD))
+        return {"pixel_values": (x - mean) / std, "pixel_mask": batch.get("pixel_mask")}
+    return {"grid_features": batch["grid_features"].float(), "grid_mask": batch.get("grid_mask")}
+
+
+def vilt_pretraining_loss(model, batch: dict, continuation: torch.Tensor, special,
+                          weights: dict | None = None, generator: torch.Generator | None = None,
+                          augment: bool = False, swap_prob: float = 0.5,
+                          mask_prob: float = 0.15) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
+    """ViLT's pretraining loss of a collated batch -> (mlm + itm + wpa, weighted; logs). One forward pass over
+    2B pairs: the whole-word-masked captions with their own images (masked tokens), then the unmasked
+    captions, half swapped (matching and word-patch alignment)."""
+    w = loss_weights(weights)
+    cfg = getattr(model, "module", model).config
+    B = batch["input_ids"].shape[0]
+    ids, labels = whole_word_mask(batch["input_ids"], batch["attention_mask"], continuation, special,
+                                  cfg.vocab_size, generator, mask_prob)  # fmt: skip
+    if w["mlm"] == 0:
+        ids, labels = batch["input_ids"], torch.full_like(labels, -1)
+    sw = swap_captions(batch, generator, swap_prob)
+    vis = visual_kwargs(batch, generator, augment)
+    vis = {k: None if x is None else torch.cat([x, x]) for k, x in vis.items()}
+    types = batch.get("token_type_ids", torch.zeros_like(ids))
+    lm_pos = torch.cat([labels != -1, torch.zeros_like(labels, dtype=torch.bool)])
+    out = model(torch.cat([ids, sw["input_ids"]]),
+                attention_mask=torch.cat([batch["attention_mask"], sw["attention_mask"]]),
+                token_type_ids=torch.cat([types, sw.get("token_type_ids", types)]), lm_positions=lm_pos,
+                **vis)  # fmt: skip
+    l_mlm = masked_lm_loss(out.prediction_logits_t, labels[labels != -1])
+    itm_logits = out.seq_relationship_logits[B:]
+    l_itm = alignment_loss(itm_logits, sw["alignment_label"])
+    total = w["mlm"] * l_mlm + w["itm"] * l_itm
+    logs = {"mlm": l_mlm.item(), "itm": l_itm.item()}
+    if w["wpa"]:
+        dist, _ = word_patch_distance(
+            out.sequence_output_t[B:], sw["attention_mask"], out.sequence_output_v[B:], out.visual_mask[B:]
+        )
+        l_wpa = wpa_loss(dist, sw["alignment_label"])
+        total = total + w["wpa"] * l_wpa
+        logs["wpa"] = l_wpa.item()
+    with torch.no_grad():
+        logs["align_acc"] = float(
+            ((aligned_prob(itm_logits) > 0.5).long() == sw["alignment_label"]).float().mean()
+        )
+        hit = out.prediction_logits_t.argmax(-1) == labels[labels != -1]
+        logs["mlm_acc"] = float(hit.float().mean()) if len(hit) else 0.0
+    return total, logs
+
+
+def vilt_loss_fn(tokenizer, weights: dict | None = None, augment: bool = False, swap_prob: float = 0.5,
+                 mask_prob: float = 0.15):  # fmt: skip
+    """An engine `loss_fn(model, batch)`; its generator is seeded from the engine's per-rank torch RNG, so
+    masks, swaps and augmentations are deterministic for a seed and across resume."""
+    continuation, special = wordpiece_continuations(tokenizer), special_ids(tokenizer)
+
+    def loss_fn(model, batch):
+        gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
+        return vilt_pretraining_loss(
+            model, batch, continuation, special, weights, gen, augment, swap_prob, mask_prob
+        )
+
+    return loss_fn
+
+
+# ------------------------------------------------------------------------------------------------------ data
+def world_visual(
+    world, image_ids: list[str], config: ViLTConfig, progress: bool = False
+) -> tuple[dict, dict]:
+    """image_id -> dataset item keys for `config.visual_embed`: {"image": (3, H, W) uint8} (patch), or
+    {"grid_features": (C, h, w) float16} from the frozen EfficientNet-Lite0 (grid), cached under
+    <cache>/grid/ by world, stage and size. Returns (the map, info)."""
+    t0 = time.perf_counter()
+    if config.visual_embed == "patch":
+        visual = {
+            i: {"image": torch.from_numpy(np.ascontiguousarray(world.image(i).transpose(2, 0, 1)))}
+            for i in image_ids
+        }
+        return visual, {"seconds": round(time.perf_counter() - t0, 2), "cached": False}
+    from vilbert_lite.data.regions import IMAGENET_MEAN, IMAGENET_STD, load_backbone
+
+    path = cache_dir() / "grid" / f"world-{world.key}-{config.grid_stage}-{config.image_size}.pt"
+    cached = torch.load(path, weights_only=True) if path.exists() else {}
+    todo = [i for i in image_ids if i not in cached]
+    if todo:
+        from tqdm.auto import tqdm
+
+        backbone = load_backbone(config.image_size)
+        mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in (IMAGENET_MEAN, IMAGENET_STD))
+        for s in tqdm(range(0, len(todo), 32), desc="grid", disable=not progress):
+            ids = todo[s : s + 32]
+            x = torch.stack([torch.from_numpy(world.image(i)) for i in ids]).permute(0, 3, 1, 2).float() / 255
+            with torch.no_grad():
+                fmap = backbone_grid(backbone, (x - mean) / std, config.grid_stage).half()
+            cached.update(zip(ids, fmap))
+        runs.atomic_torch_save(cached, path)
+    visual = {i: {"grid_features": cached[i]} for i in image_ids}
+    return visual, {"seconds": round(time.perf_counter() - t0, 2), "cached": not todo, "path": str(path)}
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+@torch.no_grad()
+def evaluate_vilt(model, dataset: CaptionImageDataset, tokenizer, seed: int = 0, batch_size: int = 64,
+                  device: str | torch.device = "auto") -> dict[str, float]:  # fmt: skip
+    """Held-out numbers, defined and drawn as in pretrain.evaluate_pretraining: alignment_acc (own caption vs
+    a fixed caption of another image), mlm_acc (15% random tokens masked), color_acc / shape_acc (every colour
+    / shape word masked at once), color_shape_acc."""
+    from vilbert_lite.engine import resolve_device, to_device
+
+    device = resolve_device(device)
+    core = getattr(model, "module", model)
+    was_training = core.training
+    core.to(device).eval()
+    mask_id, special = special_ids(tokenizer)
+    g = torch.Generator().manual_seed(seed)
+    n = len(dataset)
+    img = torch.tensor(dataset.image_index)
+    score = torch.rand(n, n, generator=g).masked_fill(img[:, None] == img[None, :], -1.0)
+    partner, has_neg = score.argmax(1), score.max(1).values >= 0
+    collate = make_collate(pad_id=tokenizer.pad_token_id)
+    tot: dict[str, list[float]] = {}
+
+    def add(k, correct, count):
+        c, m = tot.get(k, [0.0, 0.0])
+        tot[k] = [c + float(correct), m + float(count)]
+
+    def run(batch, lm_pos=None):
+        b = to_device(batch, device)
+        lm_pos = torch.zeros_like(b["input_ids"], dtype=torch.bool) if lm_pos is None else lm_pos.to(device)
+        return core(b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"],
+                    lm_positions=lm_pos, **visual_kwargs(b))  # fmt: skip
+
+    for start in range(0, n, batch_size):
+        idx = list(range(start, min(n, start + batch_size)))
+        items = [dataset[i] for i in idx]
+        pos = collate(items)
+        add("alignment_acc", (aligned_prob(run(pos).seq_relationship_logits).cpu() > 0.5).sum(), len(idx))
+        negs = [{**it, "input_ids": dataset.ids[int(partner[i])]} for it, i in zip(items, idx) if has_neg[i]]
+        if negs:
+            add(
+                "alignment_acc",
+                (aligned_prob(run(collate(negs)).seq_relationship_logits).cpu() <= 0.5).sum(),
+                len(negs),
+            )
+        ids, real = pos["input_ids"], pos["attention_mask"].bool()
+        cand = real & ~torch.isin(ids, torch.tensor(special))
+        rand_pos = cand & (torch.rand(ids.shape, generator=g) < 0.15)
+        kinds = collate_examples([{"input_ids": dataset.kinds[i]} for i in idx])["input_ids"]
+        for name, where in [("mlm_acc", rand_pos), ("color_acc", kinds == 1), ("shape_acc", kinds == 2)]:
+            where = where & cand
+            if where.any():
+                logits = run({**pos, "input_ids": ids.masked_fill(where, mask_id)}, where).prediction_logits_t
+                add(name, (logits.argmax(-1).cpu() == ids[where]).sum(), int(where.sum()))
+    core.train(was_training)
+    out = {k: c / m for k, (c, m) in tot.items() if m}
+    if "color_acc" in tot and "shape_acc" in tot:
+        out["color_shape_acc"] = (tot["color_acc"][0] + tot["shape_acc"][0]) / (
+            tot["color_acc"][1] + tot["shape_acc"][1]
+        )
+    out.update({f"n_{k}": int(tot[k][1]) for k in ("mlm_acc", "color_acc", "shape_acc") if k in tot})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------ runs
+def resolve_vilt_config(
+    profile: str, visual_embed: str = "patch", config_overrides: dict | None = None
+) -> ViLTConfig:
+    """The profile's ViLT: the preset named like its ViLBERT preset, at the world's image size, then
+    overrides."""
+    from vilbert_lite.profiles import get_profile
+
+    prof = get_profile(profile)
+    base = {**ViLTConfig.preset(prof.model_preset).to_dict(), "image_size": prof.world.image_size,
+            "visual_embed": visual_embed}  # fmt: skip
+    return ViLTConfig.from_dict({**base, **(config_overrides or {})}, source="config_overrides")
+
+
+def pretrain_vilt(
+    profile: str = "cpu",
+    seed: int = 0,
+    out: str | Path | None = None,
+    visual_embed: str = "patch",
+    corpus_fraction: float = 1.0,
+    config_overrides: dict | None = None,
+    train_overrides: dict | None = None,
+    progress: bool = True,
+    *,
+    weights: dict[str, float] | None = None,
+    augment: bool = False,
+    world_seed: int = 0,
+    resume: bool = True,
+) -> Path:
+    """Pretrain ViLT (or reuse a finished run) on the synthetic world of `profile` -> the run folder
+    `out/pretrain_vilt[_grid]-<hash>` (out defaults to ./runs). Same captions, TrainConfig and held-out split
+    as `pretrain.pretrain`. weights: {"mlm", "itm", "wpa"} (wpa 0 turns word-patch alignment off)."""
+    from vilbert_lite.data.tokenize import get_tokenizer
+    from vilbert_lite.data.world import WORLD_VERSION, make_world
+    from vilbert_lite.engine import train
+
+    if not 0.0 < corpus_fraction <= 1.0:
+        raise ValueError(f"corpus_fraction must be in (0, 1], got {corpus_fraction}")
+    w = loss_weights(weights)
+    if augment and visual_embed != "patch":
+        raise ValueError("augment=True needs visual_embed='patch' (grid models read cached CNN features)")
+    prof, _, tcfg = resolve_configs(profile, seed, None, train_overrides)
+    config = resolve_vilt_config(profile, visual_embed, config_overrides)
+    world = make_world(profile, seed=world_seed)
+    train_caps, val_caps = _take_fraction(world.captions("pretrain"), corpus_fraction), world.captions("val")
+    ids = list(dict.fromkeys(c.image_id for c in train_caps + val_caps))
+    rank = int(os.environ.get("RANK", 0))
+    visual, feat_info = world_visual(world, ids, config, progress and rank == 0)
+    if visual_embed == "grid":
+        config = config.replace(grid_feature_size=int(next(iter(visual.values()))["grid_features"].shape[0]))
+    from dataclasses import asdict
+
+    run_cfg = {
+        "kind": "pretrain_vilt" + ("" if visual_embed == "patch" else f"_{visual_embed}"),
+        "profile": prof.name, "seed": seed, "corpus_fraction": corpus_fraction,
+        "data": {"kind": "synthetic", "world": asdict(prof.world), "world_seed": world_seed,
+                 "world_version": WORLD_VERSION},
+        "n_captions": len(train_caps), "max_seq_length": MAX_SEQ_LENGTH, "weights": w, "augment": augment,
+        "model": config.to_dict(), "train": tcfg.to_dict(),
+    }  # fmt: skip
+    run = runs.run_dir(out or runs.runs_root(), run_cfg["kind"], run_cfg)
+    if rank == 0:
+        runs.prepare_run(run, run_cfg)
+    if runs.is_done(run) and (run / "eval.json").exists():
+        return run
+    tok = get_tokenizer()
+    torch.manual_seed(seed)
+    model = ViLTForPreTraining(config)
+    ds = CaptionImageDataset(train_caps, visual, tok, MAX_SEQ_LENGTH)
+    val = CaptionImageDataset(val_caps, visual, tok, MAX_SEQ_LENGTH)
+    cpu0 = time.process_time()
+    train(model, ds, make_collate(tok.pad_token_id), vilt_loss_fn(tok, w, augment), tcfg, run, resume=resume,
+          progress=progress, desc=run_cfg["kind"])  # fmt: skip
+    if rank == 0:
+        t0 = time.perf_counter()
+        scores = evaluate_vilt(model, val, tok, seed=seed, batch_size=128, device=tcfg.device)
+        done = runs.load_done(run)
+        scores.update({"n_val_captions": len(val), "n_train_captions": len(train_caps),
+                       "train_process_cpu_s": round(time.process_time() - cpu0, 1),
+                       "train_wall_time_s": done.get("wall_time_s"), "steps": done.get("steps"),
+                       "eval_seconds": round(time.perf_counter() - t0, 2),
+                       "visual_input_s": feat_info["seconds"],
+                       "parameters": model.num_parameters()})  # fmt: skip
+        runs.write_json(run / "eval.json", scores)
+    return run
+
+
+def load_vilt(run: str | Path) -> ViLTForPreTraining:
+    """The final model of a ViLT pretraining run folder (or of a `save_pretrained` folder)."""
+    run = Path(run)
+    return ViLTForPreTraining.from_pretrained(run / "model" if (run / "model").is_dir() else run)
+
+
+def cli(argv: list[str]) -> int:
+    """`vilbert-lite vilt --profile cpu --seed 0 [--embed patch|grid] [--wpa 0.1] [--augment]`"""
+    ap = argparse.ArgumentParser(prog="vilbert-lite vilt", description="pretrain ViLT on the synthetic world")
+    ap.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--out", default=None, help="runs root; the run folder is OUT/pretrain_vilt[_grid]-<config hash>"
+    )
+    ap.add_argument(
+        "--embed", default="patch", choices=["patch", "grid"], help="linear patches or CNN grid cells"
+    )
+    ap.add_argument("--fraction", type=float, default=1.0, help="share of the pretraining images")
+    ap.add_argument(
+        "--wpa", type=float, default=DEFAULT_WEIGHTS["wpa"], help="word-patch alignment weight (0: off)"
+    )
+    ap.add_argument(
+        "--augment", action="store_true", help="RandAugment without colour ops or cutout (patch only)"
+    )
+    ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--config", help="ViLTConfig overrides as JSON, e.g. '{\"patch_size\": 32}'")
+    ap.add_argument("--train", help="TrainConfig overrides as JSON, e.g. '{\"epochs\": 2}'")
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        run = pretrain_vilt(a.profile, a.seed, a.out, a.embed, a.fraction, _json_arg(a.config, "--config"),
+                            _json_arg(a.train, "--train"), not a.no_progress, weights={"wpa": a.wpa},
+                            augment=a.augment, resume=a.resume)  # fmt: skip
+    except (ValueError, FileNotFoundError) as e:
+        print(f"vilbert-lite vilt: {e}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(json.dumps(json.loads((run / "eval.json").read_text()), indent=2))
+        print(f"run folder: {run}")
+    return 0
