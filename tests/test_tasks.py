@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from vilbert_lite.cli import main
 from vilbert_lite.config import ViLBertConfig
 from vilbert_lite.data.items import RegionFeatures
 from vilbert_lite.data.regions import load_image, propose_boxes
@@ -82,9 +83,10 @@ def smoke(task, out, init=None, **kw):
 def test_unknown_task_lists_the_valid_ones(capsys):
     with pytest.raises(ValueError, match="valid tasks: vqa, vcr, refer, retrieval, zeroshot, nlvr"):
         get_task("vqa2")
-    assert cli(["captioning", "--init", "none"]) == 2
+    assert main(["finetune", "captioning", "--init", "none"]) == 2
     err = capsys.readouterr().err
-    assert "unknown task 'captioning'" in err and all(t in err for t in TASKS)
+    assert err.startswith("vilbert-lite finetune: error: unknown task 'captioning'")
+    assert all(t in err for t in TASKS) and err.count("\n") == 1
 
 
 # --------------------------------------------------------------------------------------- every task, smoke

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from .config import ViLBertConfig
 from .engine import resolve_device
+from .errors import UserError
 
 SUBCOMMANDS = {
     "extract": "vilbert_lite.data.regions:bench",
@@ -200,6 +201,15 @@ def bench_model(argv: list[str]) -> int:
     )
     ap.add_argument("--out", default="reports/bench/model.json")
     a = ap.parse_args(argv)
+    ViLBertConfig.preset(a.preset)  # the arguments are checked here, not in the measuring processes
+    resolve_device(a.device)
+    for flag, path in (("--official", a.official), ("--official-adamw", a.official_adamw)):
+        if path and not Path(path).is_file():
+            raise FileNotFoundError(f"{flag} {path}: file not found")
+    sizes = {"--batch": a.batch, "--tokens": a.tokens, "--regions": a.regions, "--steps": a.steps}
+    for flag, n in sizes.items():
+        if n < 1:
+            raise UserError(f"{flag} must be >= 1, got {n}")
     runs = [("ours", "fp32"), ("ours", "bf16")]
     if a.official:
         runs.insert(0, ("official", "fp32"))
@@ -210,8 +220,12 @@ def bench_model(argv: list[str]) -> int:
         p = ctx.Process(target=_measure, args=(impl, a.preset, precision, a.batch, a.tokens, a.regions, a.steps,
                                                a.official, a.official_adamw, a.device, q))  # fmt: skip
         p.start()
+        p.join()  # the result is a small dict: it fits the queue's pipe before anyone reads it
+        if p.exitcode:
+            raise RuntimeError(
+                f"bench model: the {impl} {precision} measurement failed (exit code {p.exitcode})"
+            )
         r = q.get()
-        p.join()
         print(json.dumps(r))
         results.append(r)
     report = {"machine": machine_info(resolve_device(a.device)), "results": results,
@@ -241,9 +255,15 @@ def write_json(path: str | Path, data: dict) -> None:
 
 
 def cli(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("model", *SUBCOMMANDS):
-        print(f"usage: vilbert-lite bench {{model,{','.join(SUBCOMMANDS)}}} [options]", file=sys.stderr)
-        return 2
+    """`vilbert-lite bench {model,extract,pretrain,retrieval} [options]`."""
+    names = ", ".join(("model", *SUBCOMMANDS))
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"usage: vilbert-lite bench {{{names.replace(', ', ',')}}} [options]")
+        return 0
+    if not argv:
+        raise UserError(f"which benchmark? expected one of: {names}")
+    if argv[0] not in ("model", *SUBCOMMANDS):
+        raise UserError(f"unknown benchmark {argv[0]!r}; expected one of: {names}")
     if argv[0] == "model":
         return bench_model(argv[1:])
     module, func = SUBCOMMANDS[argv[0]].split(":")

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vilbert_lite.errors import UserError
+
 # Keys that appear in official / Hugging Face JSON files but change nothing in this implementation.
 _IGNORED_KEYS = {
     "bi_intermediate_size", "bi_attention_type", "pooling_method",  # declared, never used by the official code
@@ -71,10 +73,10 @@ class ViLBertConfig:
             ("bi_hidden_size/bi_num_attention_heads", self.bi_hidden_size, self.bi_num_attention_heads),
         ]:
             if hidden % heads:
-                raise ValueError(f"{name}: {hidden} is not a multiple of {heads} heads")
+                raise UserError(f"{name}: {hidden} is not a multiple of {heads} heads")
         v_ids, t_ids = list(self.v_biattention_id), list(self.t_biattention_id)
         if len(v_ids) != len(t_ids):
-            raise ValueError(
+            raise UserError(
                 f"v_biattention_id {v_ids} and t_biattention_id {t_ids} must have equal length "
                 "(one co-attention layer per pair)"
             )
@@ -83,19 +85,19 @@ class ViLBertConfig:
             ("t_biattention_id", t_ids, self.num_hidden_layers),
         ]:
             if any(b <= a for a, b in zip(ids, ids[1:])):
-                raise ValueError(f"{name} must be strictly increasing, got {ids}")
+                raise UserError(f"{name} must be strictly increasing, got {ids}")
             if ids and (ids[0] < 0 or ids[-1] > n):
-                raise ValueError(f"{name} {ids}: ids must lie in [0, {n}] (the layer count)")
+                raise UserError(f"{name} {ids}: ids must lie in [0, {n}] (the layer count)")
         if v_ids and self.fixed_t_layer > t_ids[0]:
-            raise ValueError(
+            raise UserError(
                 f"fixed_t_layer={self.fixed_t_layer} exceeds the first t_biattention_id {t_ids[0]}"
             )
         if v_ids and self.fixed_v_layer > v_ids[0]:
-            raise ValueError(
+            raise UserError(
                 f"fixed_v_layer={self.fixed_v_layer} exceeds the first v_biattention_id {v_ids[0]}"
             )
         if self.fusion_method not in ("mul", "sum"):
-            raise ValueError(f"fusion_method must be 'mul' or 'sum', got {self.fusion_method!r}")
+            raise UserError(f"fusion_method must be 'mul' or 'sum', got {self.fusion_method!r}")
 
     @property
     def num_co_layers(self) -> int:
@@ -111,7 +113,7 @@ class ViLBertConfig:
             if key in _IGNORED_KEYS:
                 continue
             if key not in fields:
-                raise ValueError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(fields))})")
+                raise UserError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(fields))})")
             kwargs[key] = _check_type(key, value, fields[key].type, source)
         return cls(**kwargs)
 
@@ -122,7 +124,7 @@ class ViLBertConfig:
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from e
+            raise UserError(f"{path}: not valid JSON ({e})") from e
         return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,14 +144,14 @@ class ViLBertConfig:
     def preset(cls, name: str, **overrides) -> ViLBertConfig:
         """`base` (official 6-layer/6-connection), `small`, `mini` and `tiny` (CPU), `depth2/4/6/8` patterns."""
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+            raise UserError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
 
 def co_attention_ids(n_co: int, num_t_layers: int) -> tuple[list[int], list[int]]:
     """The official layer-id pattern for an n-co-attention model (Table 2): v=[0..n-1], t=last n text layers."""
     if not 1 <= n_co <= num_t_layers:
-        raise ValueError(f"n_co must be in [1, {num_t_layers}], got {n_co}")
+        raise UserError(f"n_co must be in [1, {num_t_layers}], got {n_co}")
     return list(range(n_co)), list(range(num_t_layers - n_co, num_t_layers))
 
 
@@ -197,7 +199,7 @@ def _check_type(key: str, value: Any, annotation: Any, source: str) -> Any:
         and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
     }.get(expected, True)
     if not ok:
-        raise ValueError(f"{source}: key {key!r} expects {expected}, got {type(value).__name__} {value!r}")
+        raise UserError(f"{source}: key {key!r} expects {expected}, got {type(value).__name__} {value!r}")
     if expected == "float":
         return float(value)
     if expected == "list[int]":

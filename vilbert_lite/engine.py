@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vilbert_lite import runs
+from vilbert_lite.errors import UserError
 
 AMP_MODES = ("auto", "bf16", "off")  # auto: bf16 autocast on CUDA only
 _TYPES = {"int": int, "float": int | float, "str": str, "bool": bool, "int | None": int | None,
@@ -82,7 +83,7 @@ class TrainConfig:
                 ok = len(v) == 2 and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
                 v = tuple(float(x) for x in v) if ok else v
             if not ok:
-                raise ValueError(f"TrainConfig.{f.name}: expected {f.type}, got {v!r} ({type(v).__name__})")
+                raise UserError(f"TrainConfig.{f.name}: expected {f.type}, got {v!r} ({type(v).__name__})")
             setattr(self, f.name, float(v) if f.type == "float" else v)
         rules = {
             "epochs": (self.epochs >= 1, ">= 1"), "batch_size": (self.batch_size >= 1, ">= 1"),
@@ -94,7 +95,7 @@ class TrainConfig:
         }  # fmt: skip
         for key, (ok, rule) in rules.items():
             if not ok:
-                raise ValueError(f"TrainConfig.{key}: must be {rule}, got {getattr(self, key)!r}")
+                raise UserError(f"TrainConfig.{key}: must be {rule}, got {getattr(self, key)!r}")
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (betas as a list)."""
@@ -106,15 +107,24 @@ class TrainConfig:
         known = [f.name for f in fields(cls)]
         unknown = sorted(set(d) - set(known))
         if unknown:
-            raise ValueError(f"unknown TrainConfig key(s) {unknown}; known keys: {known}")
+            raise UserError(f"unknown TrainConfig key(s) {unknown}; known keys: {known}")
         return cls(**d)
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
-    """The device for `spec`: "auto" is cuda if available, else cpu; anything else goes to torch.device."""
+    """The device for `spec`: "auto" is cuda if available, else cpu; anything else goes to torch.device.
+    A name torch does not know, or cuda on a machine without CUDA, is a UserError."""
     if str(spec) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(spec)
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError) as e:
+        raise UserError(
+            f"device {str(spec)!r} is not a device name (expected auto, cpu, cuda or cuda:N)"
+        ) from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {str(spec)!r}: CUDA is not available on this machine; use cpu or auto")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -176,6 +186,14 @@ def evaluate(
         outs = [step_fn(model, to_device(b, device)) for b in bar]
     model.train(was_training)
     return outs
+
+
+def _json_or_none(line: str) -> dict | None:
+    """One metrics.jsonl line, or None for a line a killed process left half-written."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
 
 
 def _rng_state() -> dict:
@@ -240,7 +258,7 @@ def train(
     out = Path(out_dir)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if cfg.batch_size % world:
-        raise ValueError(f"TrainConfig.batch_size={cfg.batch_size} must divide among {world} processes")
+        raise UserError(f"TrainConfig.batch_size={cfg.batch_size} must divide among {world} processes")
     runs.check_config(out / "train_config.json", cfg.to_dict(), "TrainConfig")
     if resume and runs.is_done(out):  # finished run with this config: reuse it
         ck = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
@@ -274,7 +292,7 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
     )
     n_batches = len(epoch_batches(len(dataset), cfg, 0, world))
     if n_batches == 0:
-        raise ValueError(f"{len(dataset)} items make no batch of {cfg.batch_size} (drop_last=True)")
+        raise UserError(f"{len(dataset)} items make no batch of {cfg.batch_size} (drop_last=True)")
     per_epoch = math.ceil(n_batches / cfg.grad_accum)
     total = min(cfg.max_steps or per_epoch * cfg.epochs, per_epoch * cfg.epochs)
 
@@ -290,8 +308,10 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
         st = ck["state"]
         _set_rng_state(ck["rng"][rank] if len(ck["rng"]) == world else ck["rng"][0])
         if rank == 0 and metrics_path.exists():  # drop lines logged after the checkpoint
-            lines = metrics_path.read_text().splitlines()
-            metrics_path.write_text("".join(x + "\n" for x in lines if json.loads(x)["step"] <= st["step"]))
+            # (a process killed while appending leaves a torn last line: it is dropped too)
+            rows = [_json_or_none(x) for x in metrics_path.read_text().splitlines()]
+            kept = [json.dumps(r) + "\n" for r in rows if r is not None and r["step"] <= st["step"]]
+            runs.atomic_write(metrics_path, lambda f: f.write("".join(kept).encode()))
     elif rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         for name in ("metrics.jsonl", "metrics.csv", "DONE", "checkpoint.pt"):

@@ -44,6 +44,7 @@ from vilbert_lite import runs
 from vilbert_lite.config import ViLBertConfig
 from vilbert_lite.data.collate import collate_examples, make_collate
 from vilbert_lite.data.world import WORLD_VERSION
+from vilbert_lite.errors import UserError
 from vilbert_lite.heads import ViLBertForPreTraining
 from vilbert_lite.objectives import (
     DEFAULT_WEIGHTS,
@@ -162,7 +163,7 @@ def _extract(items: list[tuple[str, Any]], root: Path, progress: bool) -> tuple[
                 image, boxes = loader()
                 yield image_id, image, boxes
 
-        store = extract_features(load(), root, ext, total=len(todo), progress=progress)
+        store = extract_features(load(), root, ext, total=len(todo), progress=progress, on_error="skip")
         (store.path / f".ready-{len(items)}").touch()
     else:
         _wait_for(store.path / f".ready-{len(items)}")
@@ -189,20 +190,28 @@ def synthetic_data(profile: str, world_seed: int = 0, progress: bool = True, cor
 
 def coco_data(captions_json: str | Path, image_dir: str | Path, progress: bool = True):
     """COCO-format captions + image folder (proposal boxes) -> the same tuple as `synthetic_data`; the last 5%
-    of the images (sorted ids) are held out."""
+    of the images (sorted ids) are held out. Images that cannot be read are left out with their captions,
+    named in a warning (and in the feature store's skipped.jsonl)."""
     from vilbert_lite.data.formats import read_coco_captions
-    from vilbert_lite.data.regions import load_image
 
     caps, paths = read_coco_captions(captions_json, image_dir)
-    ids = sorted(paths)
-    if len(ids) < 2:
-        raise ValueError(f"{captions_json}: pretraining needs at least 2 images, found {len(ids)}")
-    n_val = max(1, round(HELD_OUT_FRACTION * len(ids)))
-    val_ids = set(ids[-n_val:])
+    if len(paths) < 2:
+        raise UserError(f"{captions_json}: pretraining needs at least 2 images, found {len(paths)}")
     key = runs.config_hash({"images": str(Path(image_dir).resolve())})
     root = cache_dir() / "features" / f"images-{key}"
-    items = [(i, lambda i=i: (load_image(paths[i], i), None)) for i in ids]
-    store, info = _extract(items, root, progress)
+    store, info = _extract([(i, lambda i=i: (paths[i], None)) for i in sorted(paths)], root, progress)
+    unread = {r["image_id"]: r for r in store.report() if r["image_id"] in paths}
+    if unread:
+        listed = "; ".join(f"{r['path']}: {r['reason']}" for r in list(unread.values())[:5])
+        more = f" and {len(unread) - 5} more" if len(unread) > 5 else ""
+        warnings.warn(f"{len(unread)} image(s) cannot be read and are left out with their captions: {listed}"
+                      f"{more} (all in {store.path / 'skipped.jsonl'})", stacklevel=3)  # fmt: skip
+    ids = [i for i in sorted(paths) if i in store]
+    if len(ids) < 2:
+        raise UserError(f"{captions_json}: pretraining needs at least 2 readable images, found {len(ids)}")
+    caps = [c for c in caps if c.image_id in store]
+    n_val = max(1, round(HELD_OUT_FRACTION * len(ids)))
+    val_ids = set(ids[-n_val:])
     train = [c for c in caps if c.image_id not in val_ids]
     val = [c for c in caps if c.image_id in val_ids]
     return train, val, _visual_map(store, ids), store, info
@@ -548,9 +557,20 @@ def _json_arg(text: str | None, name: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise SystemExit(f"vilbert-lite pretrain: {name} is not valid JSON: {e}") from None
+        raise UserError(f"{name} is not valid JSON ({e}); expected an object like '{{\"epochs\": 2}}'") from e
     if not isinstance(value, dict):
-        raise SystemExit(f"vilbert-lite pretrain: {name} must be a JSON object")
+        raise UserError(f"{name} must be a JSON object such as '{{\"epochs\": 2}}', got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """--fraction: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
     return value
 
 
@@ -563,7 +583,7 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--data", default="synthetic", choices=["synthetic", "coco"])
     ap.add_argument("--captions", help="COCO captions JSON (real data; implies --data coco)")
     ap.add_argument("--images", help="image folder of the COCO captions")
-    ap.add_argument("--fraction", type=float, default=1.0, help="share of the pretraining images (0 = none)")
+    ap.add_argument("--fraction", type=_fraction, default=1.0, help="share of the pretraining images, 0-1")
     ap.add_argument("--text-only", action="store_true", help="the text-only baseline (images blanked)")
     ap.add_argument("--model", default="vilbert", choices=["vilbert", "single_stream"],
                     help="two streams (ViLBERT) or the single-stream baseline")  # fmt: skip
@@ -574,13 +594,11 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     data = "coco" if a.captions or a.images else a.data
-    try:
-        run = pretrain(a.profile, a.seed, a.out, data, a.fraction, _json_arg(a.config, "--config"),
-                       _json_arg(a.train, "--train"), not a.no_progress, text_only=a.text_only,
-                       captions=a.captions, images=a.images, resume=a.resume, model_kind=a.model)  # fmt: skip
-    except (ValueError, FileNotFoundError) as e:
-        print(f"vilbert-lite pretrain: {e}", file=sys.stderr)
-        return 2
+    if data == "coco" and not (a.captions and a.images):
+        raise UserError("real data needs both --captions (a COCO captions JSON) and --images (its folder)")
+    run = pretrain(a.profile, a.seed, a.out, data, a.fraction, _json_arg(a.config, "--config"),
+                   _json_arg(a.train, "--train"), not a.no_progress, text_only=a.text_only,
+                   captions=a.captions, images=a.images, resume=a.resume, model_kind=a.model)  # fmt: skip
     if int(os.environ.get("RANK", 0)) == 0:
         print(json.dumps(json.loads((run / "eval.json").read_text()), indent=2))
         print(f"run folder: {run}")

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+from vilbert_lite.errors import UserError
 
 RUN_CONFIG = "run_config.json"
 DONE = "DONE"
@@ -104,10 +107,11 @@ def jsonl_to_csv(jsonl: str | Path, path: str | Path) -> None:
     """Write the rows of a JSONL file as CSV; the columns are the union of the keys, in first-seen order."""
     jsonl = Path(jsonl)
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, lambda f: f.write(text.getvalue().encode()))
 
 
 def check_config(path: str | Path, cfg: dict, what: str = "config") -> None:
@@ -116,7 +120,7 @@ def check_config(path: str | Path, cfg: dict, what: str = "config") -> None:
     if path.exists():
         diff = config_diff(json.loads(path.read_text()), cfg)
         if diff:
-            raise ValueError(
+            raise UserError(
                 f"run folder {path.parent} holds a different {what} (stored -> requested):\n"
                 f"{format_diff(diff)}\n"
                 "use another folder (e.g. vilbert_lite.runs.run_dir(root, kind, cfg)) or delete this one"

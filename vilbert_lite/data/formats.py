@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from vilbert_lite.data.items import Caption, RegionFeatures, VQAItem
+from vilbert_lite.errors import UserError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 TSV_FIELDS = ["image_id", "image_w", "image_h", "num_boxes", "boxes", "features"]
@@ -48,13 +49,13 @@ def _load_json(path: str | Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON: {e}") from e
+        raise UserError(f"{path}: not valid JSON: {e}") from e
 
 
 def _get(d: Any, key: str, where: str, path: Path) -> Any:
     """d[key], or a ValueError naming the file, the item and the key."""
     if not isinstance(d, dict) or key not in d:
-        raise ValueError(f"{path}: {where} has no key {key!r}")
+        raise UserError(f"{path}: {where} has no key {key!r}")
     return d[key]
 
 
@@ -76,7 +77,7 @@ def _require(image_id: str, what: str, paths: dict[str, Path] | None, image_dir:
     if paths is not None and image_id not in paths:
         raise FileNotFoundError(f"{what}: image {image_id} has no image file in {image_dir}")
     if features is not None and image_id not in features:
-        raise ValueError(f"{what}: image {image_id} has no region features in {features!r}")
+        raise UserError(f"{what}: image {image_id} has no region features in {features!r}")
 
 
 def read_vqa(
@@ -111,9 +112,9 @@ def read_vqa(
         image_id = str(_get(q, "image_id", where, qpath))
         text = str(_get(q, "question", where, qpath)).strip()
         if not text:
-            raise ValueError(f"{qpath}: {where} (question {qid}) has an empty question")
+            raise UserError(f"{qpath}: {where} (question {qid}) has an empty question")
         if annotations_json is not None and qid not in answers:
-            raise ValueError(f"{annotations_json}: no annotation for question {qid} ({qpath}, {where})")
+            raise UserError(f"{annotations_json}: no annotation for question {qid} ({qpath}, {where})")
         ans, qtype = answers.get(qid, ([], ""))
         _require(image_id, f"{qpath}: question {qid}", paths, image_dir, features)
         items.append(VQAItem(question_id=qid, image_id=image_id, question=text, answers=ans, qtype=qtype))
@@ -139,9 +140,9 @@ def read_coco_captions(
         image_id = str(_get(ann, "image_id", where, path))
         text = _get(ann, "caption", where, path)
         if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"{path}: {where} (image {image_id}) has an empty caption")
+            raise UserError(f"{path}: {where} (image {image_id}) has an empty caption")
         if image_id not in files:
-            raise ValueError(f"{path}: {where} refers to image {image_id}, which is not listed in 'images'")
+            raise UserError(f"{path}: {where} refers to image {image_id}, which is not listed in 'images'")
         if image_dir is not None and image_id not in paths:
             p = Path(image_dir) / files[image_id]
             if not p.is_file():
@@ -182,7 +183,7 @@ def safe_loads(data: bytes, what: str = "pickle") -> Any:
     try:
         return SafeUnpickler(io.BytesIO(data)).load()
     except Exception as e:
-        raise ValueError(f"{what}: cannot unpickle safely: {e}") from e
+        raise UserError(f"{what}: cannot unpickle safely: {e}") from e
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -196,13 +197,13 @@ def _array(value: Any, rows: int, what: str, dim: int | None = None) -> np.ndarr
             value = np.frombuffer(base64.b64decode(value), dtype=np.float32)
         arr = np.asarray(value, dtype=np.float32)
     except (ValueError, TypeError) as e:  # binascii.Error is a ValueError
-        raise ValueError(f"{what}: not a float32 array or base64 float32 buffer: {e}") from e
+        raise UserError(f"{what}: not a float32 array or base64 float32 buffer: {e}") from e
     if dim is None:
         if rows == 0 or arr.size % rows:
-            raise ValueError(f"{what}: {arr.size} values do not split into {rows} boxes")
+            raise UserError(f"{what}: {arr.size} values do not split into {rows} boxes")
         dim = arr.size // rows
     if arr.size != rows * dim:
-        raise ValueError(f"{what}: expected {rows} x {dim} values, got {arr.size}")
+        raise UserError(f"{what}: expected {rows} x {dim} values, got {arr.size}")
     return arr.reshape(rows, dim).copy()
 
 
@@ -213,10 +214,10 @@ def record_from_dict(d: dict[str, Any], source: str, feature_dim: int | None = N
         for k in keys:
             if k in d:
                 return d[k]
-        raise ValueError(f"{source}: feature record has no key {keys[0]!r}")
+        raise UserError(f"{source}: feature record has no key {keys[0]!r}")
 
     if not isinstance(d, dict):
-        raise ValueError(f"{source}: expected a dict of features, got {type(d).__name__}")
+        raise UserError(f"{source}: expected a dict of features, got {type(d).__name__}")
     image_id = get("image_id")
     image_id = image_id.decode() if isinstance(image_id, bytes) else str(image_id)
     what = f"{source}: image {image_id}"
@@ -224,7 +225,7 @@ def record_from_dict(d: dict[str, Any], source: str, feature_dim: int | None = N
     boxes = _array(get("boxes", "bbox"), n, f"{what} boxes", 4)
     feats = _array(get("features"), n, f"{what} features")
     if feature_dim is not None and feats.shape[1] != feature_dim:
-        raise ValueError(f"{what}: feature width {feats.shape[1]} != expected {feature_dim}")
+        raise UserError(f"{what}: feature width {feats.shape[1]} != expected {feature_dim}")
     probs = d.get("cls_prob")
     probs = (
         np.zeros((n, 0), np.float32)
@@ -338,9 +339,9 @@ def load_npy_features(path: str | Path, feature_dim: int | None = None) -> Regio
                 )
                 shape, fortran, dtype = read_header(f)
             except ValueError as e:
-                raise ValueError(f"{path}: not a .npy file: {e}") from e
+                raise UserError(f"{path}: not a .npy file: {e}") from e
             if not dtype.hasobject:
-                raise ValueError(f"{path}: expected a pickled dict in the .npy file, found a {dtype} array")
+                raise UserError(f"{path}: expected a pickled dict in the .npy file, found a {dtype} array")
             obj = safe_loads(f.read(), str(path))
         d = obj.item() if isinstance(obj, np.ndarray) and obj.shape == () else obj
     if isinstance(d, dict) and "image_id" not in d:
@@ -368,7 +369,7 @@ def iter_tsv_features(path: str | Path, feature_dim: int | None = None) -> Itera
     with open(path, newline="") as f:
         for line, row in enumerate(csv.reader(f, delimiter="\t"), start=1):
             if len(row) not in (6, 7):
-                raise ValueError(f"{path} line {line}: expected 6 or 7 tab-separated fields, got {len(row)}")
+                raise UserError(f"{path} line {line}: expected 6 or 7 tab-separated fields, got {len(row)}")
             d = dict(zip(TSV_FIELDS + ["cls_prob"], row))
             rec = record_from_dict(d, f"{path} line {line}", dim)
             dim = rec.features.shape[1]  # every row must match the first

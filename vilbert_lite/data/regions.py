@@ -8,8 +8,8 @@ ViLBERT reads an image as up to 36 detector regions, each a 2048-d feature, a bo
     the backbone's own ImageNet classifier on each region feature --softmax--> cls_prob (N, 1000)
 
 `visual_inputs` turns a `RegionFeatures` record into model inputs with the global IMG region prepended (region 0:
-the mean feature, location [0,0,1,1,1]); `collate_visual` pads a batch. `cli` is `vilbert-lite extract` and
-`bench` is `vilbert-lite bench extract`.
+the mean feature, location [0,0,1,1,1]); `collate_visual` pads a batch. `cli` is `vilbert-lite extract` (its
+body, fault-tolerant and resumable, is `store.extract_folder`) and `bench` is `vilbert-lite bench extract`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from vilbert_lite.data.items import RegionFeatures
+from vilbert_lite.errors import UserError
 
 VERSION = 1
 BACKBONE = "efficientnet-lite0"
@@ -42,34 +43,80 @@ ImageLike = Union[np.ndarray, Image.Image, str, Path, Callable[[], Any]]
 # images
 
 
+class UnreadableImageError(UserError):
+    """An image that cannot be used: `reason` says why (empty file, not an image, truncated, wrong shape)."""
+
+    def __init__(self, image_id: str, path: str | Path | None, reason: str):
+        super().__init__(f"image {image_id!r}{f' ({path})' if path else ''}: {reason}")
+        self.image_id, self.path, self.reason = image_id, path, reason
+
+
 def load_image(image: ImageLike, name: str = "") -> np.ndarray:
     """Any image-like (HxWx3 uint8 array, PIL image, a path, or a no-argument callable returning one of those,
-    e.g. `functools.partial(world.image, image_id)` so cached images are never rendered) -> HxWx3 uint8 RGB."""
+    e.g. `functools.partial(world.image, image_id)` so cached images are never rendered) -> HxWx3 uint8 RGB.
+
+    Greyscale, palette, CMYK, 16-bit and transparent images are converted (see `pil_to_rgb`). A missing file
+    raises FileNotFoundError; one that is empty, not an image, or truncated raises UnreadableImageError."""
     if callable(image):
         image = image()
     if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"image {name or path.stem!r}: file not found: {path}")
-        try:
-            with Image.open(path) as im:
-                return np.asarray(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError) as e:
-            raise ValueError(f"image {name or path.stem!r}: cannot read image file {path}: {e}") from e
+        with _open_image(Path(image), name or Path(image).stem) as im:
+            return pil_to_rgb(im)
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        return pil_to_rgb(image)
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, axis=-1)
     if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ValueError(f"image {name!r}: expected an HxWx3 array, got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        arr = (
-            (np.clip(arr, 0, 1) * 255).round().astype(np.uint8)
-            if arr.dtype.kind == "f"
-            else arr.astype(np.uint8)
-        )
-    return arr[..., :3]
+        raise UnreadableImageError(name, None, f"expected an HxWx3 array, got shape {arr.shape}")
+    return _to_uint8(arr)[..., :3]
+
+
+def _open_image(path: Path, name: str) -> Image.Image:
+    """Open and decode an image file -> a loaded PIL image (use it as a context manager)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"image {name!r}: file not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise UnreadableImageError(name, path, "empty file (0 bytes)")
+    try:
+        im = Image.open(path)
+    except UnidentifiedImageError:
+        raise UnreadableImageError(name, path, f"not an image file Pillow can read ({size} bytes)") from None
+    except Exception as e:  # Pillow's decoders fail on bad bytes with many exception types
+        raise UnreadableImageError(name, path, f"cannot decode: {e} ({size} bytes)") from e
+    try:
+        im.load()  # decode now: a truncated or corrupt file fails here, not halfway through extraction
+    except Exception as e:
+        im.close()
+        raise UnreadableImageError(name, path, f"cannot decode: {e} ({size} bytes)") from e
+    return im
+
+
+def pil_to_rgb(im: Image.Image) -> np.ndarray:
+    """A PIL image of any mode -> HxWx3 uint8 RGB: 16-bit (and 32-bit integer) greyscale is scaled to 8 bits,
+    transparent pixels are composited onto white, and greyscale / palette / CMYK / YCbCr / LAB convert as
+    Pillow does."""
+    if im.mode.startswith("I") or im.mode == "F":  # integer or float greyscale
+        a = np.asarray(im, dtype=np.float64)
+        sixteen_bit = im.mode.startswith("I;16") or a.max(initial=0) > 255
+        im = Image.fromarray(_to_uint8(a / 257 if sixteen_bit else a, float_max=255))
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im.convert("RGBA"))
+    return np.asarray(im.convert("RGB"))
+
+
+def _to_uint8(arr: np.ndarray, float_max: float = 1.0) -> np.ndarray:
+    """Pixel values -> uint8: floats span [0, float_max], integers above 255 are 16-bit (span [0, 65535])."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    if arr.dtype.kind == "f":
+        arr = arr * (255 / float_max)
+    elif arr.size and arr.max() > 255:
+        arr = arr / 257
+    return np.clip(arr, 0, 255).round().astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -247,9 +294,9 @@ def roi_align(
 
 
 def _auto_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    from vilbert_lite.engine import resolve_device
+
+    return resolve_device(device)
 
 
 class RegionExtractor:
@@ -301,7 +348,7 @@ class RegionExtractor:
             return propose_boxes(img, self.max_regions, self.proposal_params)
         b = np.asarray(boxes, np.float32).reshape(-1, 4)[: self.max_regions].copy()
         if len(b) == 0:
-            raise ValueError(f"image {image_id!r}: empty box list (pass boxes=None to use proposals)")
+            raise UserError(f"image {image_id!r}: empty box list (pass boxes=None to use proposals)")
         b[:, [0, 2]] = b[:, [0, 2]].clip(0, W)
         b[:, [1, 3]] = b[:, [1, 3]].clip(0, H)
         b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 1e-3)  # no empty boxes
@@ -434,8 +481,11 @@ def image_files(folder: str | Path) -> list[Path]:
 
 
 def cli(argv: list[str]) -> int:
-    """`vilbert-lite extract --images DIR --out FEATS`: region features of every image in DIR, cached."""
-    from vilbert_lite.data.store import FeatureStore, extract_features
+    """`vilbert-lite extract --images DIR --out FEATS`: region features of every image in DIR, cached.
+
+    Unreadable images are skipped, listed at the end and in the store's skipped.jsonl (exit status 1);
+    `--on-error stop` stops at the first one instead. A killed run, run again, continues where it stopped."""
+    from vilbert_lite.data.store import extract_folder
 
     ap = argparse.ArgumentParser(prog="vilbert-lite extract", description=cli.__doc__)
     ap.add_argument("--images", required=True, help="folder of .jpg/.jpeg/.png images (image_id = file stem)")
@@ -444,27 +494,18 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--on-error", choices=["skip", "stop"], default="skip",
+                    help="an unreadable image: skip and report it (default), or stop")  # fmt: skip
+    ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    files = image_files(args.images)
-    if not files:
-        print(f"vilbert-lite extract: no .jpg/.jpeg/.png images in {args.images}")
-        return 1
-    stems = [p.stem for p in files]
-    if len(set(stems)) != len(stems):
-        raise ValueError(f"{args.images}: two images share a file stem; image ids must be unique")
-    t0 = time.time()
-    ext = RegionExtractor(args.max_regions, args.device, args.image_size)
-    items = [(p.stem, p, None) for p in files]
-    known = FeatureStore(args.out, ext.settings)
-    todo = sum(p.stem not in known for p in files)  # sizes the progress bar
-    store = extract_features(items, args.out, ext, batch_size=args.batch_size, total=todo)
-    n_new = store.extracted
-    dt = time.time() - t0
-    print(
-        f"{len(files)} images, {n_new} extracted, {len(files) - n_new} cached; "
-        f"store {store.path} ({len(store)} images) in {dt:.1f}s"
+    return extract_folder(
+        args.images,
+        args.out,
+        lambda: RegionExtractor(args.max_regions, args.device, args.image_size),
+        args.batch_size,
+        args.on_error,
+        progress=not args.no_progress,
     )
-    return 0
 
 
 def bench(argv: list[str]) -> int:

@@ -24,7 +24,18 @@ Rules: shards are immutable. A write goes to a temporary file in the same folder
 (also written via temp file + `os.replace`) is the commit point, so an interrupted write leaves at most an
 orphan file that the next open deletes, never a half-written shard that is used. Every shard's sha256 is checked
 (once per process) before its features are read; a mismatch raises `CorruptShardError`, and `extract_features`
-drops such shards and re-extracts their images. One writer at a time per store folder.
+drops such shards (naming them in a warning) and re-extracts their images. One writer at a time per store folder.
+
+Extraction commits as it goes: every batch of images becomes a small shard named `part-NNNNN.safetensors` (same
+layout, listed in the index like any shard); once the parts hold `shard_size` images they are merged into a
+`shard-NNNNN.safetensors`, and at the end of `extract_features` the rest is merged into a last shard. So a killed
+extraction loses at most its last batch, and the next identical call continues and ends with the same files,
+byte for byte, as an uninterrupted one (same images in the same order, same shard boundaries).
+
+Images the extractor cannot read (with on_error="skip") are listed in `skipped.jsonl` next to the index, one JSON
+object per line: {"image_id", "path", "reason"}; an image leaves the list once it is stored. Test hook:
+VILBERT_LITE_TEST_KILL_AFTER=N makes `extract_features` kill its own process (SIGKILL, as `kill -9`) once it has
+extracted N images, before committing the batch that reached N.
 """
 
 from __future__ import annotations
@@ -32,23 +43,31 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import struct
 import tempfile
+import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import save_file
+from safetensors.numpy import load_file
 
 from vilbert_lite.data.items import RegionFeatures
+from vilbert_lite.errors import UserError
 
 FORMAT = "vilbert_lite.features"
 FORMAT_VERSION = 1
+REPORT = "skipped.jsonl"  # images extract_features could not read (on_error="skip")
+ON_ERROR = ("skip", "stop")
+KILL_AFTER_ENV = "VILBERT_LITE_TEST_KILL_AFTER"  # test hook, see the module docstring
 
 
-class CorruptShardError(ValueError):
+class CorruptShardError(UserError):
     """A shard's bytes do not match the checksum in the index."""
 
 
@@ -90,13 +109,17 @@ class FeatureStore:
         self.path.mkdir(parents=True, exist_ok=True)
         self._verified: set[str] = set()
         self.extracted = 0  # set by extract_features: images extracted by the last call
+        self.skipped: list[dict] = []  # set by extract_features: images the last call could not read
         index_file = self.path / "index.json"
         if index_file.exists():
             try:
                 self.index = json.loads(index_file.read_text())
                 self.index["shards"]  # noqa: B018 - must exist
             except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"feature store index {index_file} is malformed: {e}") from e
+                raise UserError(
+                    f"feature store index {index_file} is malformed ({e}); delete the folder {self.path} "
+                    "and extract again"
+                ) from e
         else:
             self.index = {"format": FORMAT, "version": FORMAT_VERSION, "key": self.key, "shards": []}
             _atomic_write_text(
@@ -121,7 +144,7 @@ class FeatureStore:
         settings = json.loads((path / "settings.json").read_text())
         store = cls(path.parent, settings)
         if store.path.resolve() != path.resolve():
-            raise ValueError(f"{path}: settings.json does not hash to the folder name {path.name}")
+            raise UserError(f"{path}: settings.json does not hash to the folder name {path.name}")
         return store
 
     # -- reading -------------------------------------------------------------------------------------------------
@@ -133,10 +156,12 @@ class FeatureStore:
                 self._where[image_id] = (shard["file"], i)
 
     def _remove_orphans(self) -> None:
-        """Delete leftovers of interrupted writes: temp files and shard files the index does not list."""
+        """Delete leftovers of interrupted writes: temp files and shard / part files the index does not list."""
         listed = {s["file"] for s in self.index["shards"]}
         for p in self.path.iterdir():
-            if p.name.startswith(".tmp-") or (p.name.startswith("shard-") and p.name not in listed):
+            if p.name.startswith(".tmp-") or (
+                p.name.startswith(("shard-", "part-")) and p.name not in listed
+            ):
                 p.unlink(missing_ok=True)
 
     def __contains__(self, image_id: object) -> bool:
@@ -164,7 +189,7 @@ class FeatureStore:
     def _check(self, shard: dict[str, Any]) -> None:
         p = self.path / shard["file"]
         if not p.exists():
-            raise CorruptShardError(f"feature shard {p} is missing")
+            raise CorruptShardError(f"feature shard {p} is missing; re-run extraction to rebuild it")
         if p.stat().st_size != shard["bytes"] or file_sha256(p) != shard["sha256"]:
             raise CorruptShardError(
                 f"feature shard {p} is corrupt (sha256 mismatch); re-run extraction to rebuild it"
@@ -193,6 +218,17 @@ class FeatureStore:
 
     __getitem__ = get
 
+    def _read(self, shard: dict[str, Any]) -> list[RegionFeatures]:
+        """Every record of one shard (checksum verified first), in row order."""
+        if shard["file"] not in self._verified:
+            self._check(shard)
+        t = load_file(self.path / shard["file"])
+        o = t["offsets"]
+        return [
+            RegionFeatures(i, int(h), int(w), t["boxes"][a:b], t["features"][a:b], t["cls_prob"][a:b])
+            for i, (h, w), a, b in zip(shard["image_ids"], t["hw"], o[:-1], o[1:])
+        ]
+
     # -- writing -------------------------------------------------------------------------------------------------
 
     def _write_index(self) -> None:
@@ -205,6 +241,19 @@ class FeatureStore:
                 return f.get_slice("features").get_shape()[1], f.get_slice("cls_prob").get_shape()[1]
         return None
 
+    def _new(self, records: Iterable[RegionFeatures], dims: tuple[int, int] | None) -> list[RegionFeatures]:
+        """The records whose ids are not stored yet (first of each id), each checked against the store's widths."""
+        out, ids = [], set()
+        for rf in records:
+            rf_id = str(rf.image_id)
+            if rf_id in self._where or rf_id in ids:
+                continue
+            _validate(rf, dims)
+            dims = dims or (rf.features.shape[1], rf.cls_prob.shape[1])
+            out.append(rf)
+            ids.add(rf_id)
+        return out
+
     def add_many(self, records: Iterable[RegionFeatures]) -> int:
         """Append records (ids already stored are skipped) in new shards; each shard commits atomically -> count."""
         dims, added, buf = self._dims(), 0, []
@@ -216,18 +265,47 @@ class FeatureStore:
             dims = dims or (rf.features.shape[1], rf.cls_prob.shape[1])
             buf.append(rf)
             if len(buf) == self.shard_size:
-                added += self._write_shard(buf)
+                added += self._commit_new([self._save(buf, "shard")])
                 buf = []
         if buf:
-            added += self._write_shard(buf)
+            added += self._commit_new([self._save(buf, "shard")])
         return added
 
-    def _write_shard(self, recs: list[RegionFeatures]) -> int:
+    def add_part(self, records: Iterable[RegionFeatures]) -> int:
+        """Commit records at once as one part file (ids already stored are skipped); once the parts hold
+        `shard_size` images they are merged into full shards (`compact`) -> count added."""
+        recs = self._new(records, self._dims())
+        if recs:
+            self._commit_new([self._save(recs, "part")])
+        if sum(len(s["image_ids"]) for s in self._parts()) >= self.shard_size:
+            self.compact()
+        return len(recs)
+
+    def _parts(self) -> list[dict[str, Any]]:
+        return [s for s in self.index["shards"] if s["file"].startswith("part-")]
+
+    def compact(self, final: bool = False) -> None:
+        """Merge the part files, in index order, into shards of `shard_size` images; with `final`, the remainder
+        too (into one last shard), else it stays a part. New files and the index commit before parts are deleted."""
+        parts = self._parts()
+        recs = [r for s in parts for r in self._read(s)]
+        full = len(recs) if final else len(recs) // self.shard_size * self.shard_size
+        if not full:
+            return
+        shards = [self._save(recs[a : a + self.shard_size], "shard") for a in range(0, full, self.shard_size)]
+        rest = [self._save(recs[full:], "part")] if full < len(recs) else []
+        kept = [s for s in self.index["shards"] if s not in parts]
+        self._commit(kept + shards + rest, new=shards + rest)
+
+    def _save(self, recs: list[RegionFeatures], prefix: str) -> dict[str, Any]:
+        """Write records to a new immutable file `<prefix>-NNNNN.safetensors` -> its index entry (not committed)."""
         taken = {s["file"] for s in self.index["shards"]}
-        n = len(self.index["shards"])
-        while f"shard-{n:05d}.safetensors" in taken or (self.path / f"shard-{n:05d}.safetensors").exists():
+        n = sum(s["file"].startswith(prefix + "-") for s in self.index["shards"])
+        while (
+            f"{prefix}-{n:05d}.safetensors" in taken or (self.path / f"{prefix}-{n:05d}.safetensors").exists()
+        ):
             n += 1
-        name = f"shard-{n:05d}.safetensors"
+        name = f"{prefix}-{n:05d}.safetensors"
         counts = [len(r.boxes) for r in recs]
         tensors = {
             "boxes": np.concatenate([np.asarray(r.boxes, np.float32).reshape(-1, 4) for r in recs]),
@@ -238,10 +316,9 @@ class FeatureStore:
         }
         ids = [str(r.image_id) for r in recs]
         fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".tmp-", suffix=".safetensors")
-        os.close(fd)
-        final = self.path / name
         try:
-            save_file(tensors, tmp, metadata={"format": FORMAT, "image_ids": json.dumps(ids)})
+            with os.fdopen(fd, "wb") as f:
+                f.write(safetensors_bytes(tensors, {"format": FORMAT, "image_ids": json.dumps(ids)}))
             os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
             entry = {
                 "file": name,
@@ -249,31 +326,78 @@ class FeatureStore:
                 "bytes": os.path.getsize(tmp),
                 "image_ids": ids,
             }
-            os.replace(tmp, final)
-            self.index["shards"].append(entry)
-            try:
-                self._write_index()  # the commit point
-            except BaseException:
-                self.index["shards"].pop()
-                final.unlink(missing_ok=True)
-                raise
+            os.replace(tmp, self.path / name)
         finally:
             Path(tmp).unlink(missing_ok=True)
-        self._verified.add(name)
+        return entry
+
+    def _commit_new(self, new: list[dict[str, Any]]) -> int:
+        """Append new entries to the index and commit -> how many images they hold."""
+        self._commit(self.index["shards"] + new, new)
+        return sum(len(s["image_ids"]) for s in new)
+
+    def _commit(self, shards: list[dict[str, Any]], new: list[dict[str, Any]] = ()) -> None:
+        """Make the index list exactly `shards` (one atomic write: the commit point), then delete the files of
+        the entries it no longer lists. If the write fails, the index is unchanged and the `new` files go."""
+        old, self.index["shards"] = self.index["shards"], shards
+        try:
+            self._write_index()
+        except BaseException:
+            self.index["shards"] = old
+            for s in new:
+                (self.path / s["file"]).unlink(missing_ok=True)
+            raise
+        self._verified.update(s["file"] for s in new)
+        listed = {s["file"] for s in shards}
+        for s in old:
+            if s["file"] not in listed:
+                (self.path / s["file"]).unlink(missing_ok=True)
+                self._verified.discard(s["file"])
         self._rebuild_lookup()
-        return len(recs)
 
     def drop_shards(self, names: Iterable[str]) -> list[str]:
         """Remove shards from the index (committed first) and delete their files -> the image ids they held."""
         names = set(names)
         dropped = [s for s in self.index["shards"] if s["file"] in names]
-        self.index["shards"] = [s for s in self.index["shards"] if s["file"] not in names]
-        self._write_index()
-        for s in dropped:
-            (self.path / s["file"]).unlink(missing_ok=True)
-            self._verified.discard(s["file"])
-        self._rebuild_lookup()
+        self._commit([s for s in self.index["shards"] if s["file"] not in names])
         return [i for s in dropped for i in s["image_ids"]]
+
+    # -- the report of unreadable images -------------------------------------------------------------------------
+
+    def report(self) -> list[dict[str, Any]]:
+        """The images extraction could not read and that are still not stored: [{image_id, path, reason}]."""
+        f = self.path / REPORT
+        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()] if f.exists() else []
+        return [r for r in rows if r["image_id"] not in self]
+
+    def _write_report(self, skipped: list[dict[str, Any]]) -> None:
+        rows = {r["image_id"]: r for r in self.report()}
+        rows.update({r["image_id"]: r for r in skipped})
+        if rows:
+            _atomic_write_text(self.path / REPORT, "".join(json.dumps(r) + "\n" for r in rows.values()))
+        else:
+            (self.path / REPORT).unlink(missing_ok=True)
+
+
+def safetensors_bytes(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    """A safetensors file whose bytes depend only on its content: metadata keys sorted, tensors by item size
+    (widest first, so each stays aligned) and then name, as the library orders them. (`safetensors.numpy.save`
+    writes the metadata in hash-map order, which changes from process to process.)"""
+    kinds = {np.dtype(np.float32): "F32", np.dtype(np.int64): "I64"}
+    header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))}
+    blobs, offset = [], 0
+    for name in sorted(tensors, key=lambda k: (-tensors[k].dtype.itemsize, k)):
+        a = np.ascontiguousarray(tensors[name], tensors[name].dtype.newbyteorder("<"))
+        blobs.append(a.tobytes())
+        header[name] = {
+            "dtype": kinds[a.dtype],
+            "shape": list(a.shape),
+            "data_offsets": [offset, offset + a.nbytes],
+        }
+        offset += a.nbytes
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the tensor data starts 8-byte aligned, as the library writes it
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
 
 
 def _validate(rf: RegionFeatures, dims: tuple[int, int] | None) -> None:
@@ -297,6 +421,32 @@ def _validate(rf: RegionFeatures, dims: tuple[int, int] | None) -> None:
         )
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# extraction
+
+
+def _skip_entry(item: tuple[str, Any, Any], e: BaseException) -> dict[str, Any]:
+    image_id, image, _ = item
+    path = str(image) if isinstance(image, (str, Path)) else getattr(e, "path", None)
+    return {"image_id": str(image_id), "path": None if path is None else str(path),
+            "reason": getattr(e, "reason", None) or str(e)}  # fmt: skip
+
+
+def _extract_chunk(extractor: Any, chunk: list, on_error: str, skipped: list[dict]) -> list[RegionFeatures]:
+    """Region features of a chunk of items (one extractor batch). When an image cannot be read (UserError or
+    OSError) and on_error="skip", the chunk is retried one item at a time and each item that fails on its own is
+    added to `skipped`; with on_error="stop" the error propagates."""
+    try:
+        return list(extractor.extract_many(chunk, batch_size=len(chunk), progress=False))
+    except (UserError, OSError) as e:
+        if on_error == "stop":
+            raise
+        if len(chunk) == 1:
+            skipped.append(_skip_entry(chunk[0], e))
+            return []
+    return [rf for item in chunk for rf in _extract_chunk(extractor, [item], on_error, skipped)]
+
+
 def extract_features(
     images: Iterable[tuple[str, Any, Any]],
     root: str | Path,
@@ -305,29 +455,98 @@ def extract_features(
     total: int | None = None,
     progress: bool = True,
     shard_size: int = 256,
+    on_error: str = "stop",
 ) -> FeatureStore:
     """Extract (image_id, image-or-path, boxes-or-None) items into the store for `extractor.settings`.
 
-    Only images missing from the store are extracted; corrupt shards are dropped first (with a warning) so their
-    images are extracted again. Results are committed one shard at a time, so an interrupted run keeps what it
-    finished. `store.extracted` holds how many images this call extracted; `total` only sizes the progress bar.
+    Only images missing from the store are extracted; corrupt shards are dropped first (with a warning naming
+    them) so their images are extracted again. Every batch of `batch_size` images is committed as it finishes
+    (see the module docstring), so a killed run keeps what it finished and the next call continues.
+    on_error: "stop" raises on the first image the extractor cannot read (a UserError such as a truncated file,
+    or an OSError); "skip" leaves it out, records (image_id, path, reason) in `store.skipped` and in the store's
+    skipped.jsonl, and goes on. `store.extracted` holds how many images this call extracted; `total` only sizes
+    the progress bar.
     """
+    from tqdm.auto import tqdm
+
+    if on_error not in ON_ERROR:
+        raise UserError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     store = FeatureStore(root, extractor.settings, shard_size=shard_size)
     bad = store.verify()
     if bad:
+        lost = store.drop_shards(bad)
         warnings.warn(
-            f"{store.path}: corrupt shards {bad} (checksum mismatch) dropped; re-extracting their images",
+            f"{store.path}: shard(s) {', '.join(bad)} failed the checksum check (corrupt); dropped, "
+            f"re-extracting their {len(lost)} images",
             stacklevel=2,
         )
-        store.drop_shards(bad)
-    seen: set[str] = set()
-
-    def missing() -> Iterable[tuple[str, Any, Any]]:  # streamed: images are loaded only when extracted
-        for image_id, image, boxes in images:
-            if str(image_id) not in store and str(image_id) not in seen:
-                seen.add(str(image_id))
-                yield str(image_id), image, boxes
-
-    records = extractor.extract_many(missing(), batch_size=batch_size, progress=progress, total=total)
-    store.extracted = store.add_many(records)
+    store.extracted, store.skipped = 0, []
+    kill_after = int(os.environ.get(KILL_AFTER_ENV, "0") or 0)
+    todo = _missing(images, store)
+    bar = tqdm(total=total, desc="extract", unit="img", disable=not progress)
+    try:
+        while chunk := list(islice(todo, max(1, batch_size))):
+            records = _extract_chunk(extractor, chunk, on_error, store.skipped)
+            if kill_after and store.extracted + len(records) >= kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)  # test hook: die like `kill -9`, before this commit
+            store.extracted += store.add_part(records)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    store.compact(final=True)
+    store._write_report(store.skipped)
     return store
+
+
+def _missing(images: Iterable[tuple[str, Any, Any]], store: FeatureStore) -> Iterator[tuple[str, Any, Any]]:
+    """The items whose images are not stored yet, first of each id, streamed (images load only when extracted)."""
+    seen: set[str] = set()
+    for image_id, image, boxes in images:
+        if str(image_id) not in store and str(image_id) not in seen:
+            seen.add(str(image_id))
+            yield str(image_id), image, boxes
+
+
+def extract_folder(
+    folder: str | Path,
+    out: str | Path,
+    make_extractor: Callable[[], Any],
+    batch_size: int = 16,
+    on_error: str = "skip",
+    progress: bool = True,
+) -> int:
+    """The body of `vilbert-lite extract`: every image of `folder` into the store under `out`, then a summary
+    on stdout -> exit status 0, or 1 when images were skipped (listed, and in the store's skipped.jsonl).
+    The folder is checked before `make_extractor()` loads the model."""
+    from vilbert_lite.data.regions import image_files
+
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
+    files = image_files(folder)
+    if not files:
+        raise UserError(f"{folder}: no .jpg/.jpeg/.png images (subfolders are not searched)")
+    stems: dict[str, list[str]] = {}
+    for p in files:
+        stems.setdefault(p.stem, []).append(p.name)
+    clashes = [names for names in stems.values() if len(names) > 1]
+    if clashes:
+        raise UserError(
+            f"{folder}: image ids are file stems and must be unique; these files share one: "
+            + "; ".join(", ".join(names) for names in clashes)
+        )
+    t0 = time.time()
+    extractor = make_extractor()
+    todo = sum(p.stem not in FeatureStore(out, extractor.settings) for p in files)  # sizes the progress bar
+    items = [(p.stem, p, None) for p in files]
+    store = extract_features(items, out, extractor, batch_size, todo, progress, on_error=on_error)
+    cached = len(files) - store.extracted - len(store.skipped)
+    print(
+        f"{len(files)} images, {store.extracted} extracted, {cached} cached, {len(store.skipped)} skipped; "
+        f"store {store.path} ({len(store)} images) in {time.time() - t0:.1f}s"
+    )
+    if not store.skipped:
+        return 0
+    print(f"skipped {len(store.skipped)} unreadable image(s), listed in {store.path / REPORT}:")
+    for r in store.skipped:
+        print(f"  {r['image_id']}  {r['path']}: {r['reason']}")
+    return 1

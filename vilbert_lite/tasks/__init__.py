@@ -7,12 +7,14 @@
     metrics = finetune("vqa", init=run, data="vqa_v2", train_questions=..., train_annotations=...,
                        train_images=..., val_questions=..., val_annotations=..., val_images=...)
 
-    vilbert-lite finetune TASK --init RUN_DIR|none --profile cpu --seed S --out DIR
+    vilbert-lite finetune TASK --init RUN_DIR|none --profile cpu --seed S --out DIR [--skip-gaps]
 
 Tasks: vqa, vcr, refer, retrieval, zeroshot, nlvr (see TASKS). Each run is a folder (DIR, or
 runs/finetune/<task>-<config hash>) holding the engine's files and `metrics.json`: task, split, seed, init,
 every metric by name, chance levels, the config hash, wall time and the per-epoch history. A finished folder
-with the same config is reused, not retrained.
+with the same config is reused, not retrained. Real data is checked before the first step: its gaps (questions
+whose image is missing or unreadable, answers outside the vocabulary) are counted, named in a warning or a
+UserError, and listed in the run folder's `gaps.jsonl`; `skip_gaps` / `--skip-gaps` leaves them out.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import sys
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from vilbert_lite.errors import UserError
 from vilbert_lite.tasks.common import (
     METRICS_FILE,
     Backbone,
@@ -53,7 +56,7 @@ DATA_KINDS = ("synthetic", "vqa_v2")
 def get_task(name: str) -> TaskSpec:
     """The TaskSpec of a task name; an unknown name raises ValueError listing the valid ones."""
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+        raise UserError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
     module, attr = TASKS[name].split(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -74,6 +77,7 @@ def finetune(
     root: str | Path | None = None,
     progress: bool = True,
     resume: bool = True,
+    skip_gaps: bool = False,
     **real_data_paths: Any,
 ) -> dict:
     """Fine-tune (or, for "zeroshot", only evaluate) one task and return its metrics (also in OUT/metrics.json).
@@ -84,8 +88,10 @@ def finetune(
     (default: the profile's preset with the feature store's widths); an init run of another shape is a
     ValueError naming the differing sizes. data: "synthetic" (the profile's world, `world_seed`) or "vqa_v2"
     (task vqa only) with real_data_paths train_questions, train_annotations, train_images | train_features,
-    val_questions, val_annotations, val_images | val_features. extractor: the region extractor (default the
-    built-in RegionExtractor). out: the run folder (default ROOT/finetune/<task>-<config hash>).
+    val_questions, val_annotations, val_images | val_features; its gaps are found before training (see
+    `vqa.load_vqa_v2`): missing or unreadable images raise a UserError naming them unless `skip_gaps`, which
+    leaves those questions out. extractor: the region extractor (default the built-in RegionExtractor). out: the
+    run folder (default ROOT/finetune/<task>-<config hash>).
     """
     from vilbert_lite import runs
     from vilbert_lite.config import ViLBertConfig
@@ -95,15 +101,14 @@ def finetune(
     spec = get_task(task)
     prof = get_profile(profile)
     if data not in DATA_KINDS:
-        raise ValueError(f"data must be one of {DATA_KINDS}, got {data!r}")
+        raise UserError(f"data must be one of {DATA_KINDS}, got {data!r}")
     if init is not None and str(init).lower() != "none":  # fail before any data work (widths come later)
         check_init_shape(init, config or ViLBertConfig.preset(prof.model_preset), backbone,
                          ignore=() if config else ("v_feature_size", "v_target_size"))  # fmt: skip
+    gaps: list[dict] = []
     if data == "synthetic":
         if real_data_paths:
-            raise ValueError(
-                f"unexpected arguments {sorted(real_data_paths)} (real data needs data='vqa_v2')"
-            )
+            raise UserError(f"unexpected arguments {sorted(real_data_paths)} (real data needs data='vqa_v2')")
         from vilbert_lite.data.world import make_world
 
         world = make_world(profile, seed=world_seed)
@@ -113,10 +118,10 @@ def finetune(
                      "features": spec.features, "store": store.key}  # fmt: skip
     else:
         if task != "vqa":
-            raise ValueError(f"real data (data='vqa_v2') is supported for vqa only, not {task!r}")
+            raise UserError(f"real data (data='vqa_v2') is supported for vqa only, not {task!r}")
         from vilbert_lite.tasks.vqa import load_vqa_v2
 
-        records, images, data_desc = load_vqa_v2(real_data_paths, extractor, progress)
+        records, images, data_desc, gaps = load_vqa_v2(real_data_paths, extractor, progress, skip_gaps)
         source = Source("vqa_v2", images, records=records)
     if config is None:  # the profile's model reading what the extractor wrote (e.g. 1280-d, 1000 classes)
         w = source.images.widths()
@@ -135,6 +140,16 @@ def finetune(
         if out is not None
         else runs.run_dir(Path(root or runs.runs_root()) / "finetune", spec.name, run_cfg)
     )
+    if gaps:  # only what is left after load_vqa_v2's checks: kept out-of-vocabulary ones, or skipped ones
+        from vilbert_lite.tasks.vqa import gap_summary
+
+        runs.atomic_write(
+            out / "gaps.jsonl", lambda f: f.write("".join(json.dumps(g) + "\n" for g in gaps).encode())
+        )
+        what = "left out" if skip_gaps else "kept; they count as wrong (--skip-gaps leaves them out)"
+        warnings.warn(
+            f"VQA v2 data: {gap_summary(gaps)}; {what}; all listed in {out / 'gaps.jsonl'}", stacklevel=2
+        )
     return run_task(spec, source, config, None if init_desc == "none" else init, tcfg, run_cfg, out,
                     backbone, prof.init_text_from_bert, progress, resume)  # fmt: skip
 
@@ -159,21 +174,23 @@ def cli(argv: list[str]) -> int:
         real.add_argument(
             f"--{split}-features", help=f"{split} feature store folder or LMDB (instead of images)"
         )
+    real.add_argument("--skip-gaps", action="store_true",
+                      help="leave out questions whose image is missing or unreadable, and validation questions "
+                           "with no answer in the training vocabulary (listed in the run's gaps.jsonl)")  # fmt: skip
     a = ap.parse_args(argv)
-    if a.task not in TASKS:
-        print(
-            f"vilbert-lite finetune: unknown task {a.task!r}; valid tasks: {', '.join(TASKS)}",
-            file=sys.stderr,
-        )
-        return 2
+    get_task(a.task)  # an unknown task fails before anything else
     paths = {k: v for k, v in vars(a).items() if k.startswith(("train_", "val_")) and v}
     try:
         overrides = json.loads(a.train) if a.train else None
-        metrics = finetune(a.task, a.init, a.profile, a.seed, a.out, "vqa_v2" if paths else "synthetic",
-                           backbone=a.backbone, train_overrides=overrides, progress=not a.no_progress, **paths)  # fmt: skip
-    except (ValueError, FileNotFoundError, json.JSONDecodeError) as e:
-        print(f"vilbert-lite finetune: {e}", file=sys.stderr)
-        return 2
+    except json.JSONDecodeError as e:
+        raise UserError(
+            f"--train is not valid JSON ({e}); expected an object such as '{{\"epochs\": 2}}'"
+        ) from e
+    if overrides is not None and not isinstance(overrides, dict):
+        raise UserError(f"--train must be a JSON object such as '{{\"epochs\": 2}}', got {a.train!r}")
+    metrics = finetune(a.task, a.init, a.profile, a.seed, a.out, "vqa_v2" if paths else "synthetic",
+                       backbone=a.backbone, train_overrides=overrides, progress=not a.no_progress,
+                       skip_gaps=a.skip_gaps, **paths)  # fmt: skip
     print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
     return 0
 

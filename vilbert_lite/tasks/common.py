@@ -32,6 +32,7 @@ from torch import nn
 from vilbert_lite import runs
 from vilbert_lite.config import ViLBertConfig
 from vilbert_lite.data.collate import collate_examples
+from vilbert_lite.errors import UserError
 from vilbert_lite.model import ViLBertModel, ViLBertOutput, init_weights
 
 MAX_REGIONS = 36  # + the global region: as in pretraining (REFERENCE §3)
@@ -59,7 +60,7 @@ def backbone_factory(backbone: str | Backbone | None = "vilbert") -> Backbone:
         from vilbert_lite.single_stream import SingleStreamModel, matched_config
 
         return lambda c: SingleStreamModel(matched_config(c))
-    raise ValueError(f"unknown backbone {backbone!r}; use 'vilbert', 'single_stream' or a callable")
+    raise UserError(f"unknown backbone {backbone!r}; use 'vilbert', 'single_stream' or a callable")
 
 
 def backbone_name(backbone: str | Backbone | None) -> str:
@@ -107,7 +108,7 @@ def check_init_shape(init: str | Path, config: ViLBertConfig, backbone: str | Ba
     diff = {k: v for k, v in shape_diff(stored, wanted).items() if k not in ignore}
     if diff:
         lines = "; ".join(f"{k}: run {a} vs requested {b}" for k, (a, b) in diff.items())
-        raise ValueError(f"--init {d}: the run's model has a different shape than the requested one: {lines}")
+        raise UserError(f"--init {d}: the run's model has a different shape than the requested one: {lines}")
     return stored
 
 
@@ -141,7 +142,7 @@ def load_backbone(init: str | Path | None, config: ViLBertConfig, backbone: str 
         state = {k[5:]: v for k, v in state.items() if k.startswith("bert.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(
+        raise UserError(
             f"--init {d}: backbone weights do not match: missing {missing}, unexpected {unexpected}"
         )
     return model
@@ -154,7 +155,7 @@ def load_head_weights(init: str | Path, name: str) -> dict[str, torch.Tensor]:
     state = load_file(model_folder(init) / "model.safetensors")
     out = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}
     if not out:
-        raise ValueError(f"--init {init}: the saved model has no {name} weights")
+        raise UserError(f"--init {init}: the saved model has no {name} weights")
     return out
 
 
@@ -249,9 +250,11 @@ def collate_pairs(items: list[dict]) -> dict:
     return batch
 
 
-def extract(items: list[tuple[str, Callable]], root: Path, extractor=None, progress: bool = True):
-    """Region features of (image_id, loader() -> (image, boxes or None)) items into the feature store under
-    `root` (only missing images are loaded and extracted) -> (store, seconds spent)."""
+def extract(items: list[tuple[str, Callable]], root: Path, extractor=None, progress: bool = True,
+            on_error: str = "stop"):  # fmt: skip
+    """Region features of (image_id, loader() -> (image or image path, boxes or None)) items into the feature
+    store under `root` (only missing images are loaded and extracted) -> (store, seconds spent). on_error "skip"
+    leaves out images that cannot be read and lists them in `store.skipped` (see `store.extract_features`)."""
     from vilbert_lite.data.store import FeatureStore, extract_features
 
     t0 = time.perf_counter()
@@ -266,7 +269,8 @@ def extract(items: list[tuple[str, Callable]], root: Path, extractor=None, progr
             image, boxes = loader()
             yield image_id, image, boxes
 
-    store = extract_features(load(), root, extractor, total=len(todo), progress=progress and bool(todo))
+    store = extract_features(load(), root, extractor, total=len(todo), progress=progress and bool(todo),
+                             on_error=on_error)  # fmt: skip
     return store, time.perf_counter() - t0
 
 

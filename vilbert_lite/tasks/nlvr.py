@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vilbert_lite.errors import UserError
 from vilbert_lite.tasks.common import (
     SimpleClassifier,
     Source,
@@ -36,7 +37,7 @@ def build_items(records, images) -> list[dict]:
 
 def load(source: Source) -> TaskData:
     if source.kind != "synthetic":
-        raise ValueError("nlvr runs on the synthetic world only (data='synthetic')")
+        raise UserError("nlvr runs on the synthetic world only (data='synthetic')")
     items = {s: build_items(source.world.nlvr(s), source.images) for s in ("train", "val", "test")}
     labels = torch.tensor([it["label"] for it in items["test"]], dtype=torch.float)
     info = {"n_train": len(items["train"]), "n_eval": len(items["test"]),

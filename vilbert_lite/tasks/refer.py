@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vilbert_lite.data.regions import box_iou
+from vilbert_lite.errors import UserError
 from vilbert_lite.tasks.common import (
     Source,
     TaskData,
@@ -64,7 +65,7 @@ def _bounds(items: list[dict]) -> tuple[float, float]:
 
 def load(source: Source) -> TaskData:
     if source.kind != "synthetic":
-        raise ValueError("refer runs on the synthetic world only (data='synthetic')")
+        raise UserError("refer runs on the synthetic world only (data='synthetic')")
     items = {s: build_items(source.world.refexps(s), source.images) for s in ("train", "val", "test")}
     chance, upper = _bounds(items["test"])
     info = {"n_train": len(items["train"]), "n_eval": len(items["test"]), "chance": chance,

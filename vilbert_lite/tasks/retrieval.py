@@ -31,6 +31,7 @@ from torch import nn
 
 from vilbert_lite.data.collate import pad_text
 from vilbert_lite.data.regions import collate_visual
+from vilbert_lite.errors import UserError
 from vilbert_lite.objectives import ALIGNED_INDEX
 from vilbert_lite.tasks.common import (
     Source,
@@ -83,7 +84,7 @@ class FourWay(torch.utils.data.Dataset):
 
 def load(source: Source) -> TaskData:
     if source.kind != "synthetic":
-        raise ValueError("retrieval runs on the synthetic world only (data='synthetic')")
+        raise UserError("retrieval runs on the synthetic world only (data='synthetic')")
     w = source.world
     recs = {s: w.retrieval(s) for s in ("train", "val", "test")}
     g = torch.Generator().manual_seed(0)  # the same fixed evaluation items for every run

@@ -8,7 +8,9 @@
 The vocabulary is every (normalised) answer of the training split. A validation answer outside it can never be
 predicted, so it counts as wrong; how many there are is reported (`oov_answers`, `oov_questions`).
 Data: the synthetic world's questions, or real VQA v2 files (questions + annotations + images, regions
-extracted with the built-in extractor and cached, or a feature store / LMDB given instead of the images).
+extracted with the built-in extractor and cached, or a feature store / LMDB given instead of the images). Real
+data is checked before training: questions whose image is missing or unreadable, and validation questions with
+no answer in the vocabulary, are counted and named (`load_vqa_v2`, `skip_gaps`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from vilbert_lite.errors import UserError
 from vilbert_lite.tasks.common import (
     MAX_REGIONS,
     ImageBank,
@@ -81,7 +84,7 @@ def load(source: Source) -> TaskData:
         recs = {s: source.world.vqa(s) for s in ("train", "val", "test")}
     else:
         recs = dict(source.records)
-    vocab_list = sorted({normalize_answer(a) for r in recs["train"] for a in r.answers})
+    vocab_list = answer_vocab(recs["train"])
     vocab = {a: i for i, a in enumerate(vocab_list)}
     items = {s: build_items(r, source.images, vocab) for s, r in recs.items()}
     final = "test" if "test" in items else "val"
@@ -130,13 +133,20 @@ class Banks:
         raise KeyError(f"image {image_id!r} has no region features")
 
 
-def load_vqa_v2(paths: dict, extractor=None, progress: bool = True) -> tuple[dict, Banks, dict]:
-    """Real VQA v2 files -> ({"train", "val": VQAItems}, image bank, description for the run config).
+def load_vqa_v2(paths: dict, extractor=None, progress: bool = True,
+                skip_gaps: bool = False) -> tuple[dict, Banks, dict, list[dict]]:  # fmt: skip
+    """Real VQA v2 files -> ({"train", "val": VQAItems}, image bank, description for the run config, gaps).
 
     paths: train_/val_questions and _annotations (JSON), and per split either _images (a folder: regions are
-    extracted with proposal boxes and cached per folder) or _features (a feature store folder or an LMDB)."""
-    from vilbert_lite.data.formats import LMDBFeatures, read_vqa
-    from vilbert_lite.data.regions import load_image
+    extracted with proposal boxes and cached per folder) or _features (a feature store folder or an LMDB).
+
+    Gaps are found before any training, each {split, question_id, image_id, kind, problem}: a question whose
+    image has no file in the folder ("no_image"), no features in the store or only in a corrupt shard
+    ("no_features"), or an image file that cannot be read ("unreadable"); and a validation question none of
+    whose answers is in the vocabulary of the training answers ("oov": it can never score). Image gaps raise a
+    UserError that counts and names them, unless `skip_gaps`, which leaves those questions out (and the "oov"
+    ones). Without `skip_gaps`, "oov" questions are kept and count as wrong, as the metric defines."""
+    from vilbert_lite.data.formats import LMDBFeatures, image_paths_by_id, read_vqa
     from vilbert_lite.data.store import FeatureStore
     from vilbert_lite.pretrain import cache_dir
     from vilbert_lite.runs import config_hash
@@ -150,27 +160,97 @@ def load_vqa_v2(paths: dict, extractor=None, progress: bool = True) -> tuple[dic
         if not {f"{s}_images", f"{s}_features"} & set(paths)
     ]
     if unknown or missing:
-        raise ValueError(
+        raise UserError(
             f"VQA v2 data: unknown {unknown}, missing {missing}; needs {REAL_FILES} + images or features"
         )
-    recs, banks, desc = {}, {}, {"kind": "vqa_v2"}
+    recs, banks, desc, gaps = {}, {}, {"kind": "vqa_v2"}, []
     for split in ("train", "val"):
         feats, folder = paths.get(f"{split}_features"), paths.get(f"{split}_images")
-        store = None
+        items, _ = read_vqa(paths[f"{split}_questions"], paths[f"{split}_annotations"])
+        ids = sorted({r.image_id for r in items})
+        problem: dict[str, tuple[str, str]] = {}  # image id -> (kind, what is wrong)
         if feats:
-            store = (
-                LMDBFeatures(feats) if str(feats).rstrip("/").endswith(".lmdb") else FeatureStore.open(feats)
-            )
-        items, files = read_vqa(paths[f"{split}_questions"], paths[f"{split}_annotations"],
-                                None if store is not None else folder, store)  # fmt: skip
-        if store is None:  # regions from the images (proposal boxes), extracted once, cached per folder
+            lmdb = str(feats).rstrip("/").endswith(".lmdb")
+            store = LMDBFeatures(feats) if lmdb else FeatureStore.open(feats)
+            corrupt = [] if lmdb else store.verify()
+            lost = {i: s["file"] for s in ([] if lmdb else store.index["shards"]) if s["file"] in corrupt
+                    for i in s["image_ids"]}  # fmt: skip
+            for i in ids:
+                if i in lost:
+                    problem[i] = (
+                        "no_features",
+                        f"its features are in the corrupt shard {lost[i]} of {feats}",
+                    )
+                elif i not in store:
+                    problem[i] = ("no_features", f"no region features in {feats}")
+        else:  # regions from the images (proposal boxes), extracted once, cached per folder
+            files = image_paths_by_id(folder)
+            problem = {i: ("no_image", f"no image file for it in {folder}") for i in ids if i not in files}
             key = config_hash({"images": str(Path(folder).resolve())})
-            loaders = [(i, lambda i=i, f=files[i]: (load_image(f, i), None)) for i in sorted(files)]
-            store, _ = extract(loaders, cache_dir() / "features" / f"images-{key}", extractor, progress)
-        recs[split], banks[split] = items, ImageBank(store, MAX_REGIONS)
+            loaders = [(i, lambda f=files[i]: (f, None)) for i in ids if i in files]
+            store, _ = extract(
+                loaders, cache_dir() / "features" / f"images-{key}", extractor, progress, "skip"
+            )
+            problem.update(
+                {r["image_id"]: ("unreadable", f"{r['path']}: {r['reason']}") for r in store.skipped}
+            )
+        gaps += [_gap(split, r, *problem[r.image_id]) for r in items if r.image_id in problem]
+        recs[split] = [r for r in items if r.image_id not in problem] if skip_gaps else items
+        banks[split] = ImageBank(store, MAX_REGIONS)
         desc.update({k: str(Path(v).resolve()) for k, v in paths.items() if k.startswith(split)})
         desc[f"{split}_store"] = getattr(store, "key", str(feats))
-    return recs, Banks(banks), desc
+    vocab = set(answer_vocab(recs["train"]))
+    gaps += [_gap("val", r, "oov", f"answers {sorted(set(r.answers))[:3]}")
+             for r in recs["val"] if r.answers and not any(normalize_answer(a) in vocab for a in r.answers)]  # fmt: skip
+    if any(g["kind"] != "oov" for g in gaps) and not skip_gaps:
+        raise UserError(
+            f"VQA v2 data: {gap_summary(gaps)}; fix the data or pass --skip-gaps to leave them out"
+        )
+    if skip_gaps:
+        dropped = {(g["split"], g["question_id"]) for g in gaps}
+        recs = {s: [r for r in rs if (s, r.question_id) not in dropped] for s, rs in recs.items()}
+        desc["skip_gaps"] = {s: sum(g["split"] == s for g in gaps) for s in recs}  # questions left out
+        empty = [s for s, rs in recs.items() if not rs]
+        if empty:
+            raise UserError(f"VQA v2 data: no {' or '.join(empty)} questions left after --skip-gaps")
+    return recs, Banks(banks), desc, gaps
+
+
+def answer_vocab(records) -> list[str]:
+    """The answer vocabulary: every normalised answer of the (training) records, sorted."""
+    return sorted({normalize_answer(a) for r in records for a in r.answers})
+
+
+GAP_KINDS = {
+    "no_image": "whose image has no file",
+    "no_features": "whose image has no region features",
+    "unreadable": "whose image file cannot be read",
+    "oov": "with no answer in the training vocabulary",
+}
+
+
+def _gap(split: str, record, kind: str, problem: str) -> dict:
+    return {"split": split, "question_id": record.question_id, "image_id": record.image_id, "kind": kind,
+            "problem": problem}  # fmt: skip
+
+
+def gap_summary(gaps: list[dict]) -> str:
+    """Gaps counted per split and kind, the first three of each named: 'train: 2 questions whose image has no
+    file: question 7 (image 42: no image file for it in imgs/), question 9 (...)'."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for g in gaps:
+        groups.setdefault((g["split"], g["kind"]), []).append(g)
+
+    def some(gs: list[dict]) -> str:
+        shown = ", ".join(
+            f"question {g['question_id']} (image {g['image_id']}: {g['problem']})" for g in gs[:3]
+        )
+        return shown + (f" and {len(gs) - 3} more" if len(gs) > 3 else "")
+
+    return "; ".join(
+        f"{split}: {len(gs)} question{'s' if len(gs) > 1 else ''} {GAP_KINDS[kind]}: {some(gs)}"
+        for (split, kind), gs in groups.items()
+    )
 
 
 # --------------------------------------------------------------------------------------------------- model
