@@ -264,7 +264,7 @@ def test_tiny_vilt_learns_a_toy_matching_task():
 
 # ------------------------------------------------------------------------------------------ bench, heatmaps
 def test_running_time_bench_writes_json_and_table(tmp_path):
-    from vilbert_lite.vilt_bench import bench
+    from vilbert_lite.vilt_bench import bench, plot_running_time
 
     out = tmp_path / "vilt.json"
     argv = ["--preset", "tiny", "--repeats", "2", "--warmup", "0", "--image-size", "64", "--device", "cpu",
@@ -279,10 +279,16 @@ def test_running_time_bench_writes_json_and_table(tmp_path):
     assert r["rows"]["grid"]["flops"]["cnn"] > 0 and r["rows"]["region"]["visual_tokens"] <= 37
     table = out.with_suffix(".md").read_text()
     assert "seed time (ms)" in table and "900.00" in table and "60.00" in table  # the seed's 900 ms, 900/15
+    assert isinstance(plot_running_time(r), Figure)
 
 
 def test_word_patch_heatmaps_one_map_per_word():
-    from vilbert_lite.vilt_viz import plot_word_patch_heatmaps, word_patch_maps
+    from vilbert_lite.vilt_viz import (
+        plot_augmentations,
+        plot_visual_tokens,
+        plot_word_patch_heatmaps,
+        word_patch_maps,
+    )
 
     torch.manual_seed(0)
     tok = get_tokenizer()
@@ -294,15 +300,19 @@ def test_word_patch_heatmaps_one_map_per_word():
         assert np.allclose(maps.maps.sum((1, 2)), 1, atol=1e-5) and (maps.maps >= 0).all()
         assert maps.image.shape == (128, 192, 3) and maps.cell == (16.0, 16.0)
     assert isinstance(plot_word_patch_heatmaps(maps), Figure)
+    assert isinstance(plot_visual_tokens(img, np.array([[10, 10, 50, 40]]), 32, 16), Figure)
+    assert isinstance(plot_augmentations(img, n=3), Figure)
 
 
 # ------------------------------------------------------------------------------------------------ pretraining
 def test_pretrain_vilt_smoke_run_and_reuse(tmp_path, monkeypatch):
     from vilbert_lite.vilt_pretrain import load_vilt, pretrain_vilt
+    from vilbert_lite.vilt_viz import accuracy_table
 
     monkeypatch.setenv("VILBERT_LITE_CACHE", str(tmp_path / "cache"))
+    done = {}
     for embed in ("patch", "grid"):
-        run = pretrain_vilt(
+        run = done[embed] = pretrain_vilt(
             "smoke", 0, tmp_path / "runs", embed, train_overrides={"max_steps": 2}, progress=False
         )
         ev = json.loads((run / "eval.json").read_text())
@@ -311,5 +321,8 @@ def test_pretrain_vilt_smoke_run_and_reuse(tmp_path, monkeypatch):
         assert load_vilt(run).config.visual_embed == embed
         assert pretrain_vilt("smoke", 0, tmp_path / "runs", embed, train_overrides={"max_steps": 2}) == run
     assert (tmp_path / "cache" / "grid").is_dir()
+    table = accuracy_table(done)
+    assert list(table.columns) == ["patch", "grid"] and table.loc["optimizer steps"].tolist() == [2, 2]
+    assert 0 <= table.iloc[0, 0] <= 1
     with pytest.raises(ValueError, match="augment"):
         pretrain_vilt("smoke", 0, tmp_path / "runs", "grid", augment=True)

@@ -266,6 +266,36 @@ def running_time_table(result: dict):
     return pd.DataFrame(out).set_index("visual embed")
 
 
+def plot_running_time(result: dict, title: str | None = None, save=None):
+    """Bars, log scale: the visual embedding and transformer milliseconds of our three rows, beside the seed's
+    totals (ViLT paper, Table 1)."""
+    from matplotlib.figure import Figure
+
+    rows = result["rows"]
+    kinds = list(rows)
+    fig = Figure(figsize=(8, 3.4), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(kinds))
+    embed = np.array([rows[k]["visual_embed_ms"] for k in kinds])
+    trans = np.array([rows[k]["transformer_ms"] for k in kinds])
+    bars = [("ours: visual embedding", embed, "C1"), ("ours: transformer", trans, "C0"),
+            ("seed (ViLT paper): total", np.array([SEED_TABLE[k][3] for k in kinds]), "0.7")]  # fmt: skip
+    for j, (label, ms, color) in enumerate(bars):
+        ax.barh(y + (j - 1) * 0.27, ms, 0.25, color=color, label=label)
+        for i, v in enumerate(ms):
+            ax.text(v, y[i] + (j - 1) * 0.27, f" {v:.1f} ms", va="center", fontsize=7)
+    ax.set_yticks(y, [f"{k}\n{rows[k]['visual_tokens']}+{rows[k]['text_tokens']} tokens" for k in kinds])
+    ax.set_xscale("log")
+    ax.set_xlim(right=ax.get_xlim()[1] * 4)
+    ax.set(xlabel="milliseconds per image-text pair (log scale)",
+           title=title or f"running time, {result['machine']['device']}, preset {result['preset']}")  # fmt: skip
+    ax.legend(fontsize=8, loc="lower right")
+    ax.invert_yaxis()
+    if save:
+        fig.savefig(save, dpi=110)
+    return fig
+
+
 def bench(argv: list[str]) -> int:
     """`vilbert-lite bench vilt`: region / grid / patch running time of one image-text pair ->
     reports/bench/vilt.json (+ vilt.md, the table beside the seed's numbers)."""

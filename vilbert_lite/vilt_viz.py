@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
@@ -107,7 +108,7 @@ def plot_word_patch_heatmaps(maps: WordPatchMaps, words: list[str] | None = None
         ax.imshow(maps.image)
         v = m / max(m.max(), 1e-12)
         rgba = colormaps[cmap](v)
-        rgba[..., 3] = 0.1 + 0.65 * v  # weak patches leave the image visible
+        rgba[..., 3] = 0.75 * v  # weak patches leave the image visible
         ax.imshow(rgba, extent=extent, interpolation="nearest")
         ax.set_title(f"{maps.words[i]!r}  (max {m.max():.2f})", fontsize=9)
     for ax in axes:
@@ -119,3 +120,85 @@ def plot_word_patch_heatmaps(maps: WordPatchMaps, words: list[str] | None = None
     if save:
         fig.savefig(save, dpi=110, bbox_inches="tight")
     return fig
+
+
+def plot_visual_tokens(
+    image, boxes, grid_cell: int, patch: int, title: str | None = None, save=None
+) -> Figure:
+    """The three ways to cut an image into visual tokens, side by side: detector-style regions (`boxes`, (R, 4)
+    pixels), the cells of a CNN feature map (`grid_cell` pixels each) and ViLT's P x P patches (`patch`)."""
+    from matplotlib.patches import Rectangle
+
+    img = np.asarray(image)
+    H, W = img.shape[:2]
+    fig = Figure(figsize=(11, 3.9))
+    axes = fig.subplots(1, 3)
+    for ax, (name, step) in zip(axes, [("regions", None), ("grid cells", grid_cell), ("patches", patch)]):
+        ax.imshow(img)
+        if step is None:
+            for x1, y1, x2, y2 in np.asarray(boxes).reshape(-1, 4):
+                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="orange", lw=1.5))
+            n = len(np.asarray(boxes).reshape(-1, 4))
+        else:
+            for x in range(0, W + 1, step):
+                ax.axvline(x, color="white", lw=0.8)
+            for y in range(0, H + 1, step):
+                ax.axhline(y, color="white", lw=0.8)
+            n = -(-H // step) * -(-W // step)
+        ax.set_title(f"{name}: {n} tokens" + ("" if step is None else f" of {step} x {step} px"), fontsize=9)
+        ax.set_xlim(0, W)
+        ax.set_ylim(H, 0)
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def plot_augmentations(image, n: int = 7, seed: int = 0, magnitude: float = 9.0, save=None) -> Figure:
+    """An image and `n` draws of `vilt_pretrain.rand_augment` (RandAugment without colour ops or cutout)."""
+    from .vilt_pretrain import rand_augment
+
+    x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()[None] / 255
+    g = torch.Generator().manual_seed(seed)
+    out = rand_augment(x.expand(n, -1, -1, -1).contiguous(), g, magnitude=magnitude)
+    cols = min(n + 1, 4)
+    rows = -(-(n + 1) // cols)
+    fig = Figure(figsize=(2.6 * cols, 2.7 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for i, ax in enumerate(axes):
+        if i <= n:
+            ax.imshow(np.asarray(image) if i == 0 else out[i - 1].permute(1, 2, 0).numpy())
+            ax.set_title("original" if i == 0 else f"draw {i}", fontsize=9)
+        ax.set_axis_off()
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110, bbox_inches="tight")
+    return fig
+
+
+def accuracy_table(runs: dict) -> pd.DataFrame:
+    """Held-out numbers (pretrain_viz.EVAL_ROWS) of several pretraining run folders side by side, one column per
+    name in `runs` (e.g. {"region (ViLBERT)": ..., "grid": ..., "patch (ViLT)": ...}), with steps, training
+    seconds and parameters."""
+    import json
+    from pathlib import Path
+
+    from .pretrain_viz import EVAL_ROWS
+
+    cols = {}
+    for name, run in runs.items():
+        ev = json.loads((Path(run) / "eval.json").read_text())
+        params = ev.get("parameters")
+        if params is None and (Path(run) / "model").is_dir():  # ViLBERT's eval.json has no parameter count
+            from safetensors import safe_open
+
+            with safe_open(Path(run) / "model" / "model.safetensors", "pt") as f:
+                params = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
+        accs = [round(float(ev.get(k, np.nan)), 3) for k in EVAL_ROWS]
+        wall = ev.get("train_wall_time_s")
+        cols[name] = [*accs, ev.get("steps"), None if wall is None else round(wall, 1), params]
+    index = [*EVAL_ROWS.values(), "optimizer steps", "training wall time (s)", "parameters"]
+    return pd.DataFrame(cols, index=pd.Index(index, name="held-out (val captions)"), dtype=object)
