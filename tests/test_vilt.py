@@ -326,3 +326,14 @@ def test_pretrain_vilt_smoke_run_and_reuse(tmp_path, monkeypatch):
     assert 0 <= table.iloc[0, 0] <= 1
     with pytest.raises(ValueError, match="augment"):
         pretrain_vilt("smoke", 0, tmp_path / "runs", "grid", augment=True)
+
+
+def test_command_line_wiring(capsys):
+    from vilbert_lite.cli import main
+
+    for argv in (["vilt", "--help"], ["bench", "vilt", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "vilbert-lite vilt" in out and "--embed {patch,grid}" in out and "vilbert-lite bench vilt" in out

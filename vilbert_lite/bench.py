@@ -36,6 +36,7 @@ SUBCOMMANDS = {
     "extract": "vilbert_lite.data.regions:bench",
     "pretrain": "vilbert_lite.pretrain:bench",
     "retrieval": "vilbert_lite.tasks.retrieval:bench",
+    "vilt": "vilbert_lite.vilt_bench:bench",
 }
 
 
