@@ -43,6 +43,7 @@ from torch import nn
 
 from .attention import SelfAttention
 from .config import _check_type
+from .errors import UserError
 from .heads import LMPredictionHead
 from .model import Intermediate, PreTrainedMixin, TextEmbeddings, check_model_type, init_weights
 
@@ -90,20 +91,20 @@ class ViLTConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the field when the config cannot describe a working model."""
+        """Raise UserError (a ValueError) naming the field when the config cannot describe a working model."""
         if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
+            raise UserError(
                 f"hidden_size/num_attention_heads: {self.hidden_size} is not a multiple of "
                 f"{self.num_attention_heads} heads"
             )
         if self.visual_embed not in VISUAL_EMBEDS:
-            raise ValueError(f"visual_embed must be one of {VISUAL_EMBEDS}, got {self.visual_embed!r}")
+            raise UserError(f"visual_embed must be one of {VISUAL_EMBEDS}, got {self.visual_embed!r}")
         if self.patch_size < 1 or self.image_size < self.patch_size:
-            raise ValueError(f"patch_size {self.patch_size} must be in [1, image_size={self.image_size}]")
+            raise UserError(f"patch_size {self.patch_size} must be in [1, image_size={self.image_size}]")
         if self.grid_stage != "head" and not (
             self.grid_stage.startswith("block") and self.grid_stage[5:].isdigit()
         ):
-            raise ValueError(f"grid_stage must be 'head' or 'blockN', got {self.grid_stage!r}")
+            raise UserError(f"grid_stage must be 'head' or 'blockN', got {self.grid_stage!r}")
 
     @property
     def grid_size(self) -> int:
@@ -113,14 +114,14 @@ class ViLTConfig:
     # ------------------------------------------------------------------------------- JSON in/out
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> ViLTConfig:
-        """Build from a dict; unknown keys or wrong types raise ValueError naming the key."""
+        """Build from a dict; unknown keys or wrong types raise UserError naming the key."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
         kwargs = {}
         for key, value in d.items():
             if key in ("model_type", "architectures"):
                 continue
             if key not in fields:
-                raise ValueError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(fields))})")
+                raise UserError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(fields))})")
             kwargs[key] = _check_type(key, value, fields[key].type, source)
         return cls(**kwargs)
 
@@ -130,7 +131,7 @@ class ViLTConfig:
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from e
+            raise UserError(f"{path}: not valid JSON ({e})") from e
         return cls.from_dict(data, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,7 +151,7 @@ class ViLTConfig:
         """`base` (ViLT-B/32), `small`, `mini`, `tiny`: the text-stream sizes of the ViLBERT presets of the
         same name."""
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+            raise UserError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
 

@@ -39,6 +39,7 @@ from torch import nn
 
 from .bench import machine_info, write_json
 from .engine import resolve_device
+from .errors import UserError
 
 # ViLT paper, Table 1 (the seed lecture's running-time slide): model (visual + text tokens), params M, GFLOPs,
 # ms
@@ -312,6 +313,9 @@ def bench(argv: list[str]) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default="reports/bench/vilt.json")
     a = ap.parse_args(argv)
+    if a.repeats < 1 or a.warmup < 0 or a.image_size < 32:
+        raise UserError(f"need --repeats >= 1, --warmup >= 0 and --image-size >= 32, got {a.repeats}, {a.warmup}, "
+                        f"{a.image_size}")  # fmt: skip
     image = None
     if a.image:
         from vilbert_lite.data.regions import load_image

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -47,6 +46,7 @@ import torch.nn.functional as F
 
 from vilbert_lite import runs
 from vilbert_lite.data.collate import collate_examples, make_collate
+from vilbert_lite.errors import UserError
 from vilbert_lite.objectives import aligned_prob, alignment_loss, masked_lm_loss, special_ids, swap_captions
 from vilbert_lite.pretrain import (
     MAX_SEQ_LENGTH,
@@ -194,11 +194,11 @@ def wpa_loss(distance: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------------ the loss
 def loss_weights(weights: dict | None = None) -> dict[str, float]:
-    """DEFAULT_WEIGHTS updated by `weights`; an unknown name is a ValueError."""
+    """DEFAULT_WEIGHTS updated by `weights`; an unknown name is a UserError."""
     w = {**DEFAULT_WEIGHTS, **(weights or {})}
     if set(w) != set(DEFAULT_WEIGHTS):
         unknown = sorted(set(w) - set(DEFAULT_WEIGHTS))
-        raise ValueError(f"unknown loss weight(s) {unknown}; known: {sorted(DEFAULT_WEIGHTS)}")
+        raise UserError(f"unknown loss weight(s) {unknown}; known: {sorted(DEFAULT_WEIGHTS)}")
     return w
 
 
@@ -409,10 +409,10 @@ def pretrain_vilt(
     from vilbert_lite.engine import train
 
     if not 0.0 < corpus_fraction <= 1.0:
-        raise ValueError(f"corpus_fraction must be in (0, 1], got {corpus_fraction}")
+        raise UserError(f"corpus_fraction must be in (0, 1], got {corpus_fraction}")
     w = loss_weights(weights)
     if augment and visual_embed != "patch":
-        raise ValueError("augment=True needs visual_embed='patch' (grid models read cached CNN features)")
+        raise UserError("augment=True needs visual_embed='patch' (grid models read cached CNN features)")
     prof, _, tcfg = resolve_configs(profile, seed, None, train_overrides)
     config = resolve_vilt_config(profile, visual_embed, config_overrides)
     world = make_world(profile, seed=world_seed)
@@ -488,13 +488,9 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--train", help="TrainConfig overrides as JSON, e.g. '{\"epochs\": 2}'")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    try:
-        run = pretrain_vilt(a.profile, a.seed, a.out, a.embed, a.fraction, _json_arg(a.config, "--config"),
-                            _json_arg(a.train, "--train"), not a.no_progress, weights={"wpa": a.wpa},
-                            augment=a.augment, resume=a.resume)  # fmt: skip
-    except (ValueError, FileNotFoundError) as e:
-        print(f"vilbert-lite vilt: {e}", file=sys.stderr)
-        return 2
+    run = pretrain_vilt(a.profile, a.seed, a.out, a.embed, a.fraction, _json_arg(a.config, "--config"),
+                        _json_arg(a.train, "--train"), not a.no_progress, weights={"wpa": a.wpa},
+                        augment=a.augment, resume=a.resume)  # fmt: skip
     if int(os.environ.get("RANK", 0)) == 0:
         print(json.dumps(json.loads((run / "eval.json").read_text()), indent=2))
         print(f"run folder: {run}")
