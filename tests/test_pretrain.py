@@ -66,7 +66,7 @@ def test_run_folder_eval_and_reuse(smoke_run, env):
     assert again == smoke_run and (smoke_run / "DONE").stat().st_mtime_ns == stamp  # reused, not rerun
     other = pretrain("smoke", 0, out=env, progress=False, corpus_fraction=0.0)  # 0% = no pretraining
     assert other != smoke_run and json.loads((other / "DONE").read_text())["steps"] == 0
-    assert (other / "eval.json").exists() and load_pretrained(other).config.v_feature_size == 1280
+    assert (other / "eval.json").exists() and load_pretrained(other).config.v_feature_size == 112
 
 
 def test_bad_overrides_fail_before_training(env):
@@ -119,7 +119,10 @@ def test_dataset_kinds_blanking_and_collate():
     assert batch["input_ids"].shape[0] == 2 and batch["visual_attention_mask"].sum(1).tolist() == [4, 6]
     assert batch["image_index"].tolist() == [0, 1]
     blank = CaptionImageDataset(caps, visual, tok, blank_images=True)
-    assert blank[0]["visual_feats"].shape == (1, 1280) and blank[0]["visual_feats"].abs().sum() == 0
+    assert (
+        blank[0]["visual_feats"].shape == (1, visual[caps[0].image_id]["visual_feats"].shape[1])
+        and blank[0]["visual_feats"].abs().sum() == 0
+    )
     padded = pad_text([[101, 5, 102], [101, 102]], max_length=4)
     assert padded["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 0, 0]]
 

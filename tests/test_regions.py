@@ -14,10 +14,12 @@ from vilbert_lite.data.regions import (
     cli,
     collate_visual,
     load_image,
+    parse_stage,
     propose_boxes,
     roi_align,
     visual_inputs,
 )
+from vilbert_lite.data.store import settings_key
 from vilbert_lite.data.world import make_world
 
 torch.set_num_threads(1)
@@ -83,7 +85,8 @@ def test_extractor_shapes_and_class_distribution(world, extractor):
     rf = extractor(img, gt, image_id=image_id)
     n = len(gt)
     assert rf.image_id == image_id and (rf.image_h, rf.image_w) == img.shape[:2]
-    assert rf.features.shape == (n, 1280) and rf.features.dtype == np.float32
+    assert rf.features.shape == (n, extractor.feature_dim) and rf.features.dtype == np.float32
+    assert extractor.settings["stage"] == "block10" and extractor.feature_dim == 112  # the default stage
     assert rf.cls_prob.shape == (n, 1000) and rf.cls_prob.dtype == np.float32
     np.testing.assert_allclose(rf.cls_prob.sum(1), 1.0, atol=1e-4)
     np.testing.assert_allclose(rf.boxes, gt)
@@ -126,7 +129,7 @@ def test_visual_inputs_and_collate(world, extractor):
     rfs = [extractor(world.image(i), world.gt_boxes(i), i) for i in ids]
     v = visual_inputs(rfs[0])
     R = len(rfs[0].boxes)
-    assert v["visual_feats"].shape == (R + 1, 1280) and v["visual_pos"].shape == (R + 1, 5)
+    assert v["visual_feats"].shape == (R + 1, extractor.feature_dim) and v["visual_pos"].shape == (R + 1, 5)
     assert int(v["num_regions"]) == R + 1
     torch.testing.assert_close(v["visual_feats"][0], torch.from_numpy(rfs[0].features).mean(0))
     torch.testing.assert_close(v["visual_pos"][0], torch.tensor([0.0, 0.0, 1.0, 1.0, 1.0]))
@@ -139,7 +142,7 @@ def test_visual_inputs_and_collate(world, extractor):
     torch.testing.assert_close(pos[1, :4], torch.tensor([x1 / W, y1 / H, x2 / W, y2 / H]))
     batch = collate_visual([visual_inputs(r) for r in rfs])
     n = [len(r.boxes) + 1 for r in rfs]
-    assert batch["visual_feats"].shape == (2, max(n), 1280)
+    assert batch["visual_feats"].shape == (2, max(n), extractor.feature_dim)
     assert batch["visual_attention_mask"].sum(1).tolist() == n
     assert batch["visual_pos"][batch["visual_attention_mask"] == 0].abs().sum() == 0
 
@@ -195,3 +198,18 @@ def test_bench_writes_report(tmp_path):
     r = json.loads(out.read_text())
     assert r["gt_boxes"]["images_per_s"] > 0 and r["proposals"]["images_per_s"] > 0
     assert r["machine"]["cpu_count"] >= 1 and r["machine"]["torch"]
+
+
+def test_stage_choice_sets_width_and_store_key(world, extractor):
+    assert parse_stage("block7+block10") == ["block7", "block10"] and parse_stage("head") == ["head"]
+    for bad in ("block16", "blk3", "head+", ""):
+        with pytest.raises(ValueError, match="stage"):
+            parse_stage(bad)
+    both = RegionExtractor(max_regions=36, device="cpu", stage="block10+head")
+    assert both.feature_dim == 112 + 1280 and both.settings["stage"] == "block10+head"
+    assert settings_key(both.settings) != settings_key(extractor.settings)  # a cache never mixes stages
+    image_id = world.scenes["val"][0].scene_id
+    img, gt = world.image(image_id), world.gt_boxes(image_id)
+    a, b = extractor(img, gt, image_id), both(img, gt, image_id)
+    np.testing.assert_allclose(b.features[:, :112], a.features, rtol=1e-5, atol=1e-5)  # same block-10 pooling
+    np.testing.assert_allclose(b.cls_prob, a.cls_prob, rtol=1e-5, atol=1e-6)  # the head's classes either way

@@ -22,7 +22,10 @@ COMMANDS = {
     "extract": ("vilbert_lite.data.regions:cli", "extract region features from an image folder"),
     "pretrain": ("vilbert_lite.pretrain:cli", "pretrain ViLBERT (synthetic world or real captions)"),
     "finetune": ("vilbert_lite.tasks:cli", "fine-tune on a downstream task"),
-    "vilt": ("vilbert_lite.vilt_pretrain:cli", "pretrain ViLT (patch or grid embeddings) on the synthetic world"),
+    "vilt": (
+        "vilbert_lite.vilt_pretrain:cli",
+        "pretrain ViLT (patch or grid embeddings) on the synthetic world",
+    ),
     "bench": ("vilbert_lite.bench:cli", "benchmarks: model | extract | pretrain | retrieval | vilt"),
 }
 PACKAGE = Path(__file__).resolve().parent

@@ -60,6 +60,9 @@ class ViLBertConfig:
     task_specific_tokens: bool = False  # 12-in-1: a learned task embedding right after [CLS]
     visual_target: int = 0  # 0: KL to the class distribution; 1: feature regression (official names)
     objective: int = 0  # 1: no masked losses on mismatched pairs (official `objective 1`)
+    # not in the official files: std of the three factors of the product fusion (t_pooler, v_pooler and the
+    # alignment head); 0 = initializer_range. The fusion's saddle escapes faster from larger factors.
+    pooler_initializer_range: float = 0.0
 
     def __post_init__(self) -> None:
         self.validate()

@@ -84,6 +84,8 @@ class ViLBertForPreTraining(PreTrainedMixin, nn.Module):
         self.bert = ViLBertModel(config)
         self.cls = PreTrainingHeads(config, self.bert.embeddings.word_embeddings.weight)
         self.cls.apply(lambda m: init_weights(m, config.initializer_range))
+        if config.pooler_initializer_range:
+            init_weights(self.cls.bi_seq_relationship, config.pooler_initializer_range)
         self.tie_weights()
 
     def tie_weights(self) -> None:

@@ -388,6 +388,9 @@ class ViLBertModel(PreTrainedMixin, nn.Module):
         self.v_pooler = Pooler(config.v_hidden_size, config.bi_hidden_size)
         self.fusion_dropout = nn.Dropout(config.hidden_dropout_prob)
         self.apply(lambda m: init_weights(m, config.initializer_range))
+        if config.pooler_initializer_range:
+            for pooler in (self.t_pooler, self.v_pooler):
+                init_weights(pooler.dense, config.pooler_initializer_range)
 
     # The forward pass is split in three so retrieval can run the pair-independent prefixes once per
     # caption / once per image: text_prefix and vision_prefix never look at the other stream.

@@ -33,7 +33,7 @@ import platform
 import sys
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,13 +173,14 @@ def _extract(items: list[tuple[str, Any]], root: Path, progress: bool) -> tuple[
     return store, info
 
 
-def synthetic_data(profile: str, world_seed: int = 0, progress: bool = True, corpus_fraction: float = 1.0):
+def synthetic_data(profile: str, world_seed: int = 0, progress: bool = True, corpus_fraction: float = 1.0,
+                   sizes=None):  # fmt: skip
     """The synthetic world's pretrain captions (the first `corpus_fraction` of its images) and val captions with
     region features (only those images are extracted) -> (train captions, val captions, visual map, store,
-    extraction info)."""
+    extraction info). `sizes` (a WorldSize) replaces the profile's world."""
     from vilbert_lite.data.world import make_world
 
-    world = make_world(profile, seed=world_seed)
+    world = make_world(profile, seed=world_seed, sizes=sizes)
     root = cache_dir() / "features" / f"world-{world.key}"
     train, val = _take_fraction(world.captions("pretrain"), corpus_fraction), world.captions("val")
     ids = list(dict.fromkeys(c.image_id for c in train + val))
@@ -301,12 +302,26 @@ def evaluate_pretraining(model, dataset: CaptionImageDataset, tokenizer, seed: i
 
 # ------------------------------------------------------------------------------------------------- runs
 def resolve_configs(profile: str = "cpu", seed: int = 0, config_overrides: dict | None = None,
-                    train_overrides: dict | None = None):  # fmt: skip
+                    train_overrides: dict | None = None, world_overrides: dict | None = None):  # fmt: skip
     """(Profile, ViLBertConfig, TrainConfig) for a pretraining run; user overrides are checked key by key
-    (unknown key or wrong type -> ValueError naming it) before any data is touched."""
+    (unknown key or wrong type -> ValueError naming it) before any data is touched. `world_overrides`
+    replaces fields of the profile's WorldSize (e.g. {"object_counts": [1, 1, 1]})."""
+    from dataclasses import fields
+
     from vilbert_lite.engine import TrainConfig
 
     prof = get_profile(profile)
+    if world_overrides:
+        known = {f.name: f for f in fields(prof.world)}
+        for k, v in world_overrides.items():
+            if k not in known:
+                raise UserError(f"world_overrides: unknown key {k!r}; known keys: {sorted(known)}")
+            if isinstance(getattr(prof.world, k), tuple) != isinstance(v, (list, tuple)):
+                raise ValueError(
+                    f"world_overrides: key {k!r} expects {type(getattr(prof.world, k)).__name__}"
+                )
+        w = {k: tuple(v) if isinstance(v, list) else v for k, v in world_overrides.items()}
+        prof = replace(prof, world=replace(prof.world, **w))
     base = ViLBertConfig.preset(prof.model_preset).to_dict()
     config = ViLBertConfig.from_dict({**base, **(config_overrides or {})}, source="config_overrides")
     p = prof.pretrain
@@ -332,6 +347,8 @@ def pretrain(
     world_seed: int = 0,
     resume: bool = True,
     model_kind: str = "vilbert",
+    world_overrides: dict | None = None,
+    init_text_from_bert: bool | None = None,
 ) -> Path:
     """Pretrain (or reuse a finished run) -> the run folder `out/pretrain-<hash>` (out defaults to ./runs).
 
@@ -350,7 +367,11 @@ def pretrain(
         raise ValueError(f"data must be 'synthetic' or 'coco', got {data!r}")
     if data == "coco" and (captions is None or images is None):
         raise ValueError("data='coco' needs captions=COCO.json and images=DIR")
-    prof, config, tcfg = resolve_configs(profile, seed, config_overrides, train_overrides)
+    prof, config, tcfg = resolve_configs(profile, seed, config_overrides, train_overrides, world_overrides)
+    if (
+        init_text_from_bert is not None
+    ):  # start the text stream from the bundled BERT (or not), whatever the profile
+        prof = replace(prof, init_text_from_bert=bool(init_text_from_bert))
     w = {**DEFAULT_WEIGHTS, **(weights or {})}
     if set(w) != set(DEFAULT_WEIGHTS):
         raise ValueError(f"unknown loss weight(s) {sorted(set(w) - set(DEFAULT_WEIGHTS))}")
@@ -362,7 +383,7 @@ def pretrain(
     tok = get_tokenizer()
     if data == "synthetic":
         train_caps, val_caps, visual, store, feat_info = synthetic_data(
-            profile, world_seed, progress, corpus_fraction
+            profile, world_seed, progress, corpus_fraction, sizes=prof.world
         )
         source: dict[str, Any] = {
             "kind": "synthetic", "world": asdict(prof.world), "world_seed": world_seed, "world_version": WORLD_VERSION
@@ -418,8 +439,12 @@ def pretrain(
         ds = CaptionImageDataset(train_caps, visual, tok, MAX_SEQ_LENGTH, blank_images=text_only)
         loss_fn = pretraining_loss_fn(tok, w, swap_prob=0.0 if text_only else 0.5)
         cpu0 = time.process_time()
+
+        def curve(m):  # held-out numbers after every epoch: the validation curve in metrics.jsonl
+            return evaluate_pretraining(m, val, tok, seed=seed, batch_size=128, device=tcfg.device)
+
         train(model, ds, make_collate(tok.pad_token_id), loss_fn, tcfg, run, resume=resume, progress=progress,
-              desc=run_cfg["kind"])  # fmt: skip
+              desc=run_cfg["kind"], eval_fn=curve)  # fmt: skip
         notes["train_process_cpu_s"] = round(time.process_time() - cpu0, 1)  # this process's CPU seconds
     if rank == 0:
         t0 = time.perf_counter()
@@ -591,6 +616,7 @@ def cli(argv: list[str]) -> int:
                     help="continue a killed run from its checkpoint (default); --no-resume starts over")  # fmt: skip
     ap.add_argument("--config", help="ViLBertConfig overrides as JSON, e.g. '{\"objective\": 1}'")
     ap.add_argument("--train", help="TrainConfig overrides as JSON, e.g. '{\"epochs\": 2}'")
+    ap.add_argument("--world", help="WorldSize overrides as JSON, e.g. '{\"object_counts\": [1, 1]}'")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     data = "coco" if a.captions or a.images else a.data
@@ -598,7 +624,8 @@ def cli(argv: list[str]) -> int:
         raise UserError("real data needs both --captions (a COCO captions JSON) and --images (its folder)")
     run = pretrain(a.profile, a.seed, a.out, data, a.fraction, _json_arg(a.config, "--config"),
                    _json_arg(a.train, "--train"), not a.no_progress, text_only=a.text_only,
-                   captions=a.captions, images=a.images, resume=a.resume, model_kind=a.model)  # fmt: skip
+                   captions=a.captions, images=a.images, resume=a.resume, model_kind=a.model,
+                   world_overrides=_json_arg(a.world, "--world"))  # fmt: skip
     if int(os.environ.get("RANK", 0)) == 0:
         print(json.dumps(json.loads((run / "eval.json").read_text()), indent=2))
         print(f"run folder: {run}")

@@ -18,6 +18,11 @@ class WorldSize:
     image_size: int = 160
     captions_per_scene: int = 3
     questions_per_scene: int = 4
+    # weights of scenes with 1, 2, ..., 8 objects (normalised); the default is the CLEVR-like 2-8, uniform
+    object_counts: tuple[float, ...] = (0, 1, 1, 1, 1, 1, 1, 1)
+    # weights of the caption styles of texts.CAPTION_STYLES (listing, vague, near, relation, closeup, kinds,
+    # abstract); a scene's captions take distinct styles while it has styles left
+    caption_styles: tuple[float, ...] = (1, 1, 1, 1, 1, 1, 1)
 
 
 @dataclass(frozen=True)

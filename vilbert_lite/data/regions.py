@@ -37,6 +37,21 @@ BACKBONE = "efficientnet-lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+# Which backbone stage the region features pool: "blockN" (the output of MBConv block N, 0-15) or "head" (the
+# 1280-d last conv stage that ImageNet's classifier reads), or several joined by "+" (concatenated). The head is
+# trained to ignore colour; block 10 (112-d, stride 16) keeps colour, shape and size (reports/DESIGN_LOG.md).
+DEFAULT_STAGE = "block10"
+
+
+def parse_stage(stage: str) -> list[str]:
+    """'block7+block10' -> ['block7', 'block10']; checks every part names the head or a block 0-15."""
+    taps = [t.strip() for t in str(stage).split("+")]
+    for t in taps:
+        if not (t == "head" or (t.startswith("block") and t[5:].isdigit() and 0 <= int(t[5:]) <= 15)):
+            raise ValueError(f"stage {stage!r}: each part must be 'head' or 'block0'..'block15', got {t!r}")
+    return taps
+
+
 ImageLike = Union[np.ndarray, Image.Image, str, Path, Callable[[], Any]]
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -314,13 +329,17 @@ class RegionExtractor:
         pool_size: int = 7,
         sampling_ratio: int = 2,
         proposal_params: dict | None = None,
+        stage: str = DEFAULT_STAGE,
     ):
         self.max_regions, self.image_size = max_regions, image_size
+        self.stage, self._taps = stage, parse_stage(stage)
         self.pool_size, self.sampling_ratio = pool_size, sampling_ratio
         self.proposal_params = {**PROPOSAL_PARAMS, **(proposal_params or {})}
         self.device = _auto_device(device)
         self.model = load_backbone(image_size).to(self.device)
-        self.feature_dim = self.model._fc.in_features  # 1280
+        self.feature_dim = sum(
+            self._stage_width(t) for t in self._taps
+        )  # e.g. 112 for "block10", 1280 for "head"
         self.num_classes = self.model._fc.out_features  # 1000
         wp = weights_path()
         self.settings: dict[str, Any] = {
@@ -333,6 +352,7 @@ class RegionExtractor:
             "pool_size": pool_size,
             "sampling_ratio": sampling_ratio,
             "max_regions": max_regions,
+            "stage": stage,
             "feature_dim": self.feature_dim,
             "num_classes": self.num_classes,
             "proposals": self.proposal_params,
@@ -362,7 +382,7 @@ class RegionExtractor:
             np.stack([np.array(Image.fromarray(im).resize((S, S), Image.BILINEAR)) for im in imgs])
         )
         x = x.to(self.device).permute(0, 3, 1, 2).float().div_(255)  # (B, 3, S, S)
-        fmap = self.model.extract_features((x - self._mean) / self._std)  # (B, 1280, S/32, S/32)
+        maps = self._stage_maps((x - self._mean) / self._std)  # {tap: (B, C, h, w)}, "head" always there
         scaled = [
             b * np.array([S / im.shape[1], S / im.shape[0]] * 2, np.float32) for im, b in zip(imgs, boxes)
         ]
@@ -370,10 +390,35 @@ class RegionExtractor:
         idx = torch.cat([torch.full((len(b),), i, dtype=torch.long) for i, b in enumerate(boxes)]).to(
             self.device
         )
-        pooled = roi_align(fmap, rois, idx, fmap.shape[-1] / S, self.pool_size, self.sampling_ratio)
-        feats = pooled.mean(dim=(2, 3))  # (K, 1280)
-        probs = self.model._fc(feats).softmax(-1)  # (K, 1000)
+
+        def pool(fmap):  # (B, C, h, w) -> (K, C): mean of the RoIAlign bins of each box
+            return roi_align(fmap, rois, idx, fmap.shape[-1] / S, self.pool_size, self.sampling_ratio).mean(
+                (2, 3)
+            )
+
+        head = pool(maps["head"])  # (K, 1280)
+        feats = torch.cat([head if t == "head" else pool(maps[t]) for t in self._taps], 1)  # (K, feature_dim)
+        probs = self.model._fc(head).softmax(-1)  # (K, 1000): the ImageNet classifier on the region
         return feats.float().cpu().numpy(), probs.float().cpu().numpy()
+
+    def _stage_width(self, tap: str) -> int:
+        return (
+            self.model._fc.in_features
+            if tap == "head"
+            else self.model._blocks[int(tap[5:])]._block_args.output_filters
+        )
+
+    def _stage_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Normalised images (B, 3, S, S) -> the feature maps of the tapped blocks and of the 1280-d head."""
+        m, want = self.model, {int(t[5:]) for t in self._taps if t != "head"}
+        h = m._swish(m._bn0(m._conv_stem(x)))
+        maps = {}
+        for i, block in enumerate(m._blocks):
+            h = block(h, drop_connect_rate=None)
+            if i in want:
+                maps[f"block{i}"] = h
+        maps["head"] = m._swish(m._bn1(m._conv_head(h)))
+        return maps
 
     def __call__(
         self, image: ImageLike, boxes: np.ndarray | None = None, image_id: str = ""

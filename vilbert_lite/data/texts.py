@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from itertools import combinations
 
+import numpy as np
+
 from vilbert_lite.data.items import Caption, NLVRItem, RefExp, RetrievalItem, VCRItem, VQAItem
 from vilbert_lite.data.world import BACKGROUNDS, COLORS, SHAPES, SIZES, Scene, relation_holds
 
@@ -217,14 +219,16 @@ def caption_text(scene, rng, style: str) -> str:
 
 
 def gen_captions(world, split) -> list[Caption]:
+    w = np.asarray(world.sizes.caption_styles, float)
+    w = w / w.sum()
     out = []
     for k, scene in enumerate(world.scenes[split]):
         rng = world.rng(split, k, 1)
-        styles = _order(rng, CAPTION_STYLES)  # a different style for each caption of a scene
-        out += [
-            Caption(scene.scene_id, caption_text(scene, rng, styles[j % len(styles)]))
-            for j in range(world.sizes.captions_per_scene)
-        ]
+        n = world.sizes.captions_per_scene
+        styles = rng.choice(
+            len(CAPTION_STYLES), n, replace=n > int((w > 0).sum()), p=w
+        )  # distinct while it can
+        out += [Caption(scene.scene_id, caption_text(scene, rng, CAPTION_STYLES[int(j)])) for j in styles]
     return out
 
 
@@ -253,6 +257,8 @@ def _question(scene, qtype, rng) -> tuple[str, str] | None:
         near_miss = [(c, o.shape) for c in COLORS] + [(o.color, s) for s in SHAPES]
         c, s = _pick(rng, [cs for cs in near_miss if cs not in present])
         return f"is there {a_(c + ' ' + s)}?", "no"
+    if len(objs) < 2:  # spatial and compare questions need two objects
+        return None
     b = _pick(rng, [x for x in objs if x.obj_id != o.obj_id])
     if qtype == "spatial":
         preds = [p for p in REL_PHRASE if relation_holds(scene, o.obj_id, p, b.obj_id)]
@@ -446,7 +452,11 @@ def gen_retrieval(world, split) -> list[RetrievalItem]:
             objs = _order(rng, scene.objects)
             bg = scene.background if rng.random() < 0.4 else None
             ms = [Desc(o.size if rng.random() < 0.3 else None, o.color, o.shape) for o in objs]
-            rels = [p for p in REL_PHRASE if relation_holds(scene, objs[0].obj_id, p, objs[1].obj_id)]
+            rels = [
+                p
+                for p in REL_PHRASE
+                if len(objs) > 1 and relation_holds(scene, objs[0].obj_id, p, objs[1].obj_id)
+            ]
             if rels and rng.random() < 0.5:
                 claim = _Claim((ms[0], ms[1]), _pick(rng, rels), bg)
             else:

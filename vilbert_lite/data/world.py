@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw
 from vilbert_lite.data.items import Caption, NLVRItem, RefExp, RetrievalItem, VCRItem, VQAItem
 from vilbert_lite.profiles import WorldSize, get_profile
 
-WORLD_VERSION = 2  # bump whenever generation or rendering changes, so caches keyed on it are rebuilt
+WORLD_VERSION = 3  # bump whenever generation or rendering changes, so caches keyed on it are rebuilt
 SPLITS = ("pretrain", "train", "val", "test")
 DOWNSTREAM_SPLITS = ("train", "val", "test")
 
@@ -194,9 +194,12 @@ def _relation_matrices(boxes: np.ndarray, sizes: list[str], side: int) -> dict[s
     return rel
 
 
-def generate_scene(rng: np.random.Generator, scene_id: str, split: str, side: int) -> Scene:
-    """Sample one scene: 2-8 objects placed by rejection so that each keeps >= 1 - MAX_COVER of its box free."""
-    want, tries = int(rng.integers(2, 9)), 60
+def generate_scene(rng: np.random.Generator, scene_id: str, split: str, side: int,
+                   object_counts: tuple[float, ...] = WorldSize.object_counts) -> Scene:  # fmt: skip
+    """Sample one scene: n objects (n = 1, 2, ... drawn with weights `object_counts`), placed by rejection so that
+    each keeps >= 1 - MAX_COVER of its box free (a full canvas may stop early, never below min(n, 2))."""
+    w = np.asarray(object_counts, float)
+    want, tries = int(rng.choice(len(w), p=w / w.sum())) + 1, 60
     objects: list[SceneObject] = []
     boxes = np.zeros((0, 4))  # (n, 4) boxes of the placed objects
     cover = np.zeros(0)  # (n,) box area of each placed object overlapped by the others
@@ -217,7 +220,7 @@ def generate_scene(rng: np.random.Generator, scene_id: str, split: str, side: in
         ov = np.clip(w, 0, None) * np.clip(h, 0, None)  # (T, n) overlap with each placed box
         area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
         ok = (ov.sum(1) <= MAX_COVER * area(cand)) & ((cover + ov) <= MAX_COVER * area(boxes)).all(1)
-        if not ok.any():  # the canvas is full: stop here (but always keep at least two objects)
+        if not ok.any():  # the canvas is full: stop here (but keep at least two objects when two were wanted)
             if len(objects) >= 2:
                 break
             continue
@@ -311,7 +314,7 @@ class _Splits(Mapping):
             w = self._world
             side = w.sizes.image_size
             self._lists[split] = [
-                generate_scene(w.rng(split, i), f"{split}-{i:06d}", split, side)
+                generate_scene(w.rng(split, i), f"{split}-{i:06d}", split, side, w.sizes.object_counts)
                 for i in range(self._counts[split])
             ]
         return self._lists[split]

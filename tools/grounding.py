@@ -1,0 +1,123 @@
+"""Grounding experiments (issue: make the model see): one named variant of the `cpu` pretraining recipe per call.
+
+Every number in reports/DESIGN_LOG.md comes from a variant below, run with
+
+    .venv/bin/python tools/grounding.py NAME [NAME ...]        # -> reports/grounding/NAME.json
+    .venv/bin/python tools/grounding.py --list
+
+A variant is overrides of the `cpu` profile (world, model config, training, loss weights), passed to the real
+`vilbert_lite.pretrain.pretrain`, so a variant is exactly what `vilbert-lite pretrain --world/--config/--train`
+would run. The output holds the held-out validation curve (alignment, masked colour / shape words, after every
+epoch), the final eval.json and the wall time. Variants whose name ends in "-text" are the text-only twin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# The world the issue allows: fewer objects per scene (web photos often have one salient subject), more captions
+# that name what is there, more captions per image (text is cheap, features are per image).
+W_OLD = {"object_counts": [0, 1, 1, 1, 1, 1, 1, 1], "caption_styles": [1, 1, 1, 1, 1, 1, 1]}
+W_FEW = {"object_counts": [4, 3, 2, 1, 1, 0.5, 0.5, 0.5], "caption_styles": [3, 0.5, 1, 1, 2, 1, 1]}
+W_FEW5 = {**W_FEW, "captions_per_scene": 5}
+
+VARIANTS: dict[str, dict] = {
+    # the recipe as it was, on the old world, with the default region features
+    "old-world": {"world": W_OLD},
+    "old-world-e12": {"world": W_OLD, "train": {"epochs": 12}},
+    "few": {"world": W_FEW},
+    "few-e12": {"world": W_FEW, "train": {"epochs": 12}},
+    "few5-e8": {"world": W_FEW5, "train": {"epochs": 8}},
+    "few5-e8-init05": {
+        "world": W_FEW5,
+        "train": {"epochs": 8},
+        "config": {"initializer_range": 0.05, "v_initializer_range": 0.05},
+    },
+    "few-init05-e4": {
+        "world": W_FEW,
+        "train": {"epochs": 4},
+        "config": {"initializer_range": 0.05, "v_initializer_range": 0.05},
+    },
+    "few-pool1-e4": {"world": W_FEW, "train": {"epochs": 4}, "config": {"pooler_initializer_range": 0.1}},
+    "few-init05-pool1-e4": {
+        "world": W_FEW,
+        "train": {"epochs": 4},
+        "config": {"initializer_range": 0.05, "v_initializer_range": 0.05, "pooler_initializer_range": 0.1},
+    },
+    # the text stream from the bundled pretrained BERT (MiniLM-L6-H384): the `small` preset
+    "few-small-e2": {"world": W_FEW, "train": {"epochs": 2}, "preset": "small", "init_text": True},
+    "few-small-fix3-e2": {
+        "world": W_FEW,
+        "train": {"epochs": 2},
+        "preset": "small",
+        "init_text": True,
+        "config": {"fixed_t_layer": 3},
+    },
+}
+
+
+def run_variant(name: str, out_root: Path, progress: bool) -> dict:
+    from vilbert_lite.pretrain import pretrain
+
+    text_only = name.endswith("-text")
+    v = VARIANTS[name.removesuffix("-text")]
+    config = v.get("config")
+    if v.get("preset"):
+        from vilbert_lite.config import ViLBertConfig
+
+        preset = {k: x for k, x in ViLBertConfig.preset(v["preset"]).to_dict().items()
+                  if k not in ("v_feature_size", "v_target_size")}  # the store decides those  # fmt: skip
+        config = {**preset, **(config or {})}
+    t0 = time.perf_counter()
+    run = pretrain("cpu", v.get("seed", 0), out=out_root, progress=progress, text_only=text_only,
+                   world_overrides=v.get("world"), config_overrides=config, train_overrides=v.get("train"),
+                   weights=v.get("weights"), init_text_from_bert=v.get("init_text"))  # fmt: skip
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()] if (
+        run / "metrics.jsonl").exists() else []  # fmt: skip
+    keys = ("alignment_acc", "mlm_acc", "color_acc", "shape_acc")
+    curve = [
+        {"step": x["step"], **{k: round(x[k], 4) for k in keys if k in x}}
+        for x in lines
+        if x.get("kind") == "eval"
+    ]
+    result = {"variant": name, "spec": v, "text_only": text_only, "run": str(run.relative_to(ROOT)) if run.is_relative_to(ROOT) else str(run),
+              "eval": json.loads((run / "eval.json").read_text()), "curve": curve,
+              "seconds_this_call": round(time.perf_counter() - t0, 1), "threads": torch.get_num_threads()}  # fmt: skip
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "runs" / "grounding"))
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    if a.list or not a.names:
+        print("\n".join(f"{k}: {json.dumps(v)}" for k, v in VARIANTS.items()))
+        return
+    torch.set_num_threads(a.threads)
+    dest = ROOT / "reports" / "grounding"
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in a.names:
+        if name.removesuffix("-text") not in VARIANTS:
+            raise SystemExit(f"unknown variant {name!r}; --list shows them")
+        r = run_variant(name, Path(a.out), progress=False)
+        (dest / f"{name}.json").write_text(json.dumps(r, indent=1) + "\n")
+        e = r["eval"]
+        print(f"{name}: align {e.get('alignment_acc', 0):.3f} colour {e.get('color_acc', 0):.3f} "
+              f"shape {e.get('shape_acc', 0):.3f} steps {e.get('steps')} train {e.get('train_wall_time_s')} s",
+              flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
