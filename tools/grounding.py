@@ -30,6 +30,9 @@ W_OLD = {"object_counts": [0, 1, 1, 1, 1, 1, 1, 1], "caption_styles": [1, 1, 1, 
 W_FEW = {"object_counts": [4, 3, 2, 1, 1, 0.5, 0.5, 0.5], "caption_styles": [3, 0.5, 1, 1, 2, 1, 1]}
 W_FEW5 = {**W_FEW, "captions_per_scene": 5}
 
+# the pretrained text stream learns 10x slower than the layers that start from scratch (the paper: 1e-4 for all)
+SLOW_TEXT = {"bert.embeddings.": 0.1, "bert.encoder.layer.": 0.1}
+
 VARIANTS: dict[str, dict] = {
     # the recipe as it was, on the old world, with the default region features
     "old-world": {"world": W_OLD},
@@ -42,6 +45,8 @@ VARIANTS: dict[str, dict] = {
         "train": {"epochs": 8},
         "config": {"initializer_range": 0.05, "v_initializer_range": 0.05},
     },
+    "few5-init05-e10": {"world": W_FEW5, "train": {"epochs": 10},
+                        "config": {"initializer_range": 0.05, "v_initializer_range": 0.05}},
     "few-init05-e4": {
         "world": W_FEW,
         "train": {"epochs": 4},
@@ -53,8 +58,16 @@ VARIANTS: dict[str, dict] = {
         "train": {"epochs": 4},
         "config": {"initializer_range": 0.05, "v_initializer_range": 0.05, "pooler_initializer_range": 0.1},
     },
+    # the alignment loss weighted up: in the shared layers Adam normalises each parameter's step by the whole
+    # gradient, which the masked losses dominate
+    "few-init05-a5-e4": {"world": W_FEW, "train": {"epochs": 4}, "weights": {"align": 5.0},
+                         "config": {"initializer_range": 0.05, "v_initializer_range": 0.05}},
+    "few-a5-e4": {"world": W_FEW, "train": {"epochs": 4}, "weights": {"align": 5.0}},
+    "few-alignonly-e4": {"world": W_FEW, "train": {"epochs": 4}, "weights": {"mlm": 0.0, "region": 0.0}},
     # the text stream from the bundled pretrained BERT (MiniLM-L6-H384): the `small` preset
     "few-small-e2": {"world": W_FEW, "train": {"epochs": 2}, "preset": "small", "init_text": True},
+    "few-small-fix3-lrs-e4": {"world": W_FEW, "train": {"epochs": 4, "lr_scale": SLOW_TEXT}, "preset": "small",
+                              "init_text": True, "config": {"fixed_t_layer": 3}},
     "few-small-fix3-e2": {
         "world": W_FEW,
         "train": {"epochs": 2},

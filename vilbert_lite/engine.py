@@ -32,7 +32,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ from vilbert_lite.errors import UserError
 
 AMP_MODES = ("auto", "bf16", "off")  # auto: bf16 autocast on CUDA only
 _TYPES = {"int": int, "float": int | float, "str": str, "bool": bool, "int | None": int | None,
-          "tuple[float, float]": tuple}  # fmt: skip
+          "tuple[float, float]": tuple, "dict": dict}  # fmt: skip
 
 
 @dataclass
@@ -73,6 +73,9 @@ class TrainConfig:
     num_workers: int = 0
     shuffle: bool = True
     drop_last: bool = False
+    # {parameter-name prefix: lr multiplier}, the first matching prefix wins; e.g. a pretrained text stream
+    # slower than the layers that start from scratch: {"bert.embeddings.": 0.1, "bert.encoder.layer.": 0.1}
+    lr_scale: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for f in fields(self):  # type check against the annotation; bool does not count as a number
@@ -92,6 +95,8 @@ class TrainConfig:
             "max_steps": (self.max_steps is None or self.max_steps >= 1, ">= 1 or None"),
             "amp": (self.amp in AMP_MODES, f"one of {AMP_MODES}"), "log_every": (self.log_every >= 1, ">= 1"),
             "ckpt_every": (self.ckpt_every >= 0, ">= 0"), "num_workers": (self.num_workers >= 0, ">= 0"),
+            "lr_scale": (all(isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+                             and v >= 0 for k, v in self.lr_scale.items()), "{prefix: multiplier >= 0}"),
         }  # fmt: skip
         for key, (ok, rule) in rules.items():
             if not ok:
@@ -283,9 +288,17 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
          resume, eval_fn, eval_every_epoch, progress, desc) -> dict:  # fmt: skip
     seed_everything(cfg.seed + rank)
     model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]  # fmt: skip
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+    def scale(name: str) -> float:
+        return next((float(m) for pre, m in cfg.lr_scale.items() if name.startswith(pre)), 1.0)
+
+    groups = []  # (weight decay or not) x lr multiplier; "lr_scale" is read back when the lr is set
+    for m in sorted({scale(n) for n, _ in named}):
+        for decay in (True, False):
+            ps = [p for n, p in named if scale(n) == m and (p.ndim >= 2) == decay]
+            if ps:
+                groups.append({"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr_scale": m})
     # the fused kernel is ~3x faster than the per-tensor loop on CPU, and what one wants on CUDA
     opt = torch.optim.AdamW(
         groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=device.type in ("cpu", "cuda")
@@ -378,7 +391,7 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
                 continue
             lr = cfg.lr * lr_factor(st["step"], total, cfg.warmup_frac)
             for g in opt.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g.get("lr_scale", 1.0)
             gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf")))
             if not math.isfinite(gnorm):  # grads are all-reduced, so every rank sees the same norm
                 stop("gradient norm", gnorm, epoch, i)
