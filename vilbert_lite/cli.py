@@ -26,6 +26,7 @@ COMMANDS = {
         "vilbert_lite.vilt_pretrain:cli",
         "pretrain ViLT (patch or grid embeddings) on the synthetic world",
     ),
+    "multitask": ("vilbert_lite.multitask:cli", "12-in-1: one model for every task group (round robin, DSG)"),
     "bench": ("vilbert_lite.bench:cli", "benchmarks: model | extract | pretrain | retrieval | vilt"),
 }
 PACKAGE = Path(__file__).resolve().parent

@@ -44,3 +44,22 @@ TABLE3 = {  # Table 3: fraction of Conceptual Captions used for pretraining
     1.0: _row(70.55, 72.42, 74.47, 54.04, 72.34, 58.20, 84.90, 91.52, 31.86, 61.12, 72.80),
 }
 TABLES = {"table1": TABLE1, "table2": TABLE2, "table3": TABLE3}  # by the names notebooks 07-09 use
+
+# 12-in-1 (Lu et al. 2020) ablation, as the lecture's seed shows it: the task groups G1 (vocabulary-based
+# VQA), G2 (caption-based retrieval), G3 (referring expressions), G4 (multimodal verification) and the
+# all-task average, keyed by the rows of notebook 10 (multitask_table.ROWS). The seed has no single-task or
+# "MT + finetune" row.
+TWELVE_IN_ONE_COLUMNS = ["G1", "G2", "G3", "G4", "average"]
+TWELVE_IN_ONE = {  # "token + DSG": one token per data set, with Dynamic Stop-and-Go (the paper's model)
+    "token + DSG": dict(zip(TWELVE_IN_ONE_COLUMNS, (56.35, 63.61, 75.52, 77.61, 69.08))),
+    "token per head": dict(zip(TWELVE_IN_ONE_COLUMNS, (55.95, 61.48, 75.35, 77.37, 68.52))),
+    "+ DSG": dict(zip(TWELVE_IN_ONE_COLUMNS, (55.67, 62.55, 75.38, 76.73, 68.53))),  # w/o task token
+    "+ task token": dict(zip(TWELVE_IN_ONE_COLUMNS, (55.50, 62.92, 75.24, 76.31, 68.52))),  # w/o DSG
+    "curriculum": dict(zip(TWELVE_IN_ONE_COLUMNS, (54.68, 61.21, 75.19, 76.70, 67.24))),
+    "anti-curriculum": dict(zip(TWELVE_IN_ONE_COLUMNS, (55.82, 59.58, 73.69, 75.94, 67.98))),
+    "vanilla": dict(zip(TWELVE_IN_ONE_COLUMNS, (54.09, 61.45, 75.28, 76.71, 67.92))),
+}
+# the seed's summary: 12 single-task models (~3 billion parameters) replaced by one (~270 million) that is
+# 2.05 points better on average
+TWELVE_IN_ONE_PARAMETERS = {"single-task": 3_000_000_000, "multi-task": 270_000_000}
+TWELVE_IN_ONE_GAIN_OVER_SINGLE_TASK = 2.05

@@ -27,6 +27,7 @@ SUITE = [
     "07_baselines_table1.ipynb",
     "08_ablation_depth.ipynb",
     "09_ablation_data.ipynb",
+    "10_multitask.ipynb",
     "11_vilt.ipynb",
 ]
 
