@@ -26,33 +26,51 @@ sys.path.insert(0, str(ROOT))
 
 # The world the issue allows: fewer objects per scene (web photos often have one salient subject), more captions
 # that name what is there, more captions per image (text is cheap, features are per image).
-W_OLD = {"object_counts": [0, 1, 1, 1, 1, 1, 1, 1], "caption_styles": [1, 1, 1, 1, 1, 1, 1]}
-W_FEW = {"object_counts": [4, 3, 2, 1, 1, 0.5, 0.5, 0.5], "caption_styles": [3, 0.5, 1, 1, 2, 1, 1]}
+# Each variant spells out everything it changes from WorldSize's and the `mini` preset's defaults of the time it
+# ran (world version 2 defaults: 3 captions per image; `mini` init 0.02), so a later default never changes it.
+W_OLD = {
+    "object_counts": [0, 1, 1, 1, 1, 1, 1, 1],
+    "caption_styles": [1, 1, 1, 1, 1, 1, 1],
+    "captions_per_scene": 3,
+}
+W_FEW = {
+    "object_counts": [4, 3, 2, 1, 1, 0.5, 0.5, 0.5],
+    "caption_styles": [3, 0.5, 1, 1, 2, 1, 1],
+    "captions_per_scene": 3,
+}
 W_FEW5 = {**W_FEW, "captions_per_scene": 5}
+INIT02 = {"initializer_range": 0.02, "v_initializer_range": 0.02}
 
 # the pretrained text stream learns 10x slower than the layers that start from scratch (the paper: 1e-4 for all)
 SLOW_TEXT = {"bert.embeddings.": 0.1, "bert.encoder.layer.": 0.1}
 
 VARIANTS: dict[str, dict] = {
     # the recipe as it was, on the old world, with the default region features
-    "old-world": {"world": W_OLD},
-    "old-world-e12": {"world": W_OLD, "train": {"epochs": 12}},
-    "few": {"world": W_FEW},
-    "few-e12": {"world": W_FEW, "train": {"epochs": 12}},
-    "few5-e8": {"world": W_FEW5, "train": {"epochs": 8}},
+    "old-world": {"world": W_OLD, "train": {"epochs": 3}, "config": INIT02},
+    "old-world-e12": {"world": W_OLD, "train": {"epochs": 12}, "config": INIT02},
+    "few": {"world": W_FEW, "train": {"epochs": 3}, "config": INIT02},
+    "few-e12": {"world": W_FEW, "train": {"epochs": 12}, "config": INIT02},
+    "few5-e8": {"world": W_FEW5, "train": {"epochs": 8}, "config": INIT02},
     "few5-e8-init05": {
         "world": W_FEW5,
         "train": {"epochs": 8},
         "config": {"initializer_range": 0.05, "v_initializer_range": 0.05},
     },
-    "few5-init05-e10": {"world": W_FEW5, "train": {"epochs": 10},
-                        "config": {"initializer_range": 0.05, "v_initializer_range": 0.05}},
+    "few5-init05-e10": {
+        "world": W_FEW5,
+        "train": {"epochs": 10},
+        "config": {"initializer_range": 0.05, "v_initializer_range": 0.05},
+    },
     "few-init05-e4": {
         "world": W_FEW,
         "train": {"epochs": 4},
         "config": {"initializer_range": 0.05, "v_initializer_range": 0.05},
     },
-    "few-pool1-e4": {"world": W_FEW, "train": {"epochs": 4}, "config": {"pooler_initializer_range": 0.1}},
+    "few-pool1-e4": {
+        "world": W_FEW,
+        "train": {"epochs": 4},
+        "config": {**INIT02, "pooler_initializer_range": 0.1},
+    },
     "few-init05-pool1-e4": {
         "world": W_FEW,
         "train": {"epochs": 4},
@@ -60,14 +78,28 @@ VARIANTS: dict[str, dict] = {
     },
     # the alignment loss weighted up: in the shared layers Adam normalises each parameter's step by the whole
     # gradient, which the masked losses dominate
-    "few-init05-a5-e4": {"world": W_FEW, "train": {"epochs": 4}, "weights": {"align": 5.0},
-                         "config": {"initializer_range": 0.05, "v_initializer_range": 0.05}},
-    "few-a5-e4": {"world": W_FEW, "train": {"epochs": 4}, "weights": {"align": 5.0}},
-    "few-alignonly-e4": {"world": W_FEW, "train": {"epochs": 4}, "weights": {"mlm": 0.0, "region": 0.0}},
+    "few-init05-a5-e4": {
+        "world": W_FEW,
+        "train": {"epochs": 4},
+        "weights": {"align": 5.0},
+        "config": {"initializer_range": 0.05, "v_initializer_range": 0.05},
+    },
+    "few-a5-e4": {"world": W_FEW, "train": {"epochs": 4}, "weights": {"align": 5.0}, "config": INIT02},
+    "few-alignonly-e4": {
+        "world": W_FEW,
+        "train": {"epochs": 4},
+        "weights": {"mlm": 0.0, "region": 0.0},
+        "config": INIT02,
+    },
     # the text stream from the bundled pretrained BERT (MiniLM-L6-H384): the `small` preset
     "few-small-e2": {"world": W_FEW, "train": {"epochs": 2}, "preset": "small", "init_text": True},
-    "few-small-fix3-lrs-e4": {"world": W_FEW, "train": {"epochs": 4, "lr_scale": SLOW_TEXT}, "preset": "small",
-                              "init_text": True, "config": {"fixed_t_layer": 3}},
+    "few-small-fix3-lrs-e4": {
+        "world": W_FEW,
+        "train": {"epochs": 4, "lr_scale": SLOW_TEXT},
+        "preset": "small",
+        "init_text": True,
+        "config": {"fixed_t_layer": 3},
+    },
     "few-small-fix3-e2": {
         "world": W_FEW,
         "train": {"epochs": 2},

@@ -130,6 +130,7 @@ def record(path: Path, parameters: dict | None = None, kernel: str = "python3") 
         done = pm.execute_notebook(
             str(path), str(Path(tmp) / path.name), parameters=params,
             cwd=str(path.parent), kernel_name=kernel, progress_bar=False,
+            execution_timeout=300,  # a cell that hangs (a lost kernel message, seen once in a widget cell) fails
         )  # fmt: skip
         seconds = time.perf_counter() - t0
     ran = [c for c in done.cells if "injected-parameters" not in _tags(c)]

@@ -110,25 +110,12 @@ class ViLBertConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> ViLBertConfig:
         """Build from a dict; unknown keys or wrong types raise ValueError naming the key."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs = {}
-        for key, value in d.items():
-            if key in _IGNORED_KEYS:
-                continue
-            if key not in fields:
-                raise UserError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(fields))})")
-            kwargs[key] = _check_type(key, value, fields[key].type, source)
-        return cls(**kwargs)
+        return cls(**checked_fields(cls, d, source, _IGNORED_KEYS))
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> ViLBertConfig:
         """Read a config JSON, e.g. the official `config/bert_base_6layer_6conect.json`, unchanged."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}: not valid JSON ({e})") from e
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -170,9 +157,13 @@ _SMALL = dict(
 )  # fmt: skip
 # `mini`: the `small` layout (6 text layers, co-attention before the last 3) at width 128, trained from scratch;
 # about 6x cheaper per step than `small`, so that the `cpu` tables (3 seeds x every cell) fit a laptop hour.
+# Its weights start at N(0, 0.05) instead of BERT's 0.02: at width 128 a word reaches [CLS] (and a region the IMG
+# token) through two 0.02-std maps that scale it by ~0.02 * sqrt(128) = 0.23 each, and the product fusion sat at
+# chance; on the same world and budget 0.05 left chance where 0.02 did not (reports/DESIGN_LOG.md, section 3).
 _MINI = dict(
     _SMALL, hidden_size=128, num_attention_heads=4, intermediate_size=512, v_hidden_size=128,
     v_intermediate_size=256, v_num_attention_heads=4, bi_hidden_size=128, bi_num_attention_heads=4,
+    initializer_range=0.05, v_initializer_range=0.05,
 )  # fmt: skip
 _TINY = dict(
     hidden_size=64, num_hidden_layers=3, num_attention_heads=2, intermediate_size=128,
@@ -189,6 +180,29 @@ PRESETS: dict[str, dict[str, Any]] = {
 for _n in (2, 4, 6, 8):  # the official depth-ablation configs (bert_base_{n}layer_{n}conect.json)
     _v, _t = co_attention_ids(_n, 12)
     PRESETS[f"depth{_n}"] = dict(v_num_hidden_layers=_n, v_biattention_id=_v, t_biattention_id=_t)
+
+
+def checked_fields(cls, d: dict[str, Any], source: str, ignored=()) -> dict[str, Any]:
+    """The keyword arguments of dataclass `cls` from dict `d`: unknown keys or wrong types raise UserError naming
+    the key and `source`; keys in `ignored` are dropped."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in d.items():
+        if key in ignored:
+            continue
+        if key not in fields:
+            raise UserError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(fields))})")
+        kwargs[key] = _check_type(key, value, fields[key].type, source)
+    return kwargs
+
+
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON file's contents; a file that is not JSON raises UserError naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from e
 
 
 def _check_type(key: str, value: Any, annotation: Any, source: str) -> Any:

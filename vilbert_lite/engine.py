@@ -269,19 +269,26 @@ def train(
         ck = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
         return runs.load_done(out)
-    device = resolve_device(cfg.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    own_group = world > 1 and not dist.is_initialized()
-    if own_group:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    device, own_group = process_device(cfg.device, world)
     try:
         return _fit(model, train_dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
                     resume, eval_fn, eval_every_epoch, progress, desc)  # fmt: skip
     finally:
         if own_group:
             dist.destroy_process_group()
+
+
+def process_device(spec: str | torch.device, world: int) -> tuple[torch.device, bool]:
+    """This process's device (its LOCAL_RANK's GPU under torchrun) and whether this call started the process
+    group, in which case the caller destroys it when done."""
+    device = resolve_device(spec)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    own_group = world > 1 and not dist.is_initialized()
+    if own_group:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, own_group
 
 
 def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
@@ -298,7 +305,9 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
         for decay in (True, False):
             ps = [p for n, p in named if scale(n) == m and (p.ndim >= 2) == decay]
             if ps:
-                groups.append({"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr_scale": m})
+                groups.append(
+                    {"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr_scale": m}
+                )
     # the fused kernel is ~3x faster than the per-tensor loop on CPU, and what one wants on CUDA
     opt = torch.optim.AdamW(
         groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=device.type in ("cpu", "cuda")

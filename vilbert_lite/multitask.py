@@ -60,6 +60,7 @@ from vilbert_lite.engine import (
     epoch_batches,
     evaluate,
     lr_factor,
+    process_device,
     resolve_device,
     seed_everything,
     to_device,
@@ -380,13 +381,7 @@ def fit(model: MultiTaskModel, tasks: dict[str, MTTask], cfg: MTConfig, tcfg: Tr
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     if tcfg.grad_accum != 1:
         raise UserError("multitask: grad_accum must be 1 (every data set makes one update per iteration)")
-    device = resolve_device(tcfg.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    own_group = world > 1 and not dist.is_initialized()
-    if own_group:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    device, own_group = process_device(tcfg.device, world)
     try:
         return _fit(
             model, tasks, cfg, tcfg, Path(out), device, rank, world, resume, progress, interrupt_after

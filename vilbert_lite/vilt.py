@@ -42,7 +42,7 @@ from PIL import Image
 from torch import nn
 
 from .attention import SelfAttention
-from .config import _check_type
+from .config import checked_fields, read_json
 from .errors import UserError
 from .heads import LMPredictionHead
 from .model import Intermediate, PreTrainedMixin, TextEmbeddings, check_model_type, init_weights
@@ -115,24 +115,11 @@ class ViLTConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> ViLTConfig:
         """Build from a dict; unknown keys or wrong types raise UserError naming the key."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs = {}
-        for key, value in d.items():
-            if key in ("model_type", "architectures"):
-                continue
-            if key not in fields:
-                raise UserError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(fields))})")
-            kwargs[key] = _check_type(key, value, fields[key].type, source)
-        return cls(**kwargs)
+        return cls(**checked_fields(cls, d, source, ("model_type", "architectures")))
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> ViLTConfig:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}: not valid JSON ({e})") from e
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json(path), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "model_type": self.model_type}
