@@ -131,10 +131,10 @@ def test_training_loss_falls_on_fixed_items(task, cache):
     config = ViLBertConfig.preset("tiny")
     model = TaskModel(load_backbone(None, config), spec.forward, **spec.heads(config, data))
     start = probe_loss(model, spec.loss_fn, items, data.collate, 8)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)  # 2e-3 diverged on NLVR's items of world version 3
     batch = data.collate(items)
     model.train()
-    for _ in range(60):
+    for _ in range(100):
         loss, _ = spec.loss_fn(model, batch)
         opt.zero_grad()
         loss.backward()

@@ -185,9 +185,11 @@ def test_explorer_keeps_special_tokens_and_drops_padding(model, scene):
     assert isinstance(ex.figure(), Figure)
 
 
-def test_explorer_runs_the_model_on_a_photo(model, scene, tmp_path):
-    """Any image + sentence: regions from propose_boxes + RegionExtractor, then the model."""
+def test_explorer_runs_the_model_on_a_photo(scene, tmp_path):
+    """Any image + sentence: regions from propose_boxes + RegionExtractor (its default 112-d block-10
+    features), then the model."""
     img, _ = scene
+    model = ViLBertModel(ViLBertConfig.preset("tiny", v_feature_size=112)).eval()
     ex = viz.AttentionExplorer(model, get_tokenizer(), img, None, TEXT)
     R = len(ex.boxes)
     assert R >= 2 and np.allclose(ex.boxes[0], [0, 0, 128, 96])  # region 0 = the whole image
