@@ -429,6 +429,7 @@ def pretrain(
     if prof.init_text_from_bert:
         notes["text_init"] = _init_text(model)
     val = CaptionImageDataset(val_caps, visual, tok, MAX_SEQ_LENGTH, blank_images=text_only)
+    last: dict = {}  # held-out numbers after the latest epoch
     if corpus_fraction == 0 or not train_caps:
         if rank == 0:
             model.save_pretrained(run / "model")
@@ -441,14 +442,19 @@ def pretrain(
         cpu0 = time.process_time()
 
         def curve(m):  # held-out numbers after every epoch: the validation curve in metrics.jsonl
-            return evaluate_pretraining(m, val, tok, seed=seed, batch_size=128, device=tcfg.device)
+            last.clear()
+            last.update(evaluate_pretraining(m, val, tok, seed=seed, batch_size=128, device=tcfg.device))
+            return last
 
         train(model, ds, make_collate(tok.pad_token_id), loss_fn, tcfg, run, resume=resume, progress=progress,
               desc=run_cfg["kind"], eval_fn=curve)  # fmt: skip
         notes["train_process_cpu_s"] = round(time.process_time() - cpu0, 1)  # this process's CPU seconds
     if rank == 0:
         t0 = time.perf_counter()
-        scores = evaluate_pretraining(model, val, tok, seed=seed, batch_size=128, device=tcfg.device)
+        # the last epoch's curve point is the final model's evaluation; a reused or untrained run evaluates here
+        scores = dict(last) or evaluate_pretraining(
+            model, val, tok, seed=seed, batch_size=128, device=tcfg.device
+        )
         done = runs.load_done(run)
         scores.update({"n_val_captions": len(val), "n_train_captions": len(train_caps), **notes,
                        "train_wall_time_s": done.get("wall_time_s"), "steps": done.get("steps"),
