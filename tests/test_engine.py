@@ -71,6 +71,31 @@ def test_grad_accumulation_matches_larger_batch(tmp_path):
     assert not torch.equal(big.state_dict()["net.0.weight"], ToyNet().state_dict()["net.0.weight"])
 
 
+def test_length_bucketing_batches():
+    g = torch.Generator().manual_seed(3)
+    lengths = torch.randint(5, 31, (1000,), generator=g).tolist()
+    plain = epoch_batches(1000, TrainConfig(batch_size=32), 0, lengths=lengths)
+    cfg = TrainConfig(batch_size=32, bucket=10)
+    buck = epoch_batches(1000, cfg, 0, lengths=lengths)
+    # every item once, the same batch count and the same short last batch size
+    assert sorted(i for b in buck for i in b) == list(range(1000))
+    assert sorted(len(b) for b in buck) == sorted(len(b) for b in plain)
+
+    def padded(batches):  # text positions a batch padded to its longest would hold
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+    assert padded(buck) < 0.75 * padded(plain)
+    # deterministic per (seed, epoch), shuffled across epochs, and not in length order
+    assert buck == epoch_batches(1000, cfg, 0, lengths=lengths)
+    assert buck != epoch_batches(1000, cfg, 1, lengths=lengths)
+    firsts = [lengths[b[0]] for b in buck]
+    assert firsts != sorted(firsts)
+    # without lengths bucketing is off; wrong lengths are an error
+    assert epoch_batches(1000, cfg, 0) == plain
+    with pytest.raises(ValueError, match="999 lengths for 1000 items"):
+        epoch_batches(1000, cfg, 0, lengths=lengths[:999])
+
+
 def test_toy_model_learns_and_run_folder(tmp_path):
     evals = []
 

@@ -30,7 +30,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -73,6 +73,9 @@ class TrainConfig:
     num_workers: int = 0
     shuffle: bool = True
     drop_last: bool = False
+    # length bucketing: batches are cut from pools of `bucket` x batch_size shuffled items sorted by length (the
+    # dataset's `lengths`), then the batches are shuffled; padding to the batch maximum then pads little. 0 = off
+    bucket: int = 0
     # {parameter-name prefix: lr multiplier}, the first matching prefix wins; e.g. a pretrained text stream
     # slower than the layers that start from scratch: {"bert.embeddings.": 0.1, "bert.encoder.layer.": 0.1}
     lr_scale: dict = field(default_factory=dict)
@@ -94,7 +97,7 @@ class TrainConfig:
             "grad_clip": (self.grad_clip >= 0, ">= 0"), "grad_accum": (self.grad_accum >= 1, ">= 1"),
             "max_steps": (self.max_steps is None or self.max_steps >= 1, ">= 1 or None"),
             "amp": (self.amp in AMP_MODES, f"one of {AMP_MODES}"), "log_every": (self.log_every >= 1, ">= 1"),
-            "ckpt_every": (self.ckpt_every >= 0, ">= 0"), "num_workers": (self.num_workers >= 0, ">= 0"),
+            "ckpt_every": (self.ckpt_every >= 0, ">= 0"), "num_workers": (self.num_workers >= 0, ">= 0"), "bucket": (self.bucket >= 0, ">= 0"),
             "lr_scale": (all(isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
                              and v >= 0 for k, v in self.lr_scale.items()), "{prefix: multiplier >= 0}"),
         }  # fmt: skip
@@ -152,16 +155,28 @@ def _epoch_generator(cfg: TrainConfig, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
 
 
-def epoch_batches(n: int, cfg: TrainConfig, epoch: int, world: int = 1) -> list[list[int]]:
+def epoch_batches(
+    n: int, cfg: TrainConfig, epoch: int, world: int = 1, lengths: Sequence[int] | None = None
+) -> list[list[int]]:
     """Global batches (dataset indices) of one epoch: a permutation seeded by (seed, epoch) cut into
-    `batch_size` chunks. A short last batch is dropped with `drop_last`, else cut to a multiple of `world`."""
-    order = (
-        torch.randperm(n, generator=_epoch_generator(cfg, epoch)).tolist() if cfg.shuffle else list(range(n))
-    )
+    `batch_size` chunks. A short last batch is dropped with `drop_last`, else cut to a multiple of `world`.
+    With `cfg.bucket` > 0 and item `lengths`, each pool of `bucket` x batch_size consecutive items of the
+    permutation is sorted by length before it is cut, and the batches are then shuffled (same generator)."""
+    gen = _epoch_generator(cfg, epoch)
+    order = torch.randperm(n, generator=gen).tolist() if cfg.shuffle else list(range(n))
+    bucketed = cfg.bucket > 0 and lengths is not None
+    if bucketed:
+        if len(lengths) != n:
+            raise ValueError(f"epoch_batches: {len(lengths)} lengths for {n} items")
+        pool = cfg.bucket * cfg.batch_size
+        order = [i for k in range(0, n, pool) for i in sorted(order[k : k + pool], key=lengths.__getitem__)]
     batches = [order[i : i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
     if batches and len(batches[-1]) < cfg.batch_size:
         batches[-1] = [] if cfg.drop_last else batches[-1][: len(batches[-1]) // world * world]
-    return [b for b in batches if b]
+    batches = [b for b in batches if b]
+    if bucketed and cfg.shuffle:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
+    return batches
 
 
 def to_device(x: Any, device: torch.device) -> Any:
@@ -312,7 +327,8 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
     opt = torch.optim.AdamW(
         groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=device.type in ("cpu", "cuda")
     )
-    n_batches = len(epoch_batches(len(dataset), cfg, 0, world))
+    lengths = getattr(dataset, "lengths", None)  # for length bucketing (cfg.bucket)
+    n_batches = len(epoch_batches(len(dataset), cfg, 0, world, lengths))
     if n_batches == 0:
         raise UserError(f"{len(dataset)} items make no batch of {cfg.batch_size} (drop_last=True)")
     per_epoch = math.ceil(n_batches / cfg.grad_accum)
@@ -373,7 +389,7 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
     for epoch in range(st["epoch"], cfg.epochs):
         if st["step"] >= total:
             break
-        batches = epoch_batches(len(dataset), cfg, epoch, world)
+        batches = epoch_batches(len(dataset), cfg, epoch, world, lengths)
         mine = [b[rank * len(b) // world : (rank + 1) * len(b) // world] for b in batches]
         # skip the batches a resumed run already consumed; own generator: leaves the global RNG alone
         loader = DataLoader(dataset, batch_sampler=mine[st["batch"] :], collate_fn=collate_fn,
