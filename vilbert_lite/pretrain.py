@@ -108,6 +108,9 @@ class CaptionImageDataset(Dataset):
             self.visual = [visual[k] for k in self.image_ids]
         enc = tokenizer([c.text for c in self.captions], truncation=True, max_length=max_seq_length)
         self.ids = [torch.tensor(x, dtype=torch.long) for x in enc["input_ids"]]
+        self.lengths = [
+            len(x) for x in self.ids
+        ]  # tokens per caption, for length bucketing (TrainConfig.bucket)
         sets = _word_sets()
         self.kinds = []  # per token: 0 other, 1 colour word, 2 shape word
         for i, c in enumerate(self.captions):
@@ -354,7 +357,8 @@ def pretrain(
 
     data: "synthetic" (the world of `profile`) or "coco" with `captions` (COCO JSON) and `images` (folder).
     text_only: blank every image (one zero global region) and train masked language modelling alone:
-    the text-only baseline. weights: loss weights {"mlm", "region", "align"}. model_kind: "vilbert" or
+    the text-only baseline. weights: loss weights {"mlm", "region", "align"} (over the profile's
+    `pretrain_weights`). model_kind: "vilbert" or
     "single_stream" (the baseline of Table 1, depth matched to the same parameter budget).
     """
     from vilbert_lite.single_stream import MODEL_KINDS, build_model, matched_config
@@ -372,7 +376,8 @@ def pretrain(
         init_text_from_bert is not None
     ):  # start the text stream from the bundled BERT (or not), whatever the profile
         prof = replace(prof, init_text_from_bert=bool(init_text_from_bert))
-    w = {**DEFAULT_WEIGHTS, **(weights or {})}
+    # loss weights: the profile's recipe, then the caller's
+    w = {**DEFAULT_WEIGHTS, **prof.pretrain_weights, **(weights or {})}
     if set(w) != set(DEFAULT_WEIGHTS):
         raise ValueError(f"unknown loss weight(s) {sorted(set(w) - set(DEFAULT_WEIGHTS))}")
     if text_only:

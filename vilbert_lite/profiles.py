@@ -45,6 +45,8 @@ class Profile:
     finetune: TrainSize
     seeds: int = 3
     init_text_from_bert: bool = False
+    # pretraining loss weights over objectives.DEFAULT_WEIGHTS ({"mlm", "region", "align"}); {} = all 1
+    pretrain_weights: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
