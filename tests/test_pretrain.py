@@ -19,7 +19,9 @@ from vilbert_lite.pretrain import (
     cli,
     load_pretrained,
     pretrain,
+    reevaluate,
     sample_caption,
+    shape_name_groups,
 )
 
 
@@ -58,8 +60,12 @@ def test_smoke_pretraining_loss_falls(smoke_run):
 
 def test_run_folder_eval_and_reuse(smoke_run, env):
     ev = json.loads((smoke_run / "eval.json").read_text())
-    for key in ("alignment_acc", "mlm_acc", "color_acc", "shape_acc", "color_shape_acc"):
+    for key in ("alignment_acc", "mlm_acc", "color_acc", "shape_acc", "color_shape_acc", "shape_name_acc"):
         assert 0.0 <= ev[key] <= 1.0
+    assert ev["shape_name_acc"] >= ev["shape_acc"]  # any name of the right shape counts, the exact one too
+    # the final evaluation is reproducible: re-scoring the saved model gives the same numbers
+    again = reevaluate(smoke_run)
+    assert {k: again[k] for k in ev if k.endswith("_acc")} == {k: ev[k] for k in ev if k.endswith("_acc")}
     assert (smoke_run / "model" / "model.safetensors").exists() and (smoke_run / "run_config.json").exists()
     stamp = (smoke_run / "DONE").stat().st_mtime_ns
     again = pretrain("smoke", 0, out=env, progress=False, train_overrides={"log_every": 1})
@@ -79,6 +85,20 @@ def test_bad_overrides_fail_before_training(env):
     with pytest.raises(UserError, match="bogus"):  # `vilbert-lite pretrain` prints it as one line, exit 2
         cli(["--profile", "smoke", "--out", str(env), "--config", '{"bogus": 1}'])
     assert not list(env.glob("pretrain-*/checkpoint.pt.tmp"))
+
+
+def test_shape_name_groups():
+    from vilbert_lite.data.world import SHAPES
+
+    tok = get_tokenizer()
+    g = shape_name_groups(tok, tok.vocab_size)
+    idx = tok.convert_tokens_to_ids
+    assert g[idx("ball")] == g[idx("circle")] == g[idx("circles")] == SHAPES.index("circle")
+    assert g[idx("block")] == g[idx("square")] == SHAPES.index("square") != g[idx("circle")]
+    assert g[idx("red")] == g[idx("the")] == -1
+    assert g[idx("##bus")] == -1  # a piece of a multi-piece name ("rhombus") is scored as an exact token
+    # every shape has a one-piece name except the hexagon ("he ##xa ##gon")
+    assert set(g.unique().tolist()) == {-1, *(k for k, s in enumerate(SHAPES) if s != "hexagon")}
 
 
 def test_sample_caption_valid_and_deterministic(smoke_run):

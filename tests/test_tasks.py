@@ -242,3 +242,35 @@ def test_vqa_on_real_vqa_v2_files_extracts_regions_and_counts_unknown_answers(tm
     assert m2["oov_answers"] == 0 and m2["n_train"] == 6
     with pytest.raises(ValueError, match="missing"):
         finetune("vqa", None, "smoke", 0, out=tmp_path / "run3", data="vqa_v2", train_questions=q)
+
+
+def test_blank_images_is_the_question_only_baseline(cache, tmp_path):
+    """blank_images: every image is one zero region, so the model's answer cannot depend on the image."""
+    from vilbert_lite.tasks.common import BlankImageBank
+
+    world = make_world("smoke", seed=0)
+    store, _ = world_features(world, "gt", extractor=FakeExtractor(), progress=False)
+    bank = BlankImageBank(ImageBank(store))
+    ids = list(store.ids())[:2]
+    a, b = bank[ids[0]], bank[ids[1]]
+    assert (
+        a["num_regions"] == 1 and a["visual_feats"].abs().sum() == 0 and a["visual_feats"].shape == (1, 1280)
+    )
+    assert bank.widths() == ImageBank(store).widths() and all(torch.equal(a[k], b[k]) for k in a)
+    m = smoke("vqa", tmp_path / "qonly", blank_images=True)
+    assert m["config_hash"] != smoke("vqa", tmp_path / "full")["config_hash"]
+    assert 0.0 <= m["vqa_accuracy"] <= 1.0 and m["train_loss_end"] < m["train_loss_start"]
+
+
+def test_profile_finetune_budgets_set_a_task_s_epochs(cache, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from vilbert_lite import profiles
+
+    smoke_prof = profiles.get_profile("smoke")
+    budgets = {"vqa": {"epochs": 3, "max_steps": None}}
+    monkeypatch.setitem(profiles._PROFILES, "smoke", replace(smoke_prof, finetune_budgets=budgets))
+    m = smoke("vqa", tmp_path / "vqa")
+    assert len(m["history"]) == 3  # three epochs, no step cap (the smoke profile caps at 12 steps otherwise)
+    assert json.loads((tmp_path / "vqa" / "train_config.json").read_text())["max_steps"] is None
+    assert len(smoke("nlvr", tmp_path / "nlvr")["history"]) <= smoke_prof.finetune.epochs  # others unchanged

@@ -156,14 +156,16 @@ _SMALL = dict(
     max_position_embeddings=64, v_feature_size=1280, v_target_size=1000,
 )  # fmt: skip
 # `mini`: the `small` layout (6 text layers, co-attention before the last 3) at width 128, trained from scratch;
-# about 6x cheaper per step than `small`, so that the `cpu` tables (3 seeds x every cell) fit a laptop hour.
-# Its weights start at N(0, 0.05) instead of BERT's 0.02: at width 128 a word reaches [CLS] (and a region the IMG
-# token) through two 0.02-std maps that scale it by ~0.02 * sqrt(128) = 0.23 each, and the product fusion sat at
-# chance; on the same world and budget 0.05 left chance where 0.02 did not (reports/DESIGN_LOG.md, section 3).
+# about 6x cheaper per step than `small`. Its weights start at N(0, 0.05) instead of BERT's 0.02: at width 128 a
+# word reaches [CLS] (and a region the IMG token) through two 0.02-std maps that scale it by ~0.02 * sqrt(128) =
+# 0.23 each, and the product fusion sat at chance; on the same world and budget 0.05 left chance where 0.02 did
+# not. No dropout: at the `cpu` budget it underfits (training and held-out alignment agree), so dropout buys
+# nothing, and each step is ~8 % cheaper without it (reports/DESIGN_LOG.md, sections 3 and 5).
 _MINI = dict(
     _SMALL, hidden_size=128, num_attention_heads=4, intermediate_size=512, v_hidden_size=128,
     v_intermediate_size=256, v_num_attention_heads=4, bi_hidden_size=128, bi_num_attention_heads=4,
-    initializer_range=0.05, v_initializer_range=0.05,
+    initializer_range=0.05, v_initializer_range=0.05, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    v_hidden_dropout_prob=0.0, v_attention_probs_dropout_prob=0.0,
 )  # fmt: skip
 _TINY = dict(
     hidden_size=64, num_hidden_layers=3, num_attention_heads=2, intermediate_size=128,

@@ -23,7 +23,7 @@ import argparse
 import importlib
 import json
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from vilbert_lite.errors import UserError
 from vilbert_lite.tasks.common import (
     METRICS_FILE,
     Backbone,
+    BlankImageBank,
     ImageBank,
     Source,
     TaskSpec,
@@ -78,6 +79,7 @@ def finetune(
     progress: bool = True,
     resume: bool = True,
     skip_gaps: bool = False,
+    blank_images: bool = False,
     **real_data_paths: Any,
 ) -> dict:
     """Fine-tune (or, for "zeroshot", only evaluate) one task and return its metrics (also in OUT/metrics.json).
@@ -90,7 +92,8 @@ def finetune(
     (task vqa only) with real_data_paths train_questions, train_annotations, train_images | train_features,
     val_questions, val_annotations, val_images | val_features; its gaps are found before training (see
     `vqa.load_vqa_v2`): missing or unreadable images raise a UserError naming them unless `skip_gaps`, which
-    leaves those questions out. extractor: the region extractor (default the built-in RegionExtractor). out: the
+    leaves those questions out. blank_images: every image becomes one zero region, so the model sees the text
+    only (Table 1's question-only VQA row, the language prior). extractor: the region extractor (default the built-in RegionExtractor). out: the
     run folder (default ROOT/finetune/<task>-<config hash>).
     """
     from vilbert_lite import runs
@@ -123,6 +126,9 @@ def finetune(
 
         records, images, data_desc, gaps = load_vqa_v2(real_data_paths, extractor, progress, skip_gaps)
         source = Source("vqa_v2", images, records=records)
+    if blank_images:
+        source = replace(source, images=BlankImageBank(source.images))
+        data_desc = {**data_desc, "blank_images": True}
     if config is None:  # the profile's model reading what the extractor wrote (e.g. 1280-d, 1000 classes)
         w = source.images.widths()
         config = ViLBertConfig.preset(prof.model_preset, v_feature_size=w[0], v_target_size=w[1] or 1000)
@@ -130,7 +136,7 @@ def finetune(
     batch = max(1, round(f.batch_size * spec.batch_scale))  # items per batch for this task
     tcfg = TrainConfig.from_dict({"epochs": f.epochs, "batch_size": batch, "lr": f.lr,
                                   "warmup_frac": f.warmup_frac, "max_steps": f.max_steps, "seed": seed,
-                                  **(train_overrides or {})})  # fmt: skip
+                                  **prof.finetune_budgets.get(spec.name, {}), **(train_overrides or {})})  # fmt: skip
     init_desc = "none" if init is None or str(init).lower() == "none" else str(Path(init).resolve())
     run_cfg = {"kind": "finetune", "task": spec.name, "profile": prof.name, "seed": seed, "init": init_desc,
                "backbone": backbone_name(backbone), "data": data_desc, "model": config.to_dict(),
@@ -165,6 +171,11 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--out", help="run folder (default runs/finetune/<task>-<config hash>)")
     ap.add_argument("--backbone", choices=["vilbert", "single_stream"], help="default: the --init run's kind")
     ap.add_argument("--train", help="TrainConfig overrides as JSON, e.g. '{\"epochs\": 2}'")
+    ap.add_argument(
+        "--blank-images",
+        action="store_true",
+        help="every image as one zero region: the text-only (question-only) baseline",
+    )
     ap.add_argument("--no-progress", action="store_true")
     real = ap.add_argument_group("real VQA v2 data (task vqa)")
     for split in ("train", "val"):
@@ -190,7 +201,7 @@ def cli(argv: list[str]) -> int:
         raise UserError(f"--train must be a JSON object such as '{{\"epochs\": 2}}', got {a.train!r}")
     metrics = finetune(a.task, a.init, a.profile, a.seed, a.out, "vqa_v2" if paths else "synthetic",
                        backbone=a.backbone, train_overrides=overrides, progress=not a.no_progress,
-                       skip_gaps=a.skip_gaps, **paths)  # fmt: skip
+                       skip_gaps=a.skip_gaps, blank_images=a.blank_images, **paths)  # fmt: skip
     print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
     return 0
 

@@ -235,6 +235,25 @@ class ImageBank:
         return int(rf.features.shape[1]), int(rf.cls_prob.shape[1])
 
 
+class BlankImageBank:
+    """Every image as one zero global region (the IMG token only): a task model that sees the text alone, e.g. VQA's
+    question-only (language-prior) baseline. Widths are those of the wrapped bank."""
+
+    def __init__(self, bank):
+        self.bank = bank
+        self._blank = None
+
+    def __getitem__(self, image_id: str) -> dict[str, torch.Tensor]:
+        if self._blank is None:
+            d = self.bank.widths()[0]
+            self._blank = {"visual_feats": torch.zeros(1, d), "visual_pos": torch.tensor([[0.0, 0.0, 1.0, 1.0, 1.0]]),
+                           "cls_prob": torch.zeros(1, 0), "boxes": torch.zeros(1, 4), "num_regions": torch.tensor(1)}  # fmt: skip
+        return self._blank
+
+    def widths(self) -> tuple[int, int]:
+        return self.bank.widths()
+
+
 def pair(text: tuple, visual: dict) -> dict:
     """One (text, image) row: input_ids, token_type_ids and the image's visual inputs."""
     return {"input_ids": text[0], "token_type_ids": text[1], **visual}
