@@ -460,7 +460,9 @@ def pretrain(
         notes["text_init"] = _init_text(model)
     val = CaptionImageDataset(val_caps, visual, tok, MAX_SEQ_LENGTH, blank_images=text_only)
     # the validation curve after every epoch reads the first CURVE_CAPTIONS val captions; the final numbers read all
-    curve_val = CaptionImageDataset(val_caps[:CURVE_CAPTIONS], visual, tok, MAX_SEQ_LENGTH, blank_images=text_only)
+    curve_val = CaptionImageDataset(
+        val_caps[:CURVE_CAPTIONS], visual, tok, MAX_SEQ_LENGTH, blank_images=text_only
+    )
     if corpus_fraction == 0 or not train_caps:
         if rank == 0:
             model.save_pretrained(run / "model")
