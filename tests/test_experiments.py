@@ -30,7 +30,9 @@ def test_cells_give_long_rows_in_percent(smoke_rows):
 
 def test_table_cells_name_every_row_of_the_paper():
     rows = {t: [r for r, _ in experiments.table_cells(t, "cpu")] for t in experiments.TABLE_NAMES}
-    assert rows["table1"] == ["single_stream†", "single_stream", "vilbert†", "vilbert"]
+    assert rows["table1"] == ["question_only", "single_stream†", "single_stream", "vilbert†", "vilbert"]
+    q = dict(experiments.table_cells("table1", "cpu"))["question_only"]  # the language prior: VQA, text only
+    assert q == {"pretrained": False, "tasks": ("vqa",), "blank_images": True}
     assert rows["table2"] == [2, 4, 6, 8] and rows["table3"] == [0.0, 0.25, 0.5, 1.0]
     kw3 = dict(experiments.table_cells("table3", "cpu"))
     assert kw3[0.0]["pretrained"] is False and kw3[0.5] == {"fraction": 0.5, "pretrained": True}

@@ -24,6 +24,26 @@ def test_results_table_rows_and_chance():
     assert t.loc[("retrieval", "four_way_accuracy"), "chance"] == pytest.approx(0.25)
 
 
+def test_vqa_accuracy_by_type():
+    a = pd.DataFrame({"qtype": ["color", "color", "count", "shape"], "accuracy": [1.0, 0.0, 1.0, 0.0]})
+    b = a.assign(accuracy=[1.0, 1.0, 0.0, 0.0])
+    t = tv.vqa_accuracy_by_type({"ViLBERT": a, "ViLBERT†": b})
+    assert list(t.columns) == ["ViLBERT", "ViLBERT†", "questions"] and list(t.index) == [
+        "color",
+        "count",
+        "shape",
+        "all",
+    ]
+    assert (
+        t.loc["color", "ViLBERT"] == 0.5
+        and t.loc["color", "ViLBERT†"] == 1.0
+        and t.loc["color", "questions"] == 2
+    )
+    assert (
+        t.loc["all", "ViLBERT"] == 0.5 and t.loc["all", "ViLBERT†"] == 0.5 and t.loc["all", "questions"] == 4
+    )
+
+
 def test_ranking_table_marks_truth():
     r = tv.ranking_table(torch.tensor([0.1, 0.9, 0.5]), ["a", "b", "c"], "c", k=2)
     assert r["image_id"].tolist() == ["b", "c"] and r["true image"].tolist() == [False, True]
@@ -50,6 +70,7 @@ def test_reloaded_models_reproduce_metrics_and_draw(smoke_runs, tmp_path):
     model, data = tv.load_task_model(tv.run_folder(res["vqa"], root), world)
     assert set(tv.task_heads(model)) == {"vil_prediction"}
     pred = tv.vqa_predictions(model, data, world)
+    assert set(pred["qtype"]) <= {q.qtype for q in world.vqa("test")} and pred["qtype"].ne("").all()
     assert pred["accuracy"].mean() == pytest.approx(res["vqa"]["vqa_accuracy"], abs=1e-6)
     tv.plot_vqa_cases(world, pred.head(2), save=tmp_path / "vqa.png")
     model, data = tv.load_task_model(tv.run_folder(res["refer"], root), world)

@@ -40,8 +40,9 @@ def depth_overrides(profile: str) -> dict[int, dict]:
 
 def run_cell(table: str, row, profile: str, seed: int, *, pretrained: bool = True, model_kind: str = "vilbert",
              config_overrides: dict | None = None, fraction: float = 1.0, tasks=TASKS, progress: bool = False,
-             root: str | Path | None = None) -> list[dict]:  # fmt: skip
-    """Pretrain (unless not `pretrained`) and fine-tune `tasks` for one table cell and seed -> long rows."""
+             root: str | Path | None = None, blank_images: bool = False) -> list[dict]:  # fmt: skip
+    """Pretrain (unless not `pretrained`) and fine-tune `tasks` for one table cell and seed -> long rows.
+    blank_images: the fine-tuned model sees the text only (the question-only VQA row)."""
     from .pretrain import pretrain
     from .runs import runs_root
     from .tasks import finetune
@@ -59,9 +60,8 @@ def run_cell(table: str, row, profile: str, seed: int, *, pretrained: bool = Tru
     for task in tasks:
         if task == "zeroshot" and init is None and model_kind != "vilbert":
             continue
-        m = finetune(
-            task, init, profile, seed, backbone=model_kind, config=config, root=root, progress=progress
-        )
+        m = finetune(task, init, profile, seed, backbone=model_kind, config=config, root=root, progress=progress,
+                     blank_images=blank_images)  # fmt: skip
         for (t, metric), column in COLUMN_OF.items():
             if t == task and metric in m:
                 chance = m.get(f"chance_{metric}")  # e.g. chance_r@1 = 1 / pool for retrieval
@@ -78,10 +78,12 @@ FRACTIONS = (0.0, 0.25, 0.5, 1.0)  # Table 3: share of the pretraining corpus
 def table_cells(table: str, profile: str) -> list[tuple[object, dict]]:
     """The rows of a paper table as (row key, run_cell keyword arguments).
 
-    table1: single-stream†, single-stream, ViLBERT†, ViLBERT; table2: 2/4/6/8 co-attention layers (scaled to
+    table1: question-only (VQA with every image blanked, from scratch: the language prior), single-stream†,
+    single-stream, ViLBERT†, ViLBERT; table2: 2/4/6/8 co-attention layers (scaled to
     the profile's model, `depth_overrides`); table3: 0/25/50/100% of the pretraining corpus (0% = ViLBERT†)."""
     if table == "table1":
         return [
+            ("question_only", dict(pretrained=False, tasks=("vqa",), blank_images=True)),
             ("single_stream†", dict(pretrained=False, model_kind="single_stream", tasks=SINGLE_STREAM_TASKS)),
             ("single_stream", dict(model_kind="single_stream", tasks=SINGLE_STREAM_TASKS)),
             ("vilbert†", dict(pretrained=False)),

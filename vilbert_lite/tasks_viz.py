@@ -111,8 +111,20 @@ def vqa_predictions(model, data, world, split: str = "test") -> pd.DataFrame:
     for r, it, p in zip(records, items, pred.tolist()):
         answers = [normalize_answer(a) for a in r.answers]
         rows.append({"image_id": r.image_id, "question": r.question, "answer": Counter(answers).most_common(1)[0][0],
-                     "predicted": vocab[p], "accuracy": float(it["target"][p])})  # fmt: skip
+                     "predicted": vocab[p], "accuracy": float(it["target"][p]), "qtype": r.qtype})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def vqa_accuracy_by_type(predictions: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """VQA accuracy per question type for each model's `vqa_predictions` (same questions) -> one row per type
+    (and "all"), a column per model, and the number of questions."""
+    first = next(iter(predictions.values()))
+    out = pd.DataFrame({name: df.groupby("qtype")["accuracy"].mean() for name, df in predictions.items()})
+    out["questions"] = first.groupby("qtype").size()
+    out.loc["all"] = [df["accuracy"].mean() for df in predictions.values()] + [len(first)]
+    out["questions"] = out["questions"].astype(int)
+    out.index.name = "question type"
+    return out
 
 
 def refer_predictions(model, data, world, split: str = "test") -> pd.DataFrame:
