@@ -97,3 +97,25 @@ def test_write_summary_reads_the_tables_and_states_the_claims(tmp_path):
     )
     cl = reports.all_claims(tmp_path / "tables").set_index("claim")
     assert cl.loc["C1", "verdict"] == "held" and cl.loc["C2", "verdict"] == "held"
+
+
+def test_cpu_finetune_budgets_match_the_measured_curves():
+    """The cpu profile's per-task epochs are the plateau epochs of the committed ViLBERT† curves (VCR's curve is
+    flat at chance: it gets the most epochs that fit ~3 minutes)."""
+    import json
+    from pathlib import Path
+
+    from vilbert_lite.profiles import get_profile
+
+    curves = json.loads(
+        (Path(__file__).parents[1] / "reports/finetune_curves/vilbert_dagger-cpu.json").read_text()
+    )
+    budgets = get_profile("cpu").finetune_budgets
+    assert set(budgets) == set(curves["tasks"])
+    for task, c in curves["tasks"].items():
+        assert budgets[task]["max_steps"] is None
+        if task == "vcr":
+            assert max(p["val"] for p in c["curve"]) < 0.35  # at chance (0.25): no plateau to read
+            assert budgets[task]["epochs"] * c["seconds_per_epoch"] <= 200
+        else:
+            assert budgets[task]["epochs"] == c["budget_epochs"], task

@@ -86,6 +86,16 @@ _PROFILES = {
         finetune=TrainSize(epochs=2, batch_size=32, lr=5e-4, max_steps=40),
         seeds=3,
         pretrain_weights={"align": 3.0},
+        # epochs per task from ViLBERT† validation curves (tools/finetune_curves.py --epochs 10 ->
+        # reports/finetune_curves/vilbert_dagger-cpu.json: the first epoch within 0.01 of the curve's best). VCR's
+        # curve stays at chance, so it gets the most epochs that fit ~3 minutes (36 s each).
+        finetune_budgets={
+            "vqa": {"epochs": 9, "max_steps": None},
+            "refer": {"epochs": 9, "max_steps": None},
+            "nlvr": {"epochs": 7, "max_steps": None},
+            "vcr": {"epochs": 5, "max_steps": None},
+            "retrieval": {"epochs": 10, "max_steps": None},
+        },
     ),
     "gpu": Profile(
         name="gpu",
