@@ -46,8 +46,8 @@ def run_variant(name: str, data, args) -> dict:
         raise SystemExit(f"unknown variant part(s) {sorted(unknown)}")
     tok, ds, config = data
     torch.set_num_threads(1 if "threads1" in parts else args.threads)
-    if "nodrop" in parts:
-        config = config.replace(**NODROP)
+    # dropout as the recipe had it (0.1) unless "nodrop": `mini` itself has none since the grounding recipe
+    config = config.replace(**(NODROP if "nodrop" in parts else {k: 0.1 for k in NODROP}))
     cfg = TrainConfig(batch_size=32 if "bs32" in parts else 64, bucket=50 if "bucket" in parts else 0, seed=0)
     batches = epoch_batches(len(ds), cfg, 0, 1, ds.lengths)[: args.warmup + args.steps]
     collate = make_collate(tok.pad_token_id)
