@@ -12,6 +12,7 @@ user errors too.
 
 from __future__ import annotations
 
+import json
 import os
 
 DEBUG_ENV = "VILBERT_LITE_DEBUG"
@@ -19,6 +20,20 @@ DEBUG_ENV = "VILBERT_LITE_DEBUG"
 
 class UserError(ValueError):
     """Bad input from the user: the message says what, which file / field / item, and what was expected."""
+
+
+def json_object_arg(text: str | None, name: str, example: str = '{"epochs": 2}') -> dict:
+    """A command-line argument holding a JSON object (e.g. `--train '{"epochs": 2}'`) -> dict; {} when absent.
+    Invalid JSON or another JSON type is a UserError naming the argument and showing `example`."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{name} is not valid JSON ({e}); expected an object such as '{example}'") from e
+    if not isinstance(value, dict):
+        raise UserError(f"{name} must be a JSON object such as '{example}', got {text!r}")
+    return value
 
 
 def debug_requested(argv: list[str]) -> bool:

@@ -65,7 +65,7 @@ from vilbert_lite.engine import (
     seed_everything,
     to_device,
 )
-from vilbert_lite.errors import UserError
+from vilbert_lite.errors import UserError, json_object_arg
 from vilbert_lite.multitask_data import DATASETS, GROUPS, VERIFY_LABELS, MTTask, build_tasks
 from vilbert_lite.tasks.common import SimpleClassifier, new_heads
 
@@ -715,14 +715,7 @@ def cli(argv: list[str]) -> int:
     a = ap.parse_args(argv)
     names = tuple(t.strip() for t in a.tasks.split(",") if t.strip())
     MTConfig(names, a.tokens, a.dsg, curriculum=a.curriculum, curriculum_frac=a.curriculum_frac)  # fail early
-    try:
-        overrides = json.loads(a.train) if a.train else None
-    except json.JSONDecodeError as e:
-        raise UserError(
-            f"--train is not valid JSON ({e}); expected an object such as '{{\"max_steps\": 50}}'"
-        ) from e
-    if overrides is not None and not isinstance(overrides, dict):
-        raise UserError(f"--train must be a JSON object such as '{{\"max_steps\": 50}}', got {a.train!r}")
+    overrides = json_object_arg(a.train, "--train", '{"max_steps": 50}')
     m = multitask(a.profile, a.seed, names, tokens=a.tokens, dsg=a.dsg, curriculum=a.curriculum,
                   curriculum_frac=a.curriculum_frac, init=a.init, out=a.out, train_overrides=overrides,
                   progress=not a.no_progress)  # fmt: skip

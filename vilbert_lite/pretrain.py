@@ -44,7 +44,7 @@ from vilbert_lite import runs
 from vilbert_lite.config import ViLBertConfig
 from vilbert_lite.data.collate import collate_examples, make_collate
 from vilbert_lite.data.world import WORLD_VERSION
-from vilbert_lite.errors import UserError
+from vilbert_lite.errors import UserError, json_object_arg
 from vilbert_lite.heads import ViLBertForPreTraining
 from vilbert_lite.objectives import (
     DEFAULT_WEIGHTS,
@@ -638,18 +638,6 @@ def alignment_score(model, tokenizer, visual: dict, texts: list[str] | str,
 
 
 # ------------------------------------------------------------------------------------------------- CLI
-def _json_arg(text: str | None, name: str) -> dict:
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{name} is not valid JSON ({e}); expected an object like '{{\"epochs\": 2}}'") from e
-    if not isinstance(value, dict):
-        raise UserError(f"{name} must be a JSON object such as '{{\"epochs\": 2}}', got {text!r}")
-    return value
-
-
 def _fraction(text: str) -> float:
     """--fraction: a number in [0, 1]."""
     try:
@@ -684,10 +672,10 @@ def cli(argv: list[str]) -> int:
     data = "coco" if a.captions or a.images else a.data
     if data == "coco" and not (a.captions and a.images):
         raise UserError("real data needs both --captions (a COCO captions JSON) and --images (its folder)")
-    run = pretrain(a.profile, a.seed, a.out, data, a.fraction, _json_arg(a.config, "--config"),
-                   _json_arg(a.train, "--train"), not a.no_progress, text_only=a.text_only,
+    run = pretrain(a.profile, a.seed, a.out, data, a.fraction, json_object_arg(a.config, "--config"),
+                   json_object_arg(a.train, "--train"), not a.no_progress, text_only=a.text_only,
                    captions=a.captions, images=a.images, resume=a.resume, model_kind=a.model,
-                   world_overrides=_json_arg(a.world, "--world"))  # fmt: skip
+                   world_overrides=json_object_arg(a.world, "--world"))  # fmt: skip
     if int(os.environ.get("RANK", 0)) == 0:
         print(json.dumps(json.loads((run / "eval.json").read_text()), indent=2))
         print(f"run folder: {run}")

@@ -46,12 +46,11 @@ import torch.nn.functional as F
 
 from vilbert_lite import runs
 from vilbert_lite.data.collate import collate_examples, make_collate
-from vilbert_lite.errors import UserError
+from vilbert_lite.errors import UserError, json_object_arg
 from vilbert_lite.objectives import aligned_prob, alignment_loss, masked_lm_loss, special_ids, swap_captions
 from vilbert_lite.pretrain import (
     MAX_SEQ_LENGTH,
     CaptionImageDataset,
-    _json_arg,
     _take_fraction,
     cache_dir,
     resolve_configs,
@@ -488,8 +487,8 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--train", help="TrainConfig overrides as JSON, e.g. '{\"epochs\": 2}'")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    run = pretrain_vilt(a.profile, a.seed, a.out, a.embed, a.fraction, _json_arg(a.config, "--config"),
-                        _json_arg(a.train, "--train"), not a.no_progress, weights={"wpa": a.wpa},
+    run = pretrain_vilt(a.profile, a.seed, a.out, a.embed, a.fraction, json_object_arg(a.config, "--config"),
+                        json_object_arg(a.train, "--train"), not a.no_progress, weights={"wpa": a.wpa},
                         augment=a.augment, resume=a.resume)  # fmt: skip
     if int(os.environ.get("RANK", 0)) == 0:
         print(json.dumps(json.loads((run / "eval.json").read_text()), indent=2))

@@ -27,7 +27,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from vilbert_lite.errors import UserError
+from vilbert_lite.errors import UserError, json_object_arg
 from vilbert_lite.tasks.common import (
     METRICS_FILE,
     Backbone,
@@ -191,14 +191,7 @@ def cli(argv: list[str]) -> int:
     a = ap.parse_args(argv)
     get_task(a.task)  # an unknown task fails before anything else
     paths = {k: v for k, v in vars(a).items() if k.startswith(("train_", "val_")) and v}
-    try:
-        overrides = json.loads(a.train) if a.train else None
-    except json.JSONDecodeError as e:
-        raise UserError(
-            f"--train is not valid JSON ({e}); expected an object such as '{{\"epochs\": 2}}'"
-        ) from e
-    if overrides is not None and not isinstance(overrides, dict):
-        raise UserError(f"--train must be a JSON object such as '{{\"epochs\": 2}}', got {a.train!r}")
+    overrides = json_object_arg(a.train, "--train")
     metrics = finetune(a.task, a.init, a.profile, a.seed, a.out, "vqa_v2" if paths else "synthetic",
                        backbone=a.backbone, train_overrides=overrides, progress=not a.no_progress,
                        skip_gaps=a.skip_gaps, blank_images=a.blank_images, **paths)  # fmt: skip
