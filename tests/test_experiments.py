@@ -1,6 +1,6 @@
 import pytest
 
-from vilbert_lite import experiments, reports
+from vilbert_lite import experiments, paper, reports
 
 
 def test_depth_overrides_follow_the_official_pattern():
@@ -10,12 +10,37 @@ def test_depth_overrides_follow_the_official_pattern():
 
 
 @pytest.fixture(scope="module")
-def smoke_rows(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    rows = experiments.run_cell("t1", "vilbert", "smoke", 0, tasks=("vqa", "zeroshot"), root=root)
+def smoke_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def smoke_rows(smoke_root):
+    rows = experiments.run_cell("t1", "vilbert", "smoke", 0, tasks=("vqa", "zeroshot"), root=smoke_root)
     rows += experiments.run_cell("t1", "vilbert†", "smoke", 0, pretrained=False, tasks=("vqa", "zeroshot"),
-                                 root=root)  # fmt: skip
+                                 root=smoke_root)  # fmt: skip
     return rows
+
+
+def test_rows_name_their_runs_and_run_seconds_adds_them_once(smoke_rows, smoke_root):
+    import json
+
+    import pandas as pd
+
+    df = pd.DataFrame(smoke_rows)
+    assert set(df[df.row == "vilbert†"].init) == {""} and set(df[df.row == "vilbert"].init) != {""}
+    assert all((smoke_root / r).is_dir() for r in df.run)  # zero-shot's three columns: one run
+    t = experiments.run_seconds(df, smoke_root)
+    assert t["n_pretrain"] == 1 and t["n_finetune"] == 4 and t["missing"] == []
+    init = df[df.row == "vilbert"].init.iloc[0]
+    want_pre = json.loads((smoke_root / init / "eval.json").read_text())["train_wall_time_s"]
+    want_ft = sum(
+        json.loads((smoke_root / r / "metrics.json").read_text())["wall_time_s"] for r in set(df.run)
+    )
+    assert t["pretrain_s"] == pytest.approx(want_pre) and t["finetune_s"] == pytest.approx(want_ft)
+    assert t["pretrain_s"] > 0 and t["finetune_s"] > 0
+    gone = experiments.run_seconds(df.assign(run=df.run + "-elsewhere"), smoke_root)
+    assert gone["n_finetune"] == 0 and len(gone["missing"]) == 4
 
 
 def test_cells_give_long_rows_in_percent(smoke_rows):
@@ -35,7 +60,13 @@ def test_table_cells_name_every_row_of_the_paper():
     assert q == {"pretrained": False, "tasks": ("vqa",), "blank_images": True}
     assert rows["table2"] == [2, 4, 6, 8] and rows["table3"] == [0.0, 0.25, 0.5, 1.0]
     kw3 = dict(experiments.table_cells("table3", "cpu"))
-    assert kw3[0.0]["pretrained"] is False and kw3[0.5] == {"fraction": 0.5, "pretrained": True}
+    assert kw3[0.0]["pretrained"] is False and kw3[0.5]["fraction"] == 0.5 and kw3[0.5]["pretrained"] is True
+    # Tables 2 and 3 fine-tune the paper's columns only: every task of theirs maps to a paper column
+    for t in ("table2", "table3"):
+        for _, kw in experiments.table_cells(t, "cpu"):
+            assert kw["tasks"] == experiments.ABLATION_TASKS
+    paper_tasks = {task for (task, _), col in experiments.COLUMN_OF.items() if col in paper.COLUMNS}
+    assert set(experiments.ABLATION_TASKS) == paper_tasks
     with pytest.raises(ValueError, match="table4"):
         experiments.table_cells("table4", "cpu")
 

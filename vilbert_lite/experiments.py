@@ -24,6 +24,8 @@ COLUMN_OF = {
     ("zeroshot", "r@5"): "zs_r@5", ("zeroshot", "r@10"): "zs_r@10", ("nlvr", "nlvr_accuracy"): "nlvr_accuracy",
 }  # fmt: skip
 SINGLE_STREAM_TASKS = ("vqa", "vcr", "refer", "nlvr")  # the paper reports no retrieval for the single stream
+# the tasks of the paper's Tables 2 and 3 (NLVR-style is ours, reported in Table 1 only: it saves ~70 s a cell)
+ABLATION_TASKS = ("vqa", "vcr", "refer", "retrieval", "zeroshot")
 
 
 def depth_overrides(profile: str) -> dict[int, dict]:
@@ -42,7 +44,9 @@ def run_cell(table: str, row, profile: str, seed: int, *, pretrained: bool = Tru
              config_overrides: dict | None = None, fraction: float = 1.0, tasks=TASKS, progress: bool = False,
              root: str | Path | None = None, blank_images: bool = False) -> list[dict]:  # fmt: skip
     """Pretrain (unless not `pretrained`) and fine-tune `tasks` for one table cell and seed -> long rows.
-    blank_images: the fine-tuned model sees the text only (the question-only VQA row)."""
+    blank_images: the fine-tuned model sees the text only (the question-only VQA row). Each row names the run
+    folders it came from (`init`: the pretraining run, "" for none; `run`: the fine-tuning run), relative to
+    `root`, so that `run_seconds` can add up what a table cost."""
     from .pretrain import pretrain
     from .runs import runs_root
     from .tasks import finetune
@@ -66,7 +70,9 @@ def run_cell(table: str, row, profile: str, seed: int, *, pretrained: bool = Tru
             if t == task and metric in m:
                 chance = m.get(f"chance_{metric}")  # e.g. chance_r@1 = 1 / pool for retrieval
                 rows.append(dict(table=table, row=row, seed=seed, column=column, value=100.0 * float(m[metric]),
-                                 chance=math.nan if chance is None else 100.0 * float(chance)))  # fmt: skip
+                                 chance=math.nan if chance is None else 100.0 * float(chance),
+                                 init="" if init is None else init.name,
+                                 run=f"finetune/{task}-{m['config_hash']}"))  # fmt: skip
     return rows
 
 
@@ -80,7 +86,8 @@ def table_cells(table: str, profile: str) -> list[tuple[object, dict]]:
 
     table1: question-only (VQA with every image blanked, from scratch: the language prior), single-stream†,
     single-stream, ViLBERT†, ViLBERT; table2: 2/4/6/8 co-attention layers (scaled to
-    the profile's model, `depth_overrides`); table3: 0/25/50/100% of the pretraining corpus (0% = ViLBERT†)."""
+    the profile's model, `depth_overrides`); table3: 0/25/50/100% of the pretraining corpus (0% = ViLBERT†).
+    Tables 2 and 3 fine-tune the paper's tasks (`ABLATION_TASKS`, no NLVR-style)."""
     if table == "table1":
         return [
             ("question_only", dict(pretrained=False, tasks=("vqa",), blank_images=True)),
@@ -90,9 +97,11 @@ def table_cells(table: str, profile: str) -> list[tuple[object, dict]]:
             ("vilbert", {}),
         ]
     if table == "table2":
-        return [(depth, dict(config_overrides=o)) for depth, o in depth_overrides(profile).items()]
+        return [
+            (d, dict(config_overrides=o, tasks=ABLATION_TASKS)) for d, o in depth_overrides(profile).items()
+        ]
     if table == "table3":
-        return [(f, dict(fraction=f, pretrained=f > 0)) for f in FRACTIONS]
+        return [(f, dict(fraction=f, pretrained=f > 0, tasks=ABLATION_TASKS)) for f in FRACTIONS]
     raise ValueError(f"unknown table {table!r}; choose one of {TABLE_NAMES}")
 
 
@@ -165,3 +174,29 @@ def run_table(table: str, profile: str, seeds, *, workers: int = 1, root: str | 
         Path(csv).parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(csv, index=False)
     return df
+
+
+def run_seconds(long, root: str | Path | None = None) -> dict:
+    """What the runs behind a table (or several: a long DataFrame with `init` / `run` columns) took: the training
+    wall time of each distinct pretraining and fine-tuning run, read from its folder under `root`, summed.
+    -> {"pretrain_s", "finetune_s", "n_pretrain", "n_finetune", "missing"} (folders not found, e.g. another
+    machine's runs)."""
+    from .runs import runs_root
+
+    root = Path(root) if root is not None else runs_root()
+    out = {"pretrain_s": 0.0, "finetune_s": 0.0, "n_pretrain": 0, "n_finetune": 0, "missing": []}
+    for name in sorted({x for x in long["init"].fillna("") if x}):
+        path = root / name / "eval.json"
+        if not path.exists():
+            out["missing"].append(name)
+            continue
+        out["pretrain_s"] += float(json.loads(path.read_text()).get("train_wall_time_s") or 0.0)
+        out["n_pretrain"] += 1
+    for name in sorted(set(long["run"].dropna())):
+        path = root / name / "metrics.json"
+        if not path.exists():
+            out["missing"].append(name)
+            continue
+        out["finetune_s"] += float(json.loads(path.read_text()).get("wall_time_s") or 0.0)
+        out["n_finetune"] += 1
+    return out
