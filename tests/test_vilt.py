@@ -35,6 +35,16 @@ def ids_batch(B=2, T=6, seed=0):
 
 
 # ------------------------------------------------------------------------------------------------ config
+def test_vilt_pretraining_takes_the_profiles_alignment_weight_on_itm():
+    from vilbert_lite.profiles import get_profile
+    from vilbert_lite.vilt_pretrain import recipe_weights
+
+    cpu = get_profile("cpu")
+    assert recipe_weights(cpu)["itm"] == cpu.pretrain_weights["align"] == 3.0
+    assert recipe_weights(cpu, {"itm": 1.0, "wpa": 0.0}) == {"mlm": 1.0, "itm": 1.0, "wpa": 0.0}
+    assert recipe_weights(get_profile("smoke")) == {"mlm": 1.0, "itm": 1.0, "wpa": 0.1}
+
+
 def test_config_json_round_trip_presets_and_errors(tmp_path):
     for name in ("tiny", "mini", "small", "base"):
         c = ViLTConfig.preset(name)
@@ -43,7 +53,10 @@ def test_config_json_round_trip_presets_and_errors(tmp_path):
         assert json.loads(c.to_json_string())["model_type"] == "vilt"
     base = ViLTConfig.preset("base")
     assert (base.hidden_size, base.num_hidden_layers, base.patch_size, base.image_size) == (768, 12, 32, 384)
-    assert ViLTConfig.preset("mini").hidden_size == ViLBertConfig.preset("mini").hidden_size
+    mini, vb_mini = ViLTConfig.preset("mini"), ViLBertConfig.preset("mini")  # one recipe for both at `cpu`
+    assert mini.hidden_size == vb_mini.hidden_size and mini.initializer_range == vb_mini.initializer_range
+    assert mini.hidden_dropout_prob == vb_mini.hidden_dropout_prob == 0.0
+    assert mini.attention_probs_dropout_prob == vb_mini.attention_probs_dropout_prob == 0.0
     with pytest.raises(ValueError, match="unknown key 'v_hidden_size'"):
         ViLTConfig.from_dict({"v_hidden_size": 3})
     with pytest.raises(ValueError, match="visual_embed"):

@@ -149,7 +149,9 @@ _SMALL = dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, inte
 PRESETS: dict[str, dict[str, Any]] = {
     "base": {},
     "small": _SMALL,
-    "mini": dict(_SMALL, hidden_size=128, num_attention_heads=4, intermediate_size=512),
+    # `mini` takes ViLBERT `mini`'s recipe too (config.py): init N(0, 0.05) at width 128, no dropout
+    "mini": dict(_SMALL, hidden_size=128, num_attention_heads=4, intermediate_size=512, initializer_range=0.05,
+                 hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
     "tiny": dict(_SMALL, hidden_size=64, num_hidden_layers=3, num_attention_heads=2, intermediate_size=128,
                  image_size=128),
 }  # fmt: skip

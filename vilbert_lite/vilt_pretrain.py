@@ -258,6 +258,14 @@ def vilt_pretraining_loss(model, batch: dict, continuation: torch.Tensor, specia
     return total, logs
 
 
+def recipe_weights(prof, weights: dict | None = None) -> dict[str, float]:
+    """The loss weights of a ViLT pretraining at profile `prof`: the profile's recipe weights the image-text
+    alignment loss as for ViLBERT (`Profile.pretrain_weights["align"]` is ViLT's "itm"), then `weights`."""
+    return loss_weights(
+        {"itm": prof.pretrain_weights.get("align", DEFAULT_WEIGHTS["itm"]), **(weights or {})}
+    )
+
+
 def vilt_loss_fn(tokenizer, weights: dict | None = None, augment: bool = False, swap_prob: float = 0.5,
                  mask_prob: float = 0.15):  # fmt: skip
     """An engine `loss_fn(model, batch)`; its generator is seeded from the engine's per-rank torch RNG, so
@@ -402,17 +410,18 @@ def pretrain_vilt(
 ) -> Path:
     """Pretrain ViLT (or reuse a finished run) on the synthetic world of `profile` -> the run folder
     `out/pretrain_vilt[_grid]-<hash>` (out defaults to ./runs). Same captions, TrainConfig and held-out split
-    as `pretrain.pretrain`. weights: {"mlm", "itm", "wpa"} (wpa 0 turns word-patch alignment off)."""
+    as `pretrain.pretrain`, and the profile's alignment weight (`Profile.pretrain_weights["align"]`) on ITM.
+    weights: {"mlm", "itm", "wpa"} over that (wpa 0 turns word-patch alignment off)."""
     from vilbert_lite.data.tokenize import get_tokenizer
     from vilbert_lite.data.world import WORLD_VERSION, make_world
     from vilbert_lite.engine import train
 
     if not 0.0 < corpus_fraction <= 1.0:
         raise UserError(f"corpus_fraction must be in (0, 1], got {corpus_fraction}")
-    w = loss_weights(weights)
     if augment and visual_embed != "patch":
         raise UserError("augment=True needs visual_embed='patch' (grid models read cached CNN features)")
     prof, _, tcfg = resolve_configs(profile, seed, None, train_overrides)
+    w = recipe_weights(prof, weights)
     config = resolve_vilt_config(profile, visual_embed, config_overrides)
     world = make_world(profile, seed=world_seed)
     train_caps, val_caps = _take_fraction(world.captions("pretrain"), corpus_fraction), world.captions("val")
