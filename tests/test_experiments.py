@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from vilbert_lite import experiments, paper, reports
@@ -23,8 +25,6 @@ def smoke_rows(smoke_root):
 
 
 def test_rows_name_their_runs_and_run_seconds_adds_them_once(smoke_rows, smoke_root):
-    import json
-
     import pandas as pd
 
     df = pd.DataFrame(smoke_rows)
@@ -128,6 +128,23 @@ def test_write_summary_reads_the_tables_and_states_the_claims(tmp_path):
     )
     cl = reports.all_claims(tmp_path / "tables").set_index("claim")
     assert cl.loc["C1", "verdict"] == "held" and cl.loc["C2", "verdict"] == "held"
+    assert "compute:" not in text and "12-in-1" not in text  # no run names in these rows; notebook 10 not run
+
+    # rows that name their runs get a compute line; notebook 10's table is included once it is written
+    runs = tmp_path / "runs"
+    for name, file, key, sec in (("pretrain-a", "eval.json", "train_wall_time_s", 600.0),
+                                 ("finetune/vqa-b", "metrics.json", "wall_time_s", 90.0),
+                                 ("finetune/vqa-c", "metrics.json", "wall_time_s", 30.0)):  # fmt: skip
+        (runs / name).mkdir(parents=True)
+        (runs / name / file).write_text(json.dumps({key: sec}))
+    long["init"] = long.row.map({"vilbert": "pretrain-a", "single_stream": "pretrain-gone"}).fillna("")
+    long["run"] = long.row.map({"vilbert": "finetune/vqa-b"}).fillna("finetune/vqa-c")
+    long.to_csv(tmp_path / "tables" / "table1_long.csv", index=False)
+    (tmp_path / "tables" / "multitask.md").write_text("| row | G1 |\n|---|---|\n| vanilla | 50.00 |\n")
+    text = reports.write_summary(tmp_path, "cpu", runs_root=runs).read_text()
+    assert "compute: 1 pretraining runs, 10.0 min; 2 fine-tuning runs, 2.0 min" in text
+    assert "1 run folder(s) not on this machine" in text
+    assert "## 12-in-1 · multi-task ablation (notebook 10)" in text and "| vanilla | 50.00 |" in text
 
 
 def test_cpu_finetune_budgets_match_the_measured_curves():

@@ -282,9 +282,24 @@ def all_claims(tables_dir: str | Path) -> pd.DataFrame:
                   chance_r1=chance_r1(t["table1"]) if t["table1"] is not None else None)  # fmt: skip
 
 
-def write_summary(reports_dir: str | Path, profile: str, command: str | None = None) -> Path:
-    """reports/README.md: every table (ours mean ± std next to the paper), the claims, the figures, and the
-    command, date and machine that made them. Computed from the tables' long CSVs, nothing typed by hand."""
+def compute_line(long: pd.DataFrame, runs_root: str | Path | None = None) -> str:
+    """One line: the training wall time of the distinct runs behind a table (`experiments.run_seconds`)."""
+    from .experiments import run_seconds
+
+    t = run_seconds(long, runs_root)
+    line = (f"compute: {t['n_pretrain']} pretraining runs, {t['pretrain_s'] / 60:.1f} min; {t['n_finetune']} "
+            f"fine-tuning runs, {t['finetune_s'] / 60:.1f} min (training wall time of each run folder, summed; "
+            "runs shared with another table are counted in each)")  # fmt: skip
+    if t["missing"]:
+        line += f"; {len(t['missing'])} run folder(s) not on this machine"
+    return line
+
+
+def write_summary(reports_dir: str | Path, profile: str, command: str | None = None,
+                  runs_root: str | Path | None = None) -> Path:  # fmt: skip
+    """reports/README.md: every table (ours mean ± std next to the paper), the claims, the figures, what the
+    runs behind each table cost, the 12-in-1 table when notebook 10 has written it, and the command, date and
+    machine that made them. Computed from the tables' files and run folders, nothing typed by hand."""
     import datetime as dt
     import os
     import platform
@@ -313,9 +328,16 @@ def write_summary(reports_dir: str | Path, profile: str, command: str | None = N
         side = side_by_side(summary, paper.TABLES[key])
         lines += [f"## {title}", "", f"seeds per cell: {int(summary.n.min())}-{int(summary.n.max())}", "",
                   markdown(side), f"![{key}](figures/{key}.png)", ""]  # fmt: skip
+        if {"init", "run"} <= set(long.columns):
+            lines += [compute_line(long, runs_root), ""]
     cl = all_claims(tables)
     if not cl.empty:
         lines += ["## The paper's claims", "", markdown(cl.set_index("claim")), ""]
+    for stem, title in (("multitask", "12-in-1 · multi-task ablation (notebook 10)"),
+                        ("multitask_claims", "12-in-1 · claims")):  # fmt: skip
+        f = tables / f"{stem}.md"
+        if f.exists():  # written by notebook 10 (multitask_table.report)
+            lines += [f"## {title}", "", f.read_text().rstrip(), ""]
     out = r / "README.md"
     out.write_text("\n".join(lines) + "\n")
     return out
