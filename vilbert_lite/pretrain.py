@@ -251,8 +251,15 @@ def _take_fraction(captions: list, fraction: float) -> list:
 
 # ------------------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
+def _vilbert_forward(core, b: dict, lm_pos: torch.Tensor):
+    """ViLBERT's pretraining forward on a collated batch (on the device), token predictions at `lm_pos`."""
+    return core(b["input_ids"], b["visual_feats"], b["visual_pos"], b["attention_mask"], b["visual_attention_mask"],
+                b["token_type_ids"], lm_positions=lm_pos,
+                region_positions=torch.zeros_like(b["visual_attention_mask"], dtype=torch.bool))  # fmt: skip
+
+
 def evaluate_pretraining(model, dataset: CaptionImageDataset, tokenizer, seed: int = 0, batch_size: int = 64,
-                         device: str | torch.device = "auto") -> dict[str, float]:  # fmt: skip
+                         device: str | torch.device = "auto", forward=_vilbert_forward) -> dict[str, float]:  # fmt: skip
     """Held-out numbers of a pretrained model on `dataset`:
 
     alignment_acc   every caption with its own image (label 1) and with a caption of another image (label 0,
@@ -264,6 +271,10 @@ def evaluate_pretraining(model, dataset: CaptionImageDataset, tokenizer, seed: i
     shape_name_acc  the same masked shape words, counting as right any word that names the same shape: the
                     captions pick a shape's name among synonyms at random ("circle", "ball", "disc", "dot"),
                     which no image can tell, so shape_acc has a ceiling well below 1
+
+    forward(core, batch, lm_positions) -> output with `seq_relationship_logits` and `prediction_logits_t`: the
+    model's pretraining forward (ViLBERT's by default; ViLT's in `vilt_pretrain.evaluate_vilt`), so that every
+    model is scored on the same negatives and the same masks.
     """
     from vilbert_lite.engine import resolve_device, to_device
 
@@ -289,9 +300,7 @@ def evaluate_pretraining(model, dataset: CaptionImageDataset, tokenizer, seed: i
     def run(batch, lm_pos=None):
         b = to_device(batch, device)
         lm_pos = torch.zeros_like(b["input_ids"], dtype=torch.bool) if lm_pos is None else lm_pos
-        return core(b["input_ids"], b["visual_feats"], b["visual_pos"], b["attention_mask"],
-                    b["visual_attention_mask"], b["token_type_ids"], lm_positions=lm_pos.to(device),
-                    region_positions=torch.zeros_like(b["visual_attention_mask"], dtype=torch.bool))  # fmt: skip
+        return forward(core, b, lm_pos.to(device))
 
     for start in range(0, n, batch_size):
         idx = list(range(start, min(n, start + batch_size)))

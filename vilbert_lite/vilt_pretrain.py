@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from vilbert_lite import runs
-from vilbert_lite.data.collate import collate_examples, make_collate
+from vilbert_lite.data.collate import make_collate
 from vilbert_lite.errors import UserError, json_object_arg
 from vilbert_lite.objectives import aligned_prob, alignment_loss, masked_lm_loss, special_ids, swap_captions
 from vilbert_lite.pretrain import (
@@ -53,6 +53,7 @@ from vilbert_lite.pretrain import (
     CaptionImageDataset,
     _take_fraction,
     cache_dir,
+    evaluate_pretraining,
     resolve_configs,
 )
 from vilbert_lite.vilt import PIXEL_MEAN, PIXEL_STD, ViLTConfig, ViLTForPreTraining, backbone_grid
@@ -318,65 +319,17 @@ def world_visual(
 
 # ------------------------------------------------------------------------------------------------ evaluation
 @torch.no_grad()
+def _vilt_forward(core, b: dict, lm_pos: torch.Tensor):
+    return core(b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"],
+                lm_positions=lm_pos, **visual_kwargs(b))  # fmt: skip
+
+
 def evaluate_vilt(model, dataset: CaptionImageDataset, tokenizer, seed: int = 0, batch_size: int = 64,
                   device: str | torch.device = "auto") -> dict[str, float]:  # fmt: skip
-    """Held-out numbers, defined and drawn as in pretrain.evaluate_pretraining: alignment_acc (own caption vs
-    a fixed caption of another image), mlm_acc (15% random tokens masked), color_acc / shape_acc (every colour
-    / shape word masked at once), color_shape_acc."""
-    from vilbert_lite.engine import resolve_device, to_device
-
-    device = resolve_device(device)
-    core = getattr(model, "module", model)
-    was_training = core.training
-    core.to(device).eval()
-    mask_id, special = special_ids(tokenizer)
-    g = torch.Generator().manual_seed(seed)
-    n = len(dataset)
-    img = torch.tensor(dataset.image_index)
-    score = torch.rand(n, n, generator=g).masked_fill(img[:, None] == img[None, :], -1.0)
-    partner, has_neg = score.argmax(1), score.max(1).values >= 0
-    collate = make_collate(pad_id=tokenizer.pad_token_id)
-    tot: dict[str, list[float]] = {}
-
-    def add(k, correct, count):
-        c, m = tot.get(k, [0.0, 0.0])
-        tot[k] = [c + float(correct), m + float(count)]
-
-    def run(batch, lm_pos=None):
-        b = to_device(batch, device)
-        lm_pos = torch.zeros_like(b["input_ids"], dtype=torch.bool) if lm_pos is None else lm_pos.to(device)
-        return core(b["input_ids"], attention_mask=b["attention_mask"], token_type_ids=b["token_type_ids"],
-                    lm_positions=lm_pos, **visual_kwargs(b))  # fmt: skip
-
-    for start in range(0, n, batch_size):
-        idx = list(range(start, min(n, start + batch_size)))
-        items = [dataset[i] for i in idx]
-        pos = collate(items)
-        add("alignment_acc", (aligned_prob(run(pos).seq_relationship_logits).cpu() > 0.5).sum(), len(idx))
-        negs = [{**it, "input_ids": dataset.ids[int(partner[i])]} for it, i in zip(items, idx) if has_neg[i]]
-        if negs:
-            add(
-                "alignment_acc",
-                (aligned_prob(run(collate(negs)).seq_relationship_logits).cpu() <= 0.5).sum(),
-                len(negs),
-            )
-        ids, real = pos["input_ids"], pos["attention_mask"].bool()
-        cand = real & ~torch.isin(ids, torch.tensor(special))
-        rand_pos = cand & (torch.rand(ids.shape, generator=g) < 0.15)
-        kinds = collate_examples([{"input_ids": dataset.kinds[i]} for i in idx])["input_ids"]
-        for name, where in [("mlm_acc", rand_pos), ("color_acc", kinds == 1), ("shape_acc", kinds == 2)]:
-            where = where & cand
-            if where.any():
-                logits = run({**pos, "input_ids": ids.masked_fill(where, mask_id)}, where).prediction_logits_t
-                add(name, (logits.argmax(-1).cpu() == ids[where]).sum(), int(where.sum()))
-    core.train(was_training)
-    out = {k: c / m for k, (c, m) in tot.items() if m}
-    if "color_acc" in tot and "shape_acc" in tot:
-        out["color_shape_acc"] = (tot["color_acc"][0] + tot["shape_acc"][0]) / (
-            tot["color_acc"][1] + tot["shape_acc"][1]
-        )
-    out.update({f"n_{k}": int(tot[k][1]) for k in ("mlm_acc", "color_acc", "shape_acc") if k in tot})
-    return out
+    """Held-out numbers of a ViLT model: pretrain.evaluate_pretraining with ViLT's forward, so the negatives,
+    masks and definitions are ViLBERT's (alignment_acc, mlm_acc, color_acc / shape_acc / shape_name_acc,
+    color_shape_acc)."""
+    return evaluate_pretraining(model, dataset, tokenizer, seed, batch_size, device, forward=_vilt_forward)
 
 
 # ------------------------------------------------------------------------------------------------------ runs
