@@ -185,18 +185,13 @@ def run_seconds(long, root: str | Path | None = None) -> dict:
 
     root = Path(root) if root is not None else runs_root()
     out = {"pretrain_s": 0.0, "finetune_s": 0.0, "n_pretrain": 0, "n_finetune": 0, "missing": []}
-    for name in sorted({x for x in long["init"].fillna("") if x}):
-        path = root / name / "eval.json"
-        if not path.exists():
-            out["missing"].append(name)
-            continue
-        out["pretrain_s"] += float(json.loads(path.read_text()).get("train_wall_time_s") or 0.0)
-        out["n_pretrain"] += 1
-    for name in sorted(set(long["run"].dropna())):
-        path = root / name / "metrics.json"
-        if not path.exists():
-            out["missing"].append(name)
-            continue
-        out["finetune_s"] += float(json.loads(path.read_text()).get("wall_time_s") or 0.0)
-        out["n_finetune"] += 1
+    for kind, column, file, key in (("pretrain", "init", "eval.json", "train_wall_time_s"),
+                                    ("finetune", "run", "metrics.json", "wall_time_s")):  # fmt: skip
+        for name in sorted({x for x in long[column].fillna("") if x}):
+            path = root / name / file
+            if not path.exists():
+                out["missing"].append(name)
+                continue
+            out[f"{kind}_s"] += float(json.loads(path.read_text()).get(key) or 0.0)
+            out[f"n_{kind}"] += 1
     return out
