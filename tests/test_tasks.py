@@ -274,3 +274,40 @@ def test_profile_finetune_budgets_set_a_task_s_epochs(cache, tmp_path, monkeypat
     assert len(m["history"]) == 3  # three epochs, no step cap (the smoke profile caps at 12 steps otherwise)
     assert json.loads((tmp_path / "vqa" / "train_config.json").read_text())["max_steps"] is None
     assert len(smoke("nlvr", tmp_path / "nlvr")["history"]) <= smoke_prof.finetune.epochs  # others unchanged
+
+
+def test_profile_task_data_sets_nlvr_statements_per_scene(cache, tmp_path, monkeypatch):
+    """Profile.task_data {"nlvr": {"per_scene": k}}: k statements per scene (round 0 is the world's own set, each
+    round 50/50), recorded in the NLVR run's key only; a bad value names the option."""
+    from dataclasses import replace
+
+    from vilbert_lite import profiles
+    from vilbert_lite.errors import UserError
+
+    world = make_world("smoke", seed=0)
+    one, three = world.nlvr("train"), world.nlvr("train", per_scene=3)
+    n = len(world.scenes["train"])
+    assert len(one) == n and len(three) == 3 * n and three[:n] == one
+    for j in range(3):
+        labels = [it.label for it in three[j * n : (j + 1) * n]]
+        assert abs(2 * sum(labels) - n) <= 1
+    assert len({it.statement for it in three}) > len({it.statement for it in one})
+
+    base = {t: smoke(t, tmp_path / f"{t}-base") for t in ("nlvr", "vqa")}
+    smoke_prof = profiles.get_profile("smoke")
+    monkeypatch.setitem(
+        profiles._PROFILES, "smoke", replace(smoke_prof, task_data={"nlvr": {"per_scene": 3}})
+    )
+    m = smoke("nlvr", tmp_path / "nlvr-3")
+    assert m["n_train"] == 3 * base["nlvr"]["n_train"] and m["config_hash"] != base["nlvr"]["config_hash"]
+    assert json.loads((tmp_path / "nlvr-3" / "run_config.json").read_text())["data"]["options"] == {
+        "per_scene": 3
+    }
+    assert (
+        smoke("vqa", tmp_path / "vqa-again")["config_hash"] == base["vqa"]["config_hash"]
+    )  # other tasks: as before
+    monkeypatch.setitem(
+        profiles._PROFILES, "smoke", replace(smoke_prof, task_data={"nlvr": {"per_scene": 0}})
+    )
+    with pytest.raises(UserError, match="per_scene must be an integer >= 1, got 0"):
+        smoke("nlvr", tmp_path / "nlvr-0")

@@ -50,6 +50,9 @@ class Profile:
     # per-task fine-tuning overrides of `finetune` ({task: {"epochs": E, "max_steps": None}}), chosen on ViLBERT†
     # validation curves (tools/finetune_curves.py); a task not listed uses `finetune` as it is
     finetune_budgets: dict = field(default_factory=dict)
+    # per-task data options of the synthetic world ({task: {...}}), e.g. {"nlvr": {"per_scene": 4}} statements per
+    # scene; they change a task's texts, never the images, so the world (and its caches) stay as they are
+    task_data: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

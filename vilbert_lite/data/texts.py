@@ -509,20 +509,24 @@ def nlvr_statement(left, right, rng) -> tuple[str, bool, str]:
     return f"there are {n} {o.color} objects in the two images", n == true_n, template
 
 
-def gen_nlvr(world, split) -> list[NLVRItem]:
+def gen_nlvr(world, split, per_scene: int = 1) -> list[NLVRItem]:
+    """`per_scene` statements with each scene of the split on the left (round j of every scene, then round j+1);
+    the labels of each round are exactly 50/50. Round 0 is the same whatever `per_scene` is."""
     scenes = world.scenes[split]
     if len(scenes) < 2:
         return []
-    labels = world.rng(split, len(scenes), 6).permutation(len(scenes)) % 2 == 0  # exactly balanced
     out = []
-    for k, left in enumerate(scenes):
-        rng = world.rng(split, k, 6)
-        for _ in range(200):
-            right = scenes[(k + 1 + int(rng.integers(len(scenes) - 1))) % len(scenes)]
-            text, truth, template = nlvr_statement(left, right, rng)
-            if truth == labels[k]:
-                break
-        out.append(NLVRItem((left.scene_id, right.scene_id), text, bool(truth), {"template": template}))
+    for j in range(per_scene):
+        task = 6 if j == 0 else 100 + j  # round 0 keeps the draws it always had
+        labels = world.rng(split, len(scenes), task).permutation(len(scenes)) % 2 == 0  # exactly balanced
+        for k, left in enumerate(scenes):
+            rng = world.rng(split, k, task)
+            for _ in range(200):
+                right = scenes[(k + 1 + int(rng.integers(len(scenes) - 1))) % len(scenes)]
+                text, truth, template = nlvr_statement(left, right, rng)
+                if truth == labels[k]:
+                    break
+            out.append(NLVRItem((left.scene_id, right.scene_id), text, bool(truth), {"template": template}))
     return out
 
 

@@ -366,16 +366,17 @@ class World:
         """(N, 4) float32 ground-truth boxes x1 y1 x2 y2 in pixels, in obj_id order."""
         return np.array([o.box for o in self.scene(image_id).objects], np.float32).reshape(-1, 4)
 
-    def _texts(self, task: str, split: str, downstream: bool = True) -> list:
+    def _texts(self, task: str, split: str, downstream: bool = True, **options) -> list:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         if downstream and split not in DOWNSTREAM_SPLITS:
             raise ValueError(f"{task} exists for the downstream splits {DOWNSTREAM_SPLITS}, not {split!r}")
-        if (task, split) not in self._cache:
+        key = (task, split, *sorted(options.items()))
+        if key not in self._cache:
             from vilbert_lite.data import texts
 
-            self._cache[task, split] = texts.GENERATORS[task](self, split)
-        return self._cache[task, split]
+            self._cache[key] = texts.GENERATORS[task](self, split, **options)
+        return self._cache[key]
 
     def captions(self, split: str) -> list[Caption]:
         """Web alt-text style captions, `captions_per_scene` per scene (the pretraining corpus on "pretrain")."""
@@ -402,9 +403,12 @@ class World:
         """One caption per scene with a hard negative that changes one attribute word and is false."""
         return self._texts("retrieval", split)
 
-    def nlvr(self, split: str) -> list[NLVRItem]:
-        """One statement per scene about (this scene, another scene of the split); labels exactly 50/50."""
-        return self._texts("nlvr", split)
+    def nlvr(self, split: str, per_scene: int = 1) -> list[NLVRItem]:
+        """`per_scene` statements per scene about (this scene, another scene of the split); labels exactly 50/50.
+        Statements are text (cheap); the images are the scenes'. per_scene=1 is the world's original set."""
+        return (
+            self._texts("nlvr", split) if per_scene == 1 else self._texts("nlvr", split, per_scene=per_scene)
+        )
 
 
 def make_world(profile: str = "cpu", seed: int = 0, sizes: WorldSize | None = None) -> World:

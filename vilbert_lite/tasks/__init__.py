@@ -116,9 +116,12 @@ def finetune(
 
         world = make_world(profile, seed=world_seed)
         store, _ = world_features(world, spec.features, extractor=extractor, progress=progress)
-        source = Source("synthetic", ImageBank(store), world=world)
+        options = dict(prof.task_data.get(spec.name, {}))
+        source = Source("synthetic", ImageBank(store), world=world, options=options)
         data_desc = {"kind": "synthetic", "world": asdict(prof.world), "world_seed": world_seed,
                      "features": spec.features, "store": store.key}  # fmt: skip
+        if options:  # only then: the run keys of tasks without options stay what they were
+            data_desc["options"] = options
     else:
         if task != "vqa":
             raise UserError(f"real data (data='vqa_v2') is supported for vqa only, not {task!r}")

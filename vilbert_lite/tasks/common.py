@@ -345,6 +345,9 @@ class Source:
     images: Any  # image_id -> visual inputs (an ImageBank)
     world: Any = None  # synthetic: the World
     records: dict = field(default_factory=dict)  # real data: {"train": [...], "val": [...]} records
+    options: dict = field(
+        default_factory=dict
+    )  # the task's data options (Profile.task_data), e.g. {"per_scene": 4}
 
 
 def evaluate_batches(model: TaskModel, items, collate, step: Callable, batch_size: int) -> list:

@@ -38,7 +38,11 @@ def build_items(records, images) -> list[dict]:
 def load(source: Source) -> TaskData:
     if source.kind != "synthetic":
         raise UserError("nlvr runs on the synthetic world only (data='synthetic')")
-    items = {s: build_items(source.world.nlvr(s), source.images) for s in ("train", "val", "test")}
+    per_scene = source.options.get("per_scene", 1)
+    if not isinstance(per_scene, int) or isinstance(per_scene, bool) or per_scene < 1:
+        raise UserError(f"nlvr: task data option per_scene must be an integer >= 1, got {per_scene!r}")
+    records = {s: source.world.nlvr(s, per_scene) for s in ("train", "val", "test")}
+    items = {s: build_items(records[s], source.images) for s in ("train", "val", "test")}
     labels = torch.tensor([it["label"] for it in items["test"]], dtype=torch.float)
     info = {"n_train": len(items["train"]), "n_eval": len(items["test"]),
             "chance": float(max(labels.mean(), 1 - labels.mean())) if len(labels) else 0.5}  # fmt: skip
