@@ -42,7 +42,10 @@ def curve(task: str, init: str | None, args) -> dict:
     best = max(p["val"] for p in points)
     budget = next(p["epoch"] for p in points if p["val"] >= best - args.tol)
     wall = m["wall_time_s"]
-    return {"task": task, "score": key, "curve": points, "best_val": best, "budget_epochs": budget,
+    from vilbert_lite.profiles import get_profile
+
+    task_data = get_profile(args.profile).task_data.get(task)
+    return {"task": task, **({"task_data": task_data} if task_data else {}), "score": key, "curve": points, "best_val": best, "budget_epochs": budget,
             "seconds": wall, "seconds_per_epoch": round(wall / len(points), 2), "this_call_s":
             round(time.perf_counter() - t0, 1), "test": {k: v for k, v in m.items() if isinstance(v, float)}}  # fmt: skip
 

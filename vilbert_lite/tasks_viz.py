@@ -81,7 +81,9 @@ def load_task_model(run: str | Path, world=None, device: str | torch.device = "c
         raise ValueError(f"{run}: only runs on the synthetic world can be reloaded here")
     world = world if world is not None else make_world(cfg["profile"], seed=cfg["data"]["world_seed"])
     store, _ = world_features(world, spec.features, progress=False)
-    data = spec.load(Source("synthetic", ImageBank(store), world=world))
+    data = spec.load(
+        Source("synthetic", ImageBank(store), world=world, options=cfg["data"].get("options", {}))
+    )
     config = ViLBertConfig.from_dict(cfg["model"])
     init = None if cfg["init"] == "none" else cfg["init"]
     weights = run / "model.pt"
