@@ -162,6 +162,7 @@ def test_cpu_finetune_budgets_match_the_measured_curves():
     assert set(budgets) == set(curves["tasks"])
     for task, c in curves["tasks"].items():
         assert budgets[task]["max_steps"] is None
+        assert c.get("task_data") == get_profile("cpu").task_data.get(task), task  # the curve of today's data
         if task == "vcr":
             assert max(p["val"] for p in c["curve"]) < 0.35  # at chance (0.25): no plateau to read
             assert budgets[task]["epochs"] * c["seconds_per_epoch"] <= 200
