@@ -292,6 +292,9 @@ def test_profile_task_data_sets_nlvr_statements_per_scene(cache, tmp_path, monke
         labels = [it.label for it in three[j * n : (j + 1) * n]]
         assert abs(2 * sum(labels) - n) <= 1
     assert len({it.statement for it in three}) > len({it.statement for it in one})
+    vcr_one, vcr_three = world.vcr("train"), world.vcr("train", per_scene=3)  # VCR-style: up to 3 per scene
+    assert vcr_three[: len(vcr_one)] == vcr_one and len(vcr_one) < len(vcr_three) <= 3 * len(vcr_one)
+    assert len({(v.image_id, v.question) for v in vcr_three}) == len(vcr_three)  # another question each
 
     base = {t: smoke(t, tmp_path / f"{t}-base") for t in ("nlvr", "vqa")}
     smoke_prof = profiles.get_profile("smoke")

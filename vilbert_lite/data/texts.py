@@ -383,23 +383,19 @@ def _vcr_item(scene, o, kind, rng) -> VCRItem | None:
     return VCRItem(scene.scene_id, question, answers, ai, rats, ri)
 
 
-def gen_vcr(world, split) -> list[VCRItem]:
-    out = []
+def gen_vcr(world, split, per_scene: int = 1) -> list[VCRItem]:
+    """Up to `per_scene` questions per scene, each about another (object, kind); round j of every scene, then
+    round j+1. Round 0 is the same whatever `per_scene` is."""
+    rounds: list[list[VCRItem]] = [[] for _ in range(per_scene)]
     for k, scene in enumerate(world.scenes[split]):
         rng = world.rng(split, k, 4)
         kinds = _order(rng, ["color", "shape", "which"])
-        item = next(
-            (
-                it
-                for o in _order(rng, scene.objects)
-                for kind in kinds
-                if (it := _vcr_item(scene, o, kind, rng))
-            ),
-            None,
+        items = (
+            it for o in _order(rng, scene.objects) for kind in kinds if (it := _vcr_item(scene, o, kind, rng))
         )
-        if item is not None:
-            out.append(item)
-    return out
+        for j, item in zip(range(per_scene), items):
+            rounds[j].append(item)
+    return [it for r in rounds for it in r]
 
 
 # ---------------------------------------------------------------------------------------------- retrieval

@@ -395,9 +395,10 @@ class World:
         """Referring expressions, each matching exactly one object (up to 2 per scene)."""
         return self._texts("refexps", split)
 
-    def vcr(self, split: str) -> list[VCRItem]:
-        """One question per scene (where possible) with 4 answers and 4 rationales, one right each."""
-        return self._texts("vcr", split)
+    def vcr(self, split: str, per_scene: int = 1) -> list[VCRItem]:
+        """Up to `per_scene` questions per scene (where possible, each about another object or kind) with 4
+        answers and 4 rationales, one right each. per_scene=1 is the world's original set."""
+        return self._texts("vcr", split) if per_scene == 1 else self._texts("vcr", split, per_scene=per_scene)
 
     def retrieval(self, split: str) -> list[RetrievalItem]:
         """One caption per scene with a hard negative that changes one attribute word and is false."""

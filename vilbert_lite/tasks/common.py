@@ -350,6 +350,14 @@ class Source:
     )  # the task's data options (Profile.task_data), e.g. {"per_scene": 4}
 
 
+def per_scene_option(source: Source, task: str) -> int:
+    """The task data option `per_scene` (items per scene, Profile.task_data), 1 when not set."""
+    per_scene = source.options.get("per_scene", 1)
+    if not isinstance(per_scene, int) or isinstance(per_scene, bool) or per_scene < 1:
+        raise UserError(f"{task}: task data option per_scene must be an integer >= 1, got {per_scene!r}")
+    return per_scene
+
+
 def evaluate_batches(model: TaskModel, items, collate, step: Callable, batch_size: int) -> list:
     """`step(model, batch)` over the items in order, eval mode, no grad, on the model's device."""
     from vilbert_lite.engine import evaluate

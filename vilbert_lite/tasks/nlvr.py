@@ -20,6 +20,7 @@ from vilbert_lite.tasks.common import (
     evaluate_batches,
     new_heads,
     pair,
+    per_scene_option,
     tokenize,
 )
 
@@ -38,9 +39,7 @@ def build_items(records, images) -> list[dict]:
 def load(source: Source) -> TaskData:
     if source.kind != "synthetic":
         raise UserError("nlvr runs on the synthetic world only (data='synthetic')")
-    per_scene = source.options.get("per_scene", 1)
-    if not isinstance(per_scene, int) or isinstance(per_scene, bool) or per_scene < 1:
-        raise UserError(f"nlvr: task data option per_scene must be an integer >= 1, got {per_scene!r}")
+    per_scene = per_scene_option(source, "nlvr")
     records = {s: source.world.nlvr(s, per_scene) for s in ("train", "val", "test")}
     items = {s: build_items(records[s], source.images) for s in ("train", "val", "test")}
     labels = torch.tensor([it["label"] for it in items["test"]], dtype=torch.float)

@@ -17,7 +17,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from vilbert_lite.errors import UserError
-from vilbert_lite.tasks.common import Source, TaskData, TaskSpec, evaluate_batches, new_heads, pair, tokenize
+from vilbert_lite.tasks.common import (
+    Source,
+    TaskData,
+    TaskSpec,
+    evaluate_batches,
+    new_heads,
+    pair,
+    per_scene_option,
+    tokenize,
+)
 
 MAX_LENGTH = 48  # official 60 (Q→A) / 80 (QA→R) for the longer real sentences
 N_OPTIONS = 4
@@ -41,7 +50,8 @@ def build_items(records, images) -> list[dict]:
 def load(source: Source) -> TaskData:
     if source.kind != "synthetic":
         raise UserError("vcr runs on the synthetic world only (data='synthetic')")
-    items = {s: build_items(source.world.vcr(s), source.images) for s in ("train", "val", "test")}
+    per_scene = per_scene_option(source, "vcr")
+    items = {s: build_items(source.world.vcr(s, per_scene), source.images) for s in ("train", "val", "test")}
     info = {"n_train": len(items["train"]) // 2, "n_eval": len(items["test"]) // 2, "chance": 1 / N_OPTIONS,
             "chance_q2ar": 1 / N_OPTIONS**2}  # fmt: skip
     return TaskData(items["train"], items["val"], items["test"], info=info)
