@@ -45,7 +45,8 @@ def curve(task: str, init: str | None, args) -> dict:
     from vilbert_lite.profiles import get_profile
 
     task_data = get_profile(args.profile).task_data.get(task)
-    return {"task": task, **({"task_data": task_data} if task_data else {}), "score": key, "curve": points, "best_val": best, "budget_epochs": budget,
+    return {"task": task, **({"task_data": task_data} if task_data else {}), "epochs": args.epochs,
+            "threads": args.threads, "score": key, "curve": points, "best_val": best, "budget_epochs": budget,
             "seconds": wall, "seconds_per_epoch": round(wall / len(points), 2), "this_call_s":
             round(time.perf_counter() - t0, 1), "test": {k: v for k, v in m.items() if isinstance(v, float)}}  # fmt: skip
 
@@ -73,7 +74,7 @@ def main() -> None:
         print(f"{task}: {r['score']} by epoch {[p['val'] for p in r['curve']]} -> budget {r['budget_epochs']} "
               f"epochs ({r['seconds_per_epoch']} s each)", flush=True)  # fmt: skip
         dest.write_text(json.dumps({"init": a.init or "none", "profile": a.profile, "seed": a.seed,
-                                    "epochs": a.epochs, "tol": a.tol, "tasks": done}, indent=1) + "\n")  # fmt: skip
+                                    "tol": a.tol, "tasks": done}, indent=1) + "\n")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -91,18 +91,19 @@ _PROFILES = {
         pretrain_weights={"align": 3.0},
         # epochs per task from ViLBERT† validation curves (tools/finetune_curves.py --epochs 10 ->
         # reports/finetune_curves/vilbert_dagger-cpu.json: the first epoch within 0.01 of the curve's best). VCR's
-        # curve stays at chance, so it gets the most epochs that fit ~3 minutes (36 s each). NLVR's curve (four
-        # statements per scene) is best after its first epoch of 300 steps.
+        # curve stays at chance, so it gets the most epochs that fit ~3 minutes: one epoch of 411 steps at four
+        # questions per scene. NLVR's curve (four statements per scene) is best after its first epoch of 300 steps.
         finetune_budgets={
             "vqa": {"epochs": 9, "max_steps": None},
             "refer": {"epochs": 9, "max_steps": None},
             "nlvr": {"epochs": 1, "max_steps": None},
-            "vcr": {"epochs": 5, "max_steps": None},
+            "vcr": {"epochs": 1, "max_steps": None},
             "retrieval": {"epochs": 10, "max_steps": None},
         },
-        # four NLVR-style statements per scene, as VQA has four questions (text is cheap; the images are the
-        # scenes'): 2,400 training statements instead of 600, and a test set of 800 instead of 200
-        task_data={"nlvr": {"per_scene": 4}},
+        # four NLVR-style statements and up to four VCR-style questions per scene, as VQA has four questions (text
+        # is cheap; the images are the scenes'): NLVR 2,400 training statements instead of 600, VCR 1,642 instead
+        # of 411 (scenes of one object have no VCR question: every one needs a relation)
+        task_data={"nlvr": {"per_scene": 4}, "vcr": {"per_scene": 4}},
     ),
     "gpu": Profile(
         name="gpu",
