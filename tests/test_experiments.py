@@ -166,3 +166,19 @@ def test_cpu_finetune_budgets_match_the_measured_curves():
         # the curve's plateau epoch, capped at the most epochs that fit ~3 minutes (at least one)
         cap = max(1, int(200 // c["seconds_per_epoch"]))
         assert budgets[task]["epochs"] == min(c["budget_epochs"], cap), task
+
+
+def test_reproduce_cell_timeouts_leave_room_for_a_whole_table():
+    """A table cell of notebooks 07-09 trains every run of its table; at `cpu` that is hours (the committed
+    projection, tools/reproduce_budget.py), so the per-cell limit must not cut it (it did at 40 minutes)."""
+    from pathlib import Path
+
+    from vilbert_lite.profiles import PROFILES
+    from vilbert_lite.reproduce import CELL_TIMEOUT_S
+
+    assert set(CELL_TIMEOUT_S) == set(PROFILES) and CELL_TIMEOUT_S["smoke"] <= 900
+    plan = json.loads((Path(__file__).parents[1] / "reports/bench/reproduce_budget.json").read_text())
+    one_table_s = (
+        3600 * plan["projected_wall_h"] / 2
+    )  # the largest table holds well under half of all the runs
+    assert CELL_TIMEOUT_S["cpu"] > one_table_s and CELL_TIMEOUT_S["gpu"] is None
