@@ -178,7 +178,5 @@ def test_reproduce_cell_timeouts_leave_room_for_a_whole_table():
 
     assert set(CELL_TIMEOUT_S) == set(PROFILES) and CELL_TIMEOUT_S["smoke"] <= 900
     plan = json.loads((Path(__file__).parents[1] / "reports/bench/reproduce_budget.json").read_text())
-    one_table_s = (
-        3600 * plan["projected_wall_h"] / 2
-    )  # the largest table holds well under half of all the runs
-    assert CELL_TIMEOUT_S["cpu"] > one_table_s and CELL_TIMEOUT_S["gpu"] is None
+    # Table 2 run alone (the largest: 12 of the 21 pretrainings, 60 of the 138 fine-tunings) is about half of it
+    assert CELL_TIMEOUT_S["cpu"] > 0.6 * 3600 * plan["projected_wall_h"] and CELL_TIMEOUT_S["gpu"] is None
