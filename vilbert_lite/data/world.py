@@ -398,7 +398,7 @@ class World:
     def vcr(self, split: str, per_scene: int = 1) -> list[VCRItem]:
         """Up to `per_scene` questions per scene (where possible, each about another object or kind) with 4
         answers and 4 rationales, one right each. per_scene=1 is the world's original set."""
-        return self._texts("vcr", split) if per_scene == 1 else self._texts("vcr", split, per_scene=per_scene)
+        return self._texts("vcr", split, per_scene=per_scene)
 
     def retrieval(self, split: str) -> list[RetrievalItem]:
         """One caption per scene with a hard negative that changes one attribute word and is false."""
@@ -407,9 +407,7 @@ class World:
     def nlvr(self, split: str, per_scene: int = 1) -> list[NLVRItem]:
         """`per_scene` statements per scene about (this scene, another scene of the split); labels exactly 50/50.
         Statements are text (cheap); the images are the scenes'. per_scene=1 is the world's original set."""
-        return (
-            self._texts("nlvr", split) if per_scene == 1 else self._texts("nlvr", split, per_scene=per_scene)
-        )
+        return self._texts("nlvr", split, per_scene=per_scene)
 
 
 def make_world(profile: str = "cpu", seed: int = 0, sizes: WorldSize | None = None) -> World:

@@ -345,9 +345,8 @@ class Source:
     images: Any  # image_id -> visual inputs (an ImageBank)
     world: Any = None  # synthetic: the World
     records: dict = field(default_factory=dict)  # real data: {"train": [...], "val": [...]} records
-    options: dict = field(
-        default_factory=dict
-    )  # the task's data options (Profile.task_data), e.g. {"per_scene": 4}
+    # the task's data options (Profile.task_data), e.g. {"per_scene": 4}
+    options: dict = field(default_factory=dict)
 
 
 def per_scene_option(source: Source, task: str) -> int:
