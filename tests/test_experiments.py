@@ -180,3 +180,31 @@ def test_reproduce_cell_timeouts_leave_room_for_a_whole_table():
     plan = json.loads((Path(__file__).parents[1] / "reports/bench/reproduce_budget.json").read_text())
     # Table 2 run alone (the largest: 12 of the 21 pretrainings, 60 of the 138 fine-tunings) is about half of it
     assert CELL_TIMEOUT_S["cpu"] > 0.6 * 3600 * plan["projected_wall_h"] and CELL_TIMEOUT_S["gpu"] is None
+
+
+def test_run_index_keeps_each_notebooks_latest_run_and_counts_what_it_trained(tmp_path):
+    """`--only` and resumed reproductions append to reports/run_log.jsonl; RUN.md shows every notebook's latest
+    entry of the profile (in suite order) and how many run folders that execution trained itself."""
+    from vilbert_lite import reproduce
+
+    runs = tmp_path / "runs"
+    for name in ("pretrain-a", "finetune/vqa-b", "finetune/vcr-c", "multitask/d", "finetune/refer-e"):
+        (runs / name).mkdir(parents=True)
+    for name in ("pretrain-a", "finetune/vqa-b", "finetune/vcr-c", "multitask/d"):  # refer-e did not finish
+        (runs / name / "DONE").write_text("{}")
+    done = reproduce.finished_runs(runs)
+    assert done == {"pretrain-a", "finetune/vqa-b", "finetune/vcr-c", "multitask/d"}
+    assert reproduce.trained_counts(done - {"finetune/vqa-b"}) == {"pretrain": 1, "finetune": 1, "other": 1}
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    first, second = reproduce.SUITE[6], reproduce.SUITE[7]
+    for e in (dict(notebook=second, seconds=5.0, trained={"pretrain": 2, "finetune": 9, "other": 0}),
+              dict(notebook=first, seconds=1.0),
+              dict(notebook=first, seconds=7.0, trained={"pretrain": 0, "finetune": 3, "other": 1}),
+              dict(notebook=first, seconds=99.0, profile="smoke")):  # fmt: skip
+        reproduce.append_log(reports, {"status": "ok", "profile": "cpu", "finished": "2026-12-02 10:00", **e})
+    reproduce.write_index(reports, "cpu")
+    rows = [line for line in (reports / "RUN.md").read_text().splitlines() if line.startswith("| 0")]
+    assert rows == [f"| {first} | ok | 7.0 | 2026-12-02 10:00 | 0 / 3 (+ 1 other) |",
+                    f"| {second} | ok | 5.0 | 2026-12-02 10:00 | 2 / 9 |"]  # fmt: skip

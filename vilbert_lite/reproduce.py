@@ -3,12 +3,17 @@
 Each notebook runs from `notebooks/` with `profile`, `seed` and `device` injected into its `parameters`
 cell; the executed copy goes to `reports/notebooks/`. Heavy work inside the notebooks lives in run folders
 under `runs/` that are reused, so a stopped reproduction resumes where it stopped.
+
+Every notebook's outcome is appended to `reports/run_log.jsonl` (when it finished, its seconds, and how many
+run folders it trained: a notebook that reused finished runs took less than it would from a fresh clone), and
+`reports/RUN.md` shows the latest entry of each notebook, so that `--only` and resumed runs keep the others.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import sys
@@ -44,10 +49,32 @@ def notebook_parameters(path: str | Path, reports_dir: str | Path, **params) -> 
     return params
 
 
+def finished_runs(root: Path) -> set[str]:
+    """Run folders under `root` with a DONE marker, relative to it: "pretrain-…", "finetune/vqa-…",
+    "multitask/…"."""
+    from .runs import DONE
+
+    return {
+        str(p.parent.relative_to(root))
+        for pattern in (f"*/{DONE}", f"*/*/{DONE}")
+        for p in root.glob(pattern)
+    }
+
+
+def trained_counts(new: set[str]) -> dict:
+    """How many of the run folders in `new` are pretraining runs (top level), fine-tuning runs (finetune/) and
+    others (multi-task, curves): {"pretrain": n, "finetune": m, "other": k}."""
+    n_fine = sum(name.startswith("finetune/") for name in new)
+    n_pre = sum("/" not in name for name in new)
+    return {"pretrain": n_pre, "finetune": n_fine, "other": len(new) - n_pre - n_fine}
+
+
 def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports: Path | None = None,
               only: list[str] | None = None) -> list[dict]:  # fmt: skip
     """Execute every notebook of the suite that exists; returns one status dict per notebook."""
     import papermill as pm
+
+    from .runs import runs_root
 
     reports = Path(reports or ROOT / "reports")
     out_dir = reports / "notebooks"
@@ -63,7 +90,7 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
             status.append({"notebook": name, "status": "missing"})
             continue
         print(f"[{i}/{len(SUITE)}] {name} (profile={profile}) ...", flush=True)
-        t0 = time.time()
+        t0, before = time.time(), finished_runs(runs_root())
         params = notebook_parameters(src, reports, profile=profile, seed=seed, device=device)
         timeout = CELL_TIMEOUT_S.get(profile)
         for attempt in (1, 2):  # a kernel that stops answering (seen once, in a widget cell) is retried once;
@@ -79,8 +106,12 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
                 print(f"[{i}/{len(SUITE)}] {name}: a cell ran over {timeout} s, retrying", flush=True)
         dt_s = time.time() - t0
         print(f"[{i}/{len(SUITE)}] {name}: done in {dt_s:.0f} s", flush=True)
-        status.append({"notebook": name, "status": "ok", "seconds": round(dt_s, 1)})
-    write_index(reports, profile, status)
+        entry = {"notebook": name, "status": "ok", "seconds": round(dt_s, 1), "profile": profile, "seed": seed,
+                 "finished": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M}",
+                 "trained": trained_counts(finished_runs(runs_root()) - before)}  # fmt: skip
+        status.append(entry)
+        append_log(reports, entry)
+    write_index(reports, profile)
     if (reports / "tables").is_dir():
         from vilbert_lite.reports import write_summary
 
@@ -88,19 +119,41 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
     return status
 
 
-def write_index(reports: Path, profile: str, status: list[dict]) -> None:
-    """reports/RUN.md: what was executed, when, on which machine (the tables' README is written by notebooks)."""
+def append_log(reports: Path, entry: dict) -> None:
+    with open(reports / "run_log.jsonl", "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def write_index(reports: Path, profile: str) -> None:
+    """reports/RUN.md from reports/run_log.jsonl: the latest entry of each notebook of `profile` (the tables'
+    README is written by the notebooks)."""
+    log = reports / "run_log.jsonl"
+    latest = {}
+    for line in log.read_text().splitlines() if log.exists() else []:
+        e = json.loads(line)
+        if e.get("profile") == profile:
+            latest[e["notebook"]] = e
     lines = [
         "# Reproduction run",
         "",
-        f"- command: `make reproduce PROFILE={profile}`",
-        f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- command: `make reproduce PROFILE={profile}` (resumable: finished run folders under `runs/` are reused)",
         f"- machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "- each notebook's latest execution (all of them: `reports/run_log.jsonl`); *runs trained* counts the",
+        "  pretraining / fine-tuning run folders it finished itself, so a notebook that reused earlier runs took",
+        "  less than from a fresh clone. What the runs behind each table took is in `reports/README.md`.",
         "",
-        "| notebook | status | seconds |",
-        "|---|---|---|",
+        "| notebook | status | seconds | finished (UTC) | runs trained (pretraining / fine-tuning) |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {s['notebook']} | {s['status']} | {s.get('seconds', '')} |" for s in status]
+    for name in SUITE:
+        if name in latest:
+            e = latest[name]
+            tr = e.get("trained") or {}
+            trained = f"{tr['pretrain']} / {tr['finetune']}" if tr else "not recorded"
+            trained += f" (+ {tr['other']} other)" if tr.get("other") else ""
+            lines.append(
+                f"| {name} | {e['status']} | {e.get('seconds', '')} | {e.get('finished', '')} | {trained} |"
+            )
     (reports / "RUN.md").write_text("\n".join(lines) + "\n")
 
 
