@@ -350,3 +350,96 @@ def test_command_line_wiring(capsys):
         assert e.value.code == 0
     out = capsys.readouterr().out
     assert "vilbert-lite vilt" in out and "--embed {patch,grid}" in out and "vilbert-lite bench vilt" in out
+
+
+# ------------------------------------------------------------------------------------------- fine-tuning
+def _saved_vilt_run(path, visual_embed="patch"):
+    from vilbert_lite.vilt_pretrain import resolve_vilt_config
+
+    torch.manual_seed(0)
+    pre = ViLTForPreTraining(resolve_vilt_config("smoke", visual_embed)).eval()
+    pre.save_pretrained(path / "model")
+    return pre
+
+
+def test_a_vilt_run_fine_tunes_the_pooled_output_tasks_with_its_own_backbone_and_matching_head(tmp_path):
+    from vilbert_lite.tasks import finetune
+    from vilbert_lite.tasks.common import alignment_head, init_kind, load_backbone
+    from vilbert_lite.tasks.retrieval import heads, zero_shot_heads
+
+    run = tmp_path / "run"
+    pre = _saved_vilt_run(run)
+    assert init_kind(run) == "vilt" and alignment_head(run) == "itm_score"
+    bert = load_backbone(run, pre.config, "vilt")
+    assert type(bert) is ViLTModel
+    for k, v in pre.vilt.state_dict().items():
+        assert torch.equal(bert.state_dict()[k], v), k
+    head = zero_shot_heads(pre.config, None, run)["bi_seq_relationship"]  # ViLT's itm_score, by its ViLBERT name
+    assert torch.equal(head.weight, pre.itm_score.weight) and head.in_features == pre.config.hidden_size
+    vil = heads(pre.config, None, run)["vil_logit"]  # fine-tuned retrieval starts from the matching log-odds
+    x = torch.randn(3, pre.config.hidden_size)
+    logits = pre.itm_score(x)
+    torch.testing.assert_close(vil(x)[:, 0], logits[:, 0] - logits[:, 1])
+
+    m = finetune("nlvr", run, "smoke", 0, root=tmp_path, progress=False, train_overrides={"max_steps": 2})
+    assert m["backbone"] == "vilt" and 0 <= m["nlvr_accuracy"] <= 1 and m["train_loss_start"] > 0
+    run_cfg = json.loads(next((tmp_path / "finetune").glob("nlvr-*/run_config.json")).read_text())
+    assert run_cfg["model"]["model_type"] == "vilt" and run_cfg["data"]["features"] == "patch"
+    zs = finetune("zeroshot", run, "smoke", 0, root=tmp_path, progress=False)
+    assert zs["backbone"] == "vilt" and 0 <= zs["r@1"] <= 1 and zs["pool"] > 1
+
+
+def test_vilt_fine_tuning_refuses_region_tasks_and_the_other_model_family(tmp_path):
+    from vilbert_lite.errors import UserError
+    from vilbert_lite.tasks import finetune
+
+    run = tmp_path / "vilt"
+    _saved_vilt_run(run)
+    for task in ("vcr", "refer"):
+        with pytest.raises(UserError, match="vqa, retrieval, zeroshot, nlvr"):
+            finetune(task, run, "smoke", 0, root=tmp_path, progress=False)
+    with pytest.raises(UserError, match="holds a vilt model.*backbone 'vilbert'"):
+        finetune("vqa", run, "smoke", 0, backbone="vilbert", root=tmp_path, progress=False)
+    ViLBertForPreTraining(ViLBertConfig.preset("tiny")).save_pretrained(tmp_path / "vilbert" / "model")
+    with pytest.raises(UserError, match="holds a vilbert model.*backbone 'vilt_grid'"):
+        finetune("vqa", tmp_path / "vilbert", "smoke", 0, backbone="vilt_grid", root=tmp_path, progress=False)
+    with pytest.raises(UserError, match="question-only"):
+        finetune("vqa", None, "smoke", 0, backbone="vilt", blank_images=True, root=tmp_path, progress=False)
+    assert not (tmp_path / "finetune").exists()  # every refusal comes before any run folder
+
+
+def test_retrieval_scores_of_a_vilt_are_its_per_pair_matching_scores():
+    """score_matrix over captions x images (no prefix caching for a single stream) gives, for every pair,
+    the score of that pair alone through the task model."""
+    from vilbert_lite.data.collate import pad_text
+    from vilbert_lite.tasks.common import TaskModel
+    from vilbert_lite.tasks.retrieval import forward, heads, pair_score, score_matrix
+
+    torch.manual_seed(0)
+    config = tiny(image_size=32, patch_size=16)
+    m = TaskModel(ViLTModel(config), forward, **heads(config, None, None)).eval()
+    texts = pad_text([ids_batch(1, 5, s)[0] for s in range(3)] + [ids_batch(1, 7, 9)[0]])
+    images = {"image": torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)}
+    scores = score_matrix(m, texts, images, batch_size=3)
+    assert scores.shape == (4, 2)
+    with torch.no_grad():
+        for c in range(4):
+            for i in range(2):
+                one = {k: v[c : c + 1] for k, v in texts.items()} | {"image": images["image"][i : i + 1]}
+                torch.testing.assert_close(scores[c, i], pair_score(m, m.encode(one).pooled_output)[0])
+
+
+def test_accuracy_against_time_scatter_draws_a_point_per_row_and_column():
+    import pandas as pd
+
+    from vilbert_lite import vilt_table
+
+    long = pd.DataFrame([dict(row=row, seed=s, column=col, value=10.0 * i + s, chance=5.0)
+                         for i, row in enumerate(vilt_table.ROWS) for s in range(3)
+                         for col in ("vqa_accuracy", "r@1")])  # fmt: skip
+    summary = vilt_table.summarize(long)
+    timing = {"rows": {k: {"total_ms": ms} for k, ms in (("region", 900.0), ("grid", 160.0), ("patch", 15.0))}}
+    fig = vilt_table.plot_accuracy_vs_time(summary, timing, long)
+    assert len(fig.axes) == 2 and all(len(ax.lines) >= 4 for ax in fig.axes)  # 3 points (+ bars) + chance
+    with pytest.raises(ValueError, match="unknown row"):
+        vilt_table.run_cell("nope", "smoke", 0)

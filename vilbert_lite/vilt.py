@@ -107,6 +107,11 @@ class ViLTConfig:
             raise UserError(f"grid_stage must be 'head' or 'blockN', got {self.grid_stage!r}")
 
     @property
+    def bi_hidden_size(self) -> int:
+        """The pooled width that task heads read (ViLBERT's name for it): ViLT pools [CLS] at hidden_size."""
+        return self.hidden_size
+
+    @property
     def grid_size(self) -> int:
         """Side of the learned position table: image_size / patch_size."""
         return self.image_size // self.patch_size

@@ -30,6 +30,8 @@ from typing import Any
 from vilbert_lite.errors import UserError, json_object_arg
 from vilbert_lite.tasks.common import (
     METRICS_FILE,
+    VILT_KINDS,
+    VILT_TASKS,
     Backbone,
     BlankImageBank,
     ImageBank,
@@ -37,6 +39,9 @@ from vilbert_lite.tasks.common import (
     TaskSpec,
     backbone_name,
     check_init_shape,
+    check_kind,
+    init_kind,
+    model_folder,
     read_metrics,
     run_task,
     world_features,
@@ -85,8 +90,10 @@ def finetune(
     """Fine-tune (or, for "zeroshot", only evaluate) one task and return its metrics (also in OUT/metrics.json).
 
     init: a pretraining run folder (its `model/` backbone is loaded), or None / "none" for ViLBERT†.
-    backbone: the backbone hook -- "vilbert", "single_stream", a callable `config -> model`, or None for the
-    kind saved in the init run (ViLBertModel when init is none). config: the ViLBertConfig to build / expect
+    backbone: the backbone hook -- "vilbert", "single_stream", "vilt" / "vilt_grid" (ViLT over patches / CNN
+    grid cells: tasks VILT_TASKS, synthetic data, config a ViLTConfig, default the init run's or the profile's),
+    a callable `config -> model`, or None for the kind saved in the init run (ViLBertModel when init is none);
+    a run of one family fine-tuned as the other is a UserError. config: the ViLBertConfig to build / expect
     (default: the profile's preset with the feature store's widths); an init run of another shape is a
     ValueError naming the differing sizes. data: "synthetic" (the profile's world, `world_seed`) or "vqa_v2"
     (task vqa only) with real_data_paths train_questions, train_annotations, train_images | train_features,
@@ -105,7 +112,28 @@ def finetune(
     prof = get_profile(profile)
     if data not in DATA_KINDS:
         raise UserError(f"data must be one of {DATA_KINDS}, got {data!r}")
-    if init is not None and str(init).lower() != "none":  # fail before any data work (widths come later)
+    has_init = init is not None and str(init).lower() != "none"
+    check_kind(init if has_init else None, backbone)
+    kind = (
+        backbone if isinstance(backbone, str) else init_kind(init) if has_init and backbone is None else None
+    )
+    if kind in VILT_KINDS:
+        backbone = kind
+        if blank_images:
+            raise UserError(
+                "blank_images (the question-only baseline) reads region features: use a ViLBERT backbone"
+            )
+        if spec.name not in VILT_TASKS or data != "synthetic":
+            raise UserError(f"a {kind} backbone fine-tunes {', '.join(VILT_TASKS)} on the synthetic world; "
+                            f"not {spec.name!r} with data={data!r} (it has no region outputs)")  # fmt: skip
+        if config is None:  # the init run's ViLT, or the profile's (ViLT†)
+            from vilbert_lite.vilt import ViLTConfig
+            from vilbert_lite.vilt_pretrain import resolve_vilt_config
+
+            embed = "patch" if kind == "vilt" else "grid"
+            config = (ViLTConfig.from_json_file(model_folder(init) / "config.json") if has_init
+                      else resolve_vilt_config(profile, embed))  # fmt: skip
+    if has_init:  # fail before any data work (widths come later)
         check_init_shape(init, config or ViLBertConfig.preset(prof.model_preset), backbone,
                          ignore=() if config else ("v_feature_size", "v_target_size"))  # fmt: skip
     gaps: list[dict] = []
@@ -115,11 +143,25 @@ def finetune(
         from vilbert_lite.data.world import make_world
 
         world = make_world(profile, seed=world_seed)
-        store, _ = world_features(world, spec.features, extractor=extractor, progress=progress)
         options = dict(prof.task_data.get(spec.name, {}))
-        source = Source("synthetic", ImageBank(store), world=world, options=options)
-        data_desc = {"kind": "synthetic", "world": asdict(prof.world), "world_seed": world_seed,
-                     "features": spec.features, "store": store.key}  # fmt: skip
+        if kind in VILT_KINDS:  # pixels or CNN grid cells per image, as in ViLT pretraining
+            from vilbert_lite.vilt_pretrain import world_visual
+
+            ids = [sc.scene_id for split in ("train", "val", "test") for sc in world.scenes[split]]
+            visual, _ = world_visual(world, ids, config, progress)
+            if config.visual_embed == "grid" and not has_init:
+                config = config.replace(
+                    grid_feature_size=int(next(iter(visual.values()))["grid_features"].shape[0])
+                )
+            source = Source("synthetic", visual, world=world, options=options)
+            features = config.visual_embed if config.visual_embed == "patch" else f"grid-{config.grid_stage}"
+            data_desc = {"kind": "synthetic", "world": asdict(prof.world), "world_seed": world_seed,
+                         "features": features}  # fmt: skip
+        else:
+            store, _ = world_features(world, spec.features, extractor=extractor, progress=progress)
+            source = Source("synthetic", ImageBank(store), world=world, options=options)
+            data_desc = {"kind": "synthetic", "world": asdict(prof.world), "world_seed": world_seed,
+                         "features": spec.features, "store": store.key}  # fmt: skip
         if options:  # only then: the run keys of tasks without options stay what they were
             data_desc["options"] = options
     else:

@@ -14,6 +14,10 @@ matched depth), None (the kind named in the --init run's config.json, else "vilb
 `factory(config: ViLBertConfig) -> nn.Module` whose forward takes (input_ids, visual_feats, visual_pos,
 attention_mask, visual_attention_mask, token_type_ids) and returns sequence_output_t / sequence_output_v /
 pooled_output. Models that also have text_prefix / vision_prefix / forward_from_prefix get cached retrieval.
+"vilt" / "vilt_grid" (VILT_KINDS) are ViLT's single stream over the image's patches / CNN grid cells
+(`vilt.ViLTModel`, config a `ViLTConfig`): their items carry "image" or "grid_features" instead of regions
+(`vilt_pretrain.world_visual`, as in ViLT pretraining), and they fine-tune the tasks that read the pooled
+output only (VILT_TASKS).
 """
 
 from __future__ import annotations
@@ -45,8 +49,11 @@ SHAPE_FIELDS = (
     "max_position_embeddings", "type_vocab_size", "v_feature_size", "v_target_size", "v_hidden_size",
     "v_num_hidden_layers", "v_num_attention_heads", "v_intermediate_size", "bi_hidden_size",
     "bi_num_attention_heads", "v_biattention_id", "t_biattention_id", "task_specific_tokens",
+    "visual_embed", "image_size", "patch_size", "grid_feature_size",  # ViLT's (absent from ViLBERT's)
 )  # fmt: skip
 Backbone = Callable[[ViLBertConfig], nn.Module]
+VILT_KINDS = ("vilt", "vilt_grid")  # ViLT over patches, over CNN grid cells
+VILT_TASKS = ("vqa", "retrieval", "zeroshot", "nlvr")  # heads on the pooled output only (no region outputs)
 
 
 # ------------------------------------------------------------------------------------------ backbone
@@ -60,7 +67,13 @@ def backbone_factory(backbone: str | Backbone | None = "vilbert") -> Backbone:
         from vilbert_lite.single_stream import SingleStreamModel, matched_config
 
         return lambda c: SingleStreamModel(matched_config(c))
-    raise UserError(f"unknown backbone {backbone!r}; use 'vilbert', 'single_stream' or a callable")
+    if backbone in VILT_KINDS:  # the config (a ViLTConfig) says patches or grid cells
+        from vilbert_lite.vilt import ViLTModel
+
+        return ViLTModel
+    raise UserError(
+        f"unknown backbone {backbone!r}; use 'vilbert', 'single_stream', 'vilt', 'vilt_grid' or a callable"
+    )
 
 
 def backbone_name(backbone: str | Backbone | None) -> str:
@@ -83,11 +96,29 @@ def model_folder(init: str | Path) -> Path:
 
 
 def init_kind(init: str | Path | None) -> str | None:
-    """The model kind ('vilbert' / 'single_stream') a run folder holds, from its config.json architectures."""
+    """The model kind ('vilbert' / 'single_stream' / 'vilt' / 'vilt_grid') a run folder holds, from its
+    config.json (model_type, architectures, visual_embed)."""
     if init is None or str(init).lower() == "none":
         return None
-    arch = (json.loads((model_folder(init) / "config.json").read_text()).get("architectures") or [""])[0]
+    meta = json.loads((model_folder(init) / "config.json").read_text())
+    if meta.get("model_type") == "vilt":
+        return "vilt" if meta.get("visual_embed", "patch") == "patch" else "vilt_grid"
+    arch = (meta.get("architectures") or [""])[0]
     return "single_stream" if arch.startswith("SingleStream") else "vilbert"
+
+
+def check_kind(init: str | Path | None, backbone: str | Backbone | None) -> None:
+    """A ViLT run fine-tuned as a ViLBERT (or the reverse) fails here, naming both kinds."""
+    stored = init_kind(init)
+    if (
+        stored is None
+        or backbone is None
+        or callable(backbone)
+        or (stored in VILT_KINDS) == (backbone in VILT_KINDS)
+    ):
+        return
+    raise UserError(f"--init {init}: the run holds a {stored} model, which cannot be fine-tuned as backbone "
+                    f"{backbone!r}; pass backbone={stored!r} (or None: the run's own kind)")  # fmt: skip
 
 
 def shape_diff(stored: dict, wanted: dict) -> dict[str, tuple]:
@@ -136,16 +167,27 @@ def load_backbone(init: str | Path | None, config: ViLBertConfig, backbone: str 
 
     d = model_folder(init)
     stored = check_init_shape(init, config, backbone)
-    model = factory(ViLBertConfig.from_dict(stored, source=str(d / "config.json")))
+    if stored.get("model_type") == "vilt":
+        from vilbert_lite.vilt import ViLTConfig
+
+        model, prefix = factory(ViLTConfig.from_dict(stored, source=str(d / "config.json"))), "vilt."
+    else:
+        model, prefix = factory(ViLBertConfig.from_dict(stored, source=str(d / "config.json"))), "bert."
     state = load_file(d / "model.safetensors")
-    if any(k.startswith("bert.") for k in state):
-        state = {k[5:]: v for k, v in state.items() if k.startswith("bert.")}
+    if any(k.startswith(prefix) for k in state):  # the backbone part of a pretraining model
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise UserError(
             f"--init {d}: backbone weights do not match: missing {missing}, unexpected {unexpected}"
         )
     return model
+
+
+def alignment_head(init: str | Path) -> str:
+    """The name of the pretrained image-text alignment head in a run's saved model: ViLBERT's
+    `cls.bi_seq_relationship`, ViLT's `itm_score` (both Linear(pooled, 2), column 0 = aligned)."""
+    return "itm_score" if init_kind(init) in VILT_KINDS else "cls.bi_seq_relationship"
 
 
 def load_head_weights(init: str | Path, name: str) -> dict[str, torch.Tensor]:
@@ -194,7 +236,12 @@ class TaskModel(nn.Module):
             self.add_module(name, head)
 
     def encode(self, batch: dict) -> ViLBertOutput:
-        """The backbone on a collated batch (see `collate_pairs`)."""
+        """The backbone on a collated batch (see `collate_pairs`): regions, or a ViLT's pixels / grid cells."""
+        if "visual_feats" not in batch:
+            from vilbert_lite.vilt_pretrain import visual_kwargs
+
+            return self.bert(batch["input_ids"], attention_mask=batch["attention_mask"],
+                             token_type_ids=batch["token_type_ids"], **visual_kwargs(batch))  # fmt: skip
         return self.bert(batch["input_ids"], batch["visual_feats"], batch["visual_pos"], batch["attention_mask"],
                          batch["visual_attention_mask"], batch["token_type_ids"])  # fmt: skip
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vilbert_lite.data.collate import pad_text
+from vilbert_lite.data.collate import collate_examples, pad_text
 from vilbert_lite.data.regions import collate_visual
 from vilbert_lite.errors import UserError
 from vilbert_lite.objectives import ALIGNED_INDEX
@@ -37,6 +37,7 @@ from vilbert_lite.tasks.common import (
     Source,
     TaskData,
     TaskSpec,
+    alignment_head,
     evaluate_batches,
     load_head_weights,
     new_heads,
@@ -105,7 +106,7 @@ def heads(config, data: TaskData, init=None) -> dict:
     (w_aligned - w_other): the paper scores retrieval pairs "as in pretraining"; random for init none."""
     head = new_heads(config, vil_logit=nn.Linear(config.bi_hidden_size, 1))
     if init is not None and str(init).lower() != "none":
-        w = load_head_weights(init, "cls.bi_seq_relationship")
+        w = load_head_weights(init, alignment_head(init))
         a, o = ALIGNED_INDEX, 1 - ALIGNED_INDEX
         head["vil_logit"].load_state_dict({"weight": (w["weight"][a] - w["weight"][o])[None],
                                            "bias": (w["bias"][a] - w["bias"][o])[None]})  # fmt: skip
@@ -113,11 +114,12 @@ def heads(config, data: TaskData, init=None) -> dict:
 
 
 def zero_shot_heads(config, data: TaskData, init=None) -> dict:
-    """The pretraining alignment head (bi_hidden -> 2), from the --init run; random for init none."""
+    """The pretraining alignment head (bi_hidden -> 2), from the --init run; random for init none. Named
+    bi_seq_relationship here whatever the run called it."""
     head = nn.Linear(config.bi_hidden_size, 2)
     if init is None or str(init).lower() == "none":
         return new_heads(config, bi_seq_relationship=head)
-    head.load_state_dict(load_head_weights(init, "cls.bi_seq_relationship"))
+    head.load_state_dict(load_head_weights(init, alignment_head(init)))  # ViLBERT's or ViLT's (itm_score)
     return {"bi_seq_relationship": head}
 
 
@@ -146,13 +148,16 @@ def score_matrix(m, texts: dict, images: dict, cache: bool = True, batch_size: i
     """Alignment score of every caption with every image -> (N, M).
 
     texts: input_ids / attention_mask / token_type_ids (N, T); images: visual_feats (M, R, D), visual_pos
-    (M, R, 5), visual_attention_mask (M, R). cache=True runs text_prefix once per caption and vision_prefix once
-    per image and only the rest per pair; cache=False runs the whole model per pair. Same scores either way.
+    (M, R, 5), visual_attention_mask (M, R) -- or a ViLT's image (M, 3, H, W) / grid_features (M, C, h, w).
+    cache=True runs text_prefix once per caption and vision_prefix once per image and only the rest per pair
+    (models that have them); otherwise the whole model runs per pair (`m.encode`). Same scores either way.
     """
     bert, device = m.bert, next(m.parameters()).device
     texts = {k: texts[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")}
-    images = {k: images[k].to(device) for k in ("visual_feats", "visual_pos", "visual_attention_mask")}
-    N, M = len(texts["input_ids"]), len(images["visual_feats"])
+    keys = [k for k in ("visual_feats", "visual_pos", "visual_attention_mask", "image", "grid_features")
+            if k in images]  # fmt: skip
+    images = {k: images[k].to(device) for k in keys}
+    N, M = len(texts["input_ids"]), len(images[keys[0]])
     ci = torch.arange(N, device=device).repeat_interleave(M)  # (N*M,) caption of each pair
     ii = torch.arange(M, device=device).repeat(N)  # (N*M,) image of each pair
     cache = cache and hasattr(bert, "text_prefix")
@@ -167,8 +172,7 @@ def score_matrix(m, texts: dict, images: dict, cache: bool = True, batch_size: i
         if cache:
             out = bert.forward_from_prefix(t[c], t_mask[c], v[i], v_mask[i])
         else:
-            out = bert(texts["input_ids"][c], images["visual_feats"][i], images["visual_pos"][i],
-                       texts["attention_mask"][c], images["visual_attention_mask"][i], texts["token_type_ids"][c])  # fmt: skip
+            out = m.encode({**{k: v[c] for k, v in texts.items()}, **{k: v[i] for k, v in images.items()}})
         scores.append(pair_score(m, out.pooled_output).float())
     return torch.cat(scores).view(N, M)
 
@@ -192,7 +196,7 @@ def rank_pool(model, data: TaskData, batch_size: int = 256, cache: bool = True) 
     index = {k: i for i, k in enumerate(pool)}
     texts = tokenize([q.caption for q in queries], max_length=MAX_LENGTH)
     text_batch = pad_text([t[0] for t in texts], [t[1] for t in texts])
-    image_batch = collate_visual([images[k] for k in pool])
+    image_batch = collate_examples([images[k] for k in pool])  # regions padded, or a ViLT's pixels stacked
     was_training = model.training
     model.eval()
     scores = score_matrix(model, text_batch, image_batch, cache, batch_size)
