@@ -374,7 +374,8 @@ def test_a_vilt_run_fine_tunes_the_pooled_output_tasks_with_its_own_backbone_and
     assert type(bert) is ViLTModel
     for k, v in pre.vilt.state_dict().items():
         assert torch.equal(bert.state_dict()[k], v), k
-    head = zero_shot_heads(pre.config, None, run)["bi_seq_relationship"]  # ViLT's itm_score, by its ViLBERT name
+    # ViLT's itm_score, under its ViLBERT name
+    head = zero_shot_heads(pre.config, None, run)["bi_seq_relationship"]
     assert torch.equal(head.weight, pre.itm_score.weight) and head.in_features == pre.config.hidden_size
     vil = heads(pre.config, None, run)["vil_logit"]  # fine-tuned retrieval starts from the matching log-odds
     x = torch.randn(3, pre.config.hidden_size)
@@ -438,7 +439,8 @@ def test_accuracy_against_time_scatter_draws_a_point_per_row_and_column():
                          for i, row in enumerate(vilt_table.ROWS) for s in range(3)
                          for col in ("vqa_accuracy", "r@1")])  # fmt: skip
     summary = vilt_table.summarize(long)
-    timing = {"rows": {k: {"total_ms": ms} for k, ms in (("region", 900.0), ("grid", 160.0), ("patch", 15.0))}}
+    ms = {"region": 900.0, "grid": 160.0, "patch": 15.0}
+    timing = {"rows": {k: {"total_ms": v} for k, v in ms.items()}}
     fig = vilt_table.plot_accuracy_vs_time(summary, timing, long)
     assert len(fig.axes) == 2 and all(len(ax.lines) >= 4 for ax in fig.axes)  # 3 points (+ bars) + chance
     with pytest.raises(ValueError, match="unknown row"):

@@ -32,9 +32,10 @@ def _probe(out, cfg):
     raise Probe(out, cfg)
 
 
-def resolve(call) -> Probe:
+def resolve(fn, *args, **kw) -> Probe:
+    """Call `fn` until it fixes its run folder -> the Probe holding that folder and config."""
     try:
-        call()
+        fn(*args, **kw)
     except Probe as p:
         return p
     raise RuntimeError("the run was not probed: prepare_run is no longer where the run key is fixed")
@@ -59,8 +60,8 @@ def table_progress(table: str, profile: str, seeds, root: Path) -> dict:
             fraction = kw.get("fraction", 1.0)
             init, config, init_done = None, None, True
             if kw.get("pretrained", True) and fraction > 0:
-                p = resolve(lambda: pretrain(profile, seed, out=root, corpus_fraction=fraction,
-                                             config_overrides=overrides, progress=False, model_kind=kind))  # fmt: skip
+                p = resolve(pretrain, profile, seed, out=root, corpus_fraction=fraction, config_overrides=overrides,
+                            progress=False, model_kind=kind)  # fmt: skip
                 init = p.out
                 init_done = runs.is_done(p.out) and (p.out / "eval.json").exists()
                 if p.out not in seen_pre:
@@ -68,7 +69,8 @@ def table_progress(table: str, profile: str, seeds, root: Path) -> dict:
                     out["pretrain"][1] += 1
                     if init_done:
                         out["pretrain"][0] += 1
-                        out["pretrain_s"] += json.loads((p.out / "eval.json").read_text())["train_wall_time_s"]
+                        ev = json.loads((p.out / "eval.json").read_text())
+                        out["pretrain_s"] += ev["train_wall_time_s"]
                     else:
                         out["pending"].append(f"{p.out.name} ({row}, seed {seed})")
                 if init_done:
@@ -82,8 +84,8 @@ def table_progress(table: str, profile: str, seeds, root: Path) -> dict:
                     out["finetune"][1] += 1
                     out["pending"].append(f"{task} after {init.name} ({row}, seed {seed})")
                     continue
-                f = resolve(lambda: finetune(task, init, profile, seed, backbone=kind, config=config, root=root,
-                                             progress=False, blank_images=kw.get("blank_images", False)))  # fmt: skip
+                f = resolve(finetune, task, init, profile, seed, backbone=kind, config=config, root=root,
+                            progress=False, blank_images=kw.get("blank_images", False))  # fmt: skip
                 if f.out in seen_fine:
                     continue
                 seen_fine.add(f.out)
