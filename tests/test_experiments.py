@@ -141,10 +141,13 @@ def test_write_summary_reads_the_tables_and_states_the_claims(tmp_path):
     long["run"] = long.row.map({"vilbert": "finetune/vqa-b"}).fillna("finetune/vqa-c")
     long.to_csv(tmp_path / "tables" / "table1_long.csv", index=False)
     (tmp_path / "tables" / "multitask.md").write_text("| row | G1 |\n|---|---|\n| vanilla | 50.00 |\n")
+    (tmp_path / "tables" / "vilt.md").write_text("| row | r@1 |\n|---|---|\n| patch (ViLT) | 7.0 ± 1.0 |\n")
     text = reports.write_summary(tmp_path, "cpu", runs_root=runs).read_text()
     assert "compute: 1 pretraining runs, 10.0 min; 2 fine-tuning runs, 2.0 min" in text
     assert "1 run folder(s) not on this machine" in text
     assert "## 12-in-1 · multi-task ablation (notebook 10)" in text and "| vanilla | 50.00 |" in text
+    assert "## ViLT beside ViLBERT · accuracy at equal budgets (notebook 11)" in text
+    assert "| 7.0 ± 1.0 |" in text
 
 
 def test_cpu_finetune_budgets_match_the_measured_curves():

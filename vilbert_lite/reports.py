@@ -298,8 +298,8 @@ def compute_line(long: pd.DataFrame, runs_root: str | Path | None = None) -> str
 def write_summary(reports_dir: str | Path, profile: str, command: str | None = None,
                   runs_root: str | Path | None = None) -> Path:  # fmt: skip
     """reports/README.md: every table (ours mean ± std next to the paper), the claims, the figures, what the
-    runs behind each table cost, the 12-in-1 table when notebook 10 has written it, and the command, date and
-    machine that made them. Computed from the tables' files and run folders, nothing typed by hand."""
+    runs behind each table cost, the 12-in-1 and ViLT tables when notebooks 10 and 11 have written them, and the
+    command, date and machine that made them. Computed from the tables' files and run folders, nothing typed by hand."""
     import datetime as dt
     import os
     import platform
@@ -334,9 +334,10 @@ def write_summary(reports_dir: str | Path, profile: str, command: str | None = N
     if not cl.empty:
         lines += ["## The paper's claims", "", markdown(cl.set_index("claim")), ""]
     for stem, title in (("multitask", "12-in-1 · multi-task ablation (notebook 10)"),
-                        ("multitask_claims", "12-in-1 · claims")):  # fmt: skip
+                        ("multitask_claims", "12-in-1 · claims"),
+                        ("vilt", "ViLT beside ViLBERT · accuracy at equal budgets (notebook 11)")):  # fmt: skip
         f = tables / f"{stem}.md"
-        if f.exists():  # written by notebook 10 (multitask_table.report)
+        if f.exists():  # written by notebook 10 (multitask_table.report) and notebook 11
             lines += [f"## {title}", "", f.read_text().rstrip(), ""]
     out = r / "README.md"
     out.write_text("\n".join(lines) + "\n")
