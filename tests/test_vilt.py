@@ -350,6 +350,10 @@ def test_command_line_wiring(capsys):
         assert e.value.code == 0
     out = capsys.readouterr().out
     assert "vilbert-lite vilt" in out and "--embed {patch,grid}" in out and "vilbert-lite bench vilt" in out
+    # fine-tuning a ViLT from the command line: a region task is refused in one line, before any data work
+    assert main(["finetune", "vcr", "--init", "none", "--backbone", "vilt", "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert "vilbert-lite finetune: error:" in err and "vqa, retrieval, zeroshot, nlvr" in err
 
 
 # ------------------------------------------------------------------------------------------- fine-tuning

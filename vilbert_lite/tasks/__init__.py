@@ -214,7 +214,8 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="run folder (default runs/finetune/<task>-<config hash>)")
-    ap.add_argument("--backbone", choices=["vilbert", "single_stream"], help="default: the --init run's kind")
+    ap.add_argument("--backbone", choices=["vilbert", "single_stream", *VILT_KINDS],
+                    help="default: the --init run's kind (vilbert for --init none)")  # fmt: skip
     ap.add_argument("--train", help="TrainConfig overrides as JSON, e.g. '{\"epochs\": 2}'")
     ap.add_argument(
         "--blank-images",
