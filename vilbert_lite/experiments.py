@@ -105,6 +105,12 @@ def table_cells(table: str, profile: str) -> list[tuple[object, dict]]:
     raise ValueError(f"unknown table {table!r}; choose one of {TABLE_NAMES}")
 
 
+def _cost(kw: dict) -> float:
+    """A cell's rough cost in fine-tuning runs: ten per full pretraining (times its corpus fraction), one per task."""
+    pretraining = kw.get("fraction", 1.0) if kw.get("pretrained", True) else 0.0
+    return 10 * pretraining + len(kw.get("tasks", TASKS))
+
+
 def _cell_job(args: tuple) -> list[dict]:
     """One (table, row, profile, seed, kwargs, root) cell in a worker process (one torch thread)."""
     import torch
@@ -149,6 +155,9 @@ def run_table(table: str, profile: str, seeds, *, workers: int = 1, root: str | 
             groups.setdefault(key, []).append(row)
             jobs.setdefault(key, (table, row, profile, s, kw, root))
     prepare_data(profile)
+    # longest first (a pretraining costs about ten fine-tunings), so that no long cell starts last and leaves the
+    # other workers idle; each run's result does not depend on when it runs
+    jobs = dict(sorted(jobs.items(), key=lambda kv: -_cost(kv[1][4])))
     results: dict[tuple, list[dict]] = {}
     bar = tqdm(total=len(jobs), desc=f"{table} ({profile})", disable=not progress)
     if workers <= 1:
