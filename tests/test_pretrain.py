@@ -20,6 +20,7 @@ from vilbert_lite.pretrain import (
     load_pretrained,
     pretrain,
     reevaluate,
+    sample_best_caption,
     sample_caption,
     shape_name_groups,
 )
@@ -112,6 +113,18 @@ def test_sample_caption_valid_and_deterministic(smoke_run):
     assert not any(t.startswith("[") and t.endswith("]") for t in body) and isinstance(texts[0], str)
     again = sample_caption(model, tok, v, length=8, steps=6, generator=torch.Generator().manual_seed(0))
     assert again == texts
+
+
+def test_best_of_n_keeps_the_sample_the_alignment_head_scores_highest():
+    torch.manual_seed(0)
+    model = ViLBertForPreTraining(ViLBertConfig.preset("tiny")).eval()
+    tok = get_tokenizer()
+    v = _visual(model.config)
+    best, drawn = sample_best_caption(model, tok, v, 5, length=6, steps=4, temperature=0.5,
+                                      generator=torch.Generator().manual_seed(1))  # fmt: skip
+    assert len(drawn) == 5 and best in drawn
+    scores = alignment_score(model, tok, v, drawn)
+    assert scores[drawn.index(best)] == scores.max()
 
 
 def test_alignment_score_shapes():

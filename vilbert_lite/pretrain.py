@@ -622,6 +622,14 @@ def sample_caption(
     return (texts, ids) if return_ids else texts
 
 
+def sample_best_caption(model, tokenizer, visual: dict, n: int = 4, **kw) -> tuple[str, list[str]]:
+    """`n` captions sampled for one image (`sample_caption`, same keywords) and the one the model's own
+    alignment head scores highest -> (best, all n). A decoding choice, as beam search is for a left-to-right
+    model: no training, no labels."""
+    drawn = [sample_caption(model, tokenizer, visual, **kw)[0] for _ in range(n)]
+    return drawn[int(alignment_score(model, tokenizer, visual, drawn).argmax())], drawn
+
+
 @torch.no_grad()
 def alignment_score(model, tokenizer, visual: dict, texts: list[str] | str,
                     max_seq_length: int = MAX_SEQ_LENGTH) -> torch.Tensor:  # fmt: skip
