@@ -94,16 +94,19 @@ class MTSize:
     batch_size: int | None = None  # base items per batch (None: the profile's fine-tuning batch size)
 
 
-# cpu (`mini` model, 2 cores): an iteration is 8 batches of ~32 rows, about 2-3 s on one core, a single-task
-# iteration 0.3-0.4 s. The ablation table (3 seeds: 24 single-task, 21 multi-task and 24 MT + finetune runs)
-# is then about 3,000 core-seconds of training and evaluation: ~25 min with 2 one-thread workers. 48 train
-# images give the data sets 48-150 items (n_t = 3-18 iterations at batch 32): within 30 iterations all but
-# flickr are validated 5-10 times. smoke: 8 train images, 4 iterations: all but flickr validated 1-2 times.
+# cpu (`mini` model, 2 cores), chosen on ViLBERT† single-task validation curves (tools/multitask_curves.py ->
+# reports/multitask_curves/cpu.json: 150 iterations, 100 val images): 300 train images give a mean final val
+# score within 0.01 of all 600 (0.530 / 0.532; 150 images 0.516, 48 images 0.464) with half the epoch length
+# n_t (14-38 iterations, flickr 188), so DSG validates most data sets 4-10 times; by 150 iterations VQA,
+# RefCOCO+, NLVR2 and SNLI-VE have plateaued, GQA and RefCOCOg are still rising. A single-task iteration is
+# ~0.2 s on one thread, a multi-task one ~1.5 s: the table (3 seeds: 24 single-task, 21 multi-task, 24 MT +
+# finetune runs) is ~6,000 worker-seconds, ~50 min with 2 one-thread workers. MT + finetune keeps a third of
+# the iterations, as before. smoke: 8 train images, 4 iterations: all but flickr validated 1-2 times.
 SIZES = {
     "smoke": MTSize(train_images=8, val_images=8, test_images=8, pool=8, iterations=4, finetune_iterations=2,
                     ckpt_every=0, batch_size=8),
-    "cpu": MTSize(train_images=48, val_images=24, test_images=64, pool=24, iterations=30,
-                  finetune_iterations=10, ckpt_every=10),
+    "cpu": MTSize(train_images=300, val_images=100, test_images=None, pool=24, iterations=150,
+                  finetune_iterations=50, ckpt_every=50),
     "gpu": MTSize(train_images=None, val_images=None, test_images=None, pool=100, iterations=None,
                   finetune_iterations=2000, ckpt_every=500),
 }  # fmt: skip
