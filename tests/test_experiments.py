@@ -193,8 +193,9 @@ def test_run_index_keeps_each_notebooks_latest_run_and_counts_what_it_trained(tm
     runs = tmp_path / "runs"
     for name in ("pretrain-a", "finetune/vqa-b", "finetune/vcr-c", "multitask/d", "finetune/refer-e"):
         (runs / name).mkdir(parents=True)
-    for name in ("pretrain-a", "finetune/vqa-b", "finetune/vcr-c", "multitask/d"):  # refer-e did not finish
+    for name in ("pretrain-a", "finetune/vqa-b", "finetune/vcr-c"):  # refer-e did not finish
         (runs / name / "DONE").write_text("{}")
+    (runs / "multitask" / "d" / "metrics.json").write_text("{}")  # a multi-task run's own finish marker
     done = reproduce.finished_runs(runs)
     assert done == {"pretrain-a", "finetune/vqa-b", "finetune/vcr-c", "multitask/d"}
     assert reproduce.trained_counts(done - {"finetune/vqa-b"}) == {"pretrain": 1, "finetune": 1, "other": 1}

@@ -86,8 +86,15 @@ def main() -> None:
     jobs = [{"profile": args.profile, "seed": args.seed, "task": t, "images": n, "iterations": args.iterations,
              "val_images": args.val_images, "root": args.root} for n in args.images for t in args.tasks]  # fmt: skip
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
-        rows = list(pool.map(one, jobs))
+    if args.workers <= 1:  # in this process (one torch thread per run, as in the workers)
+        import torch
+
+        threads = torch.get_num_threads()
+        rows = [one(job) for job in jobs]
+        torch.set_num_threads(threads)
+    else:
+        with ProcessPoolExecutor(args.workers, mp_context=mp.get_context("spawn")) as pool:
+            rows = list(pool.map(one, jobs))
     summary = {}
     for n in args.images:
         mine = [r for r in rows if r["images"] == n]

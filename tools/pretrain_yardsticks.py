@@ -33,6 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--root", default=str(ROOT / "runs"))
+    ap.add_argument("--json", help="where to write (default reports/pretrain_yardsticks-<profile>.json)")
     args = ap.parse_args()
     base = ViLBertConfig.preset(get_profile(args.profile).model_preset).to_dict()
     found = []
@@ -70,7 +71,7 @@ def main() -> None:
         vals = " | ".join(f"{c[k][0]:.3f} ± {c[k][1]:.3f}" if c[k][0] < 10 else f"{c[k][0]:.0f} ± {c[k][1]:.0f}"
                           for k in KEYS)  # fmt: skip
         print(f"| {c['table']} | {c['row']} | {c['seeds']} | {vals} |")
-    out = ROOT / "reports" / f"pretrain_yardsticks-{args.profile}.json"
+    out = Path(args.json or ROOT / "reports" / f"pretrain_yardsticks-{args.profile}.json")
     out.write_text(json.dumps({"command": "tools/pretrain_yardsticks.py " + " ".join(sys.argv[1:]),
                                "rows": rows}, indent=1) + "\n")  # fmt: skip
     print(f"wrote {out}")

@@ -50,15 +50,13 @@ def notebook_parameters(path: str | Path, reports_dir: str | Path, **params) -> 
 
 
 def finished_runs(root: Path) -> set[str]:
-    """Run folders under `root` with a DONE marker, relative to it: "pretrain-…", "finetune/vqa-…",
-    "multitask/…"."""
+    """Finished run folders under `root`, relative to it: "pretrain-…", "finetune/vqa-…" (a DONE marker, written
+    by `engine.train`), "multitask/…" (its metrics.json, written last by `multitask.multitask`)."""
+    from .multitask import METRICS_FILE
     from .runs import DONE
 
-    return {
-        str(p.parent.relative_to(root))
-        for pattern in (f"*/{DONE}", f"*/*/{DONE}")
-        for p in root.glob(pattern)
-    }
+    patterns = (f"*/{DONE}", f"*/*/{DONE}", f"multitask/*/{METRICS_FILE}")
+    return {str(p.parent.relative_to(root)) for pattern in patterns for p in root.glob(pattern)}
 
 
 def trained_counts(new: set[str]) -> dict:
