@@ -35,12 +35,23 @@ def one(job: dict) -> dict:
     from dataclasses import replace
 
     from vilbert_lite.config import ViLBertConfig
-    from vilbert_lite.multitask import (METRIC, SIZES, build_model, evaluate_task, load_data, multitask,
-                                        resolve_device)  # fmt: skip
+    from vilbert_lite.multitask import (
+        METRIC,
+        SIZES,
+        build_model,
+        evaluate_task,
+        load_data,
+        multitask,
+        resolve_device,
+    )
     from vilbert_lite.multitask_data import DATASETS
 
-    over = {"train_images": job["images"], "val_images": job["val_images"], "iterations": job["iterations"],
-            "ckpt_every": 0}
+    over = {
+        "train_images": job["images"],
+        "val_images": job["val_images"],
+        "iterations": job["iterations"],
+        "ckpt_every": 0,
+    }
     t0 = time.perf_counter()
     m = multitask(job["profile"], job["seed"], (job["task"],), init="none", root=job["root"],
                   size_overrides=over, progress=False)  # fmt: skip
@@ -54,18 +65,30 @@ def one(job: dict) -> dict:
     batch = m["batch_sizes"][job["task"]]
     final = evaluate_task(model, task, "val", batch, None, resolve_device("auto"))[METRIC[task.group]]
     curve = [{"iter": e["iter"], "val": round(e["score"], 4)} for e in m["evals"]]
-    return {**job, "group": DATASETS[job["task"]][0], "n_train": len(task.train), "batch": batch,
-            "n_t": m["n_iter"][job["task"]], "curve": curve, "final_val": round(final, 4),
-            "seconds": m["wall_time_s"], "this_call_s": round(wall, 1)}  # fmt: skip (seconds: the run's own)
+    return {
+        **job,
+        "group": DATASETS[job["task"]][0],
+        "n_train": len(task.train),
+        "batch": batch,
+        "n_t": m["n_iter"][job["task"]],
+        "curve": curve,
+        "final_val": round(final, 4),
+        "seconds": m["wall_time_s"],
+        "this_call_s": round(wall, 1),
+    }  # seconds: the run's own training time; this_call_s: this call (short when reused)
 
 
 def main() -> None:
     from vilbert_lite.multitask_data import DATASETS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, nargs="+", default=[48, 150, 300, 600], help="train images candidates")
+    ap.add_argument(
+        "--images", type=int, nargs="+", default=[48, 150, 300, 600], help="train images candidates"
+    )
     ap.add_argument("--iterations", type=int, default=150)
-    ap.add_argument("--val-images", type=int, default=100, help="val images of every data set (of 200 at cpu)")
+    ap.add_argument(
+        "--val-images", type=int, default=100, help="val images of every data set (of 200 at cpu)"
+    )
     ap.add_argument("--tasks", nargs="*", default=list(DATASETS))
     ap.add_argument("--tol", type=float, default=0.01, help="plateau tolerance on the mean final val score")
     ap.add_argument("--profile", default="cpu")
@@ -76,10 +99,9 @@ def main() -> None:
     args = ap.parse_args()
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
+    from dataclasses import replace
 
     from vilbert_lite.multitask import SIZES, load_data
-
-    from dataclasses import replace
 
     for n in args.images:  # feature stores extracted once, before the workers
         load_data(args.profile, replace(SIZES[args.profile], train_images=n, val_images=args.val_images))
