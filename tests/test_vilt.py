@@ -223,7 +223,8 @@ def test_save_load_round_trip_and_the_cross_kind_error(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ learning
-def test_loss_decreases_on_a_fixed_batch():
+@pytest.mark.parametrize("views", [2, 1])
+def test_loss_decreases_on_a_fixed_batch(views):
     torch.manual_seed(0)
     tok = get_tokenizer()
     enc = tok([f"a {c} square on a white background" for c in ("red", "cyan", "green", "purple")] * 2,
@@ -237,7 +238,7 @@ def test_loss_decreases_on_a_fixed_batch():
     losses = []
     for _ in range(25):
         loss, logs = vilt_pretraining_loss(
-            model, batch, cont, special, None, torch.Generator().manual_seed(1)
+            model, batch, cont, special, None, torch.Generator().manual_seed(1), views=views
         )
         loss.backward()
         opt.step()
@@ -245,6 +246,68 @@ def test_loss_decreases_on_a_fixed_batch():
         losses.append(loss.item())
     assert set(logs) >= {"mlm", "itm", "wpa", "align_acc", "mlm_acc"}
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+
+
+def test_one_view_is_one_pass_of_b_pairs_masked_after_the_swap():
+    """views=1 (ViLBERT's arrangement): the model sees B pairs once; the masked words are the swapped captions'
+    (their labels are the words of the caption each image got), matching reads the same pass. views=2: 2B pairs,
+    the masked words are the true captions'."""
+    from vilbert_lite.objectives import swap_captions
+
+    tok = get_tokenizer()
+    enc = tok([f"a {c} {s} on a white background" for c in ("red", "cyan", "green", "purple")
+               for s in ("star", "square")], return_tensors="pt", padding=True)  # fmt: skip
+    batch = {
+        **enc,
+        "image": torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8),
+        "image_index": torch.arange(8),
+    }
+    model = ViLTForPreTraining(tiny())
+    seen = []
+    model.register_forward_hook(lambda m, args, kw, out: seen.append((args[0].clone(), kw["lm_positions"])),
+                                with_kwargs=True)  # fmt: skip
+    cont, special = wordpiece_continuations(tok), special_ids(tok)
+    for views, rows in ((1, 8), (2, 16)):
+        seen.clear()
+        vilt_pretraining_loss(model, batch, cont, special, None, torch.Generator().manual_seed(3), views=views,
+                              mask_prob=0.5)  # fmt: skip
+        ((ids, lm_pos),) = seen
+        assert ids.shape[0] == rows and lm_pos.shape[0] == rows and lm_pos.any()
+    sw = swap_captions(batch, torch.Generator().manual_seed(3), 0.5)
+    assert (sw["alignment_label"] == 0).any()
+    kept = ids[:8] == batch["input_ids"]  # views=2: the first view is the true captions, masked
+    assert kept[~lm_pos[:8]].all()
+    seen.clear()
+    vilt_pretraining_loss(
+        model, batch, cont, special, None, torch.Generator().manual_seed(3), views=1, mask_prob=0.5
+    )
+    ((ids1, lm1),) = seen
+    assert (ids1 == sw["input_ids"])[~lm1].all()  # unmasked positions read the swapped captions
+    with pytest.raises(ValueError, match="views"):
+        vilt_pretraining_loss(model, batch, cont, special, views=3)
+
+
+def test_the_profiles_vilt_recipe_reaches_the_config_and_the_run_key(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from vilbert_lite import profiles
+    from vilbert_lite.vilt_pretrain import pretrain_vilt, resolve_vilt_config
+
+    smoke = profiles.get_profile("smoke")
+    assert resolve_vilt_config("smoke").patch_size == 16
+    monkeypatch.setitem(
+        profiles._PROFILES, "smoke", replace(smoke, vilt_recipe={"views": 1, "config": {"patch_size": 32}})
+    )
+    assert resolve_vilt_config("smoke").patch_size == 32
+    assert resolve_vilt_config("smoke", config_overrides={"patch_size": 16}).patch_size == 16
+    monkeypatch.setenv("VILBERT_LITE_CACHE", str(tmp_path / "cache"))
+    run = pretrain_vilt("smoke", 0, tmp_path / "runs", train_overrides={"max_steps": 1}, progress=False)
+    rc = json.loads((run / "run_config.json").read_text())
+    assert rc["views"] == 1 and rc["model"]["patch_size"] == 32
+    two = pretrain_vilt(
+        "smoke", 0, tmp_path / "runs", train_overrides={"max_steps": 1}, progress=False, views=2
+    )
+    assert two != run and "views" not in json.loads((two / "run_config.json").read_text())
 
 
 def test_tiny_vilt_learns_a_toy_matching_task():

@@ -217,35 +217,50 @@ def visual_kwargs(batch: dict, generator: torch.Generator | None = None, augment
 
 def vilt_pretraining_loss(model, batch: dict, continuation: torch.Tensor, special,
                           weights: dict | None = None, generator: torch.Generator | None = None,
-                          augment: bool = False, swap_prob: float = 0.5,
-                          mask_prob: float = 0.15) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
-    """ViLT's pretraining loss of a collated batch -> (mlm + itm + wpa, weighted; logs). One forward pass over
-    2B pairs: the whole-word-masked captions with their own images (masked tokens), then the unmasked
-    captions, half swapped (matching and word-patch alignment)."""
+                          augment: bool = False, swap_prob: float = 0.5, mask_prob: float = 0.15,
+                          views: int = 2) -> tuple[torch.Tensor, dict[str, float]]:  # fmt: skip
+    """ViLT's pretraining loss of a collated batch -> (mlm + itm + wpa, weighted; logs).
+    views=2 (ViLT's code): one forward pass over 2B pairs, the whole-word-masked captions with their own images
+    (masked tokens), then the unmasked captions, half swapped (matching and word-patch alignment).
+    views=1 (ViLBERT's arrangement, `objectives.make_pretraining_batch`): one pass over B pairs, captions half
+    swapped and then whole-word masked; masked tokens, matching and alignment all read that pass."""
+    if views not in (1, 2):
+        raise UserError(f"views must be 1 or 2, got {views}")
     w = loss_weights(weights)
     cfg = getattr(model, "module", model).config
     B = batch["input_ids"].shape[0]
-    ids, labels = whole_word_mask(batch["input_ids"], batch["attention_mask"], continuation, special,
+    sw = swap_captions(batch, generator, swap_prob) if views == 1 else None
+    src = sw or batch  # the captions that are masked
+    ids, labels = whole_word_mask(src["input_ids"], src["attention_mask"], continuation, special,
                                   cfg.vocab_size, generator, mask_prob)  # fmt: skip
+    sw = sw or swap_captions(batch, generator, swap_prob)  # two views: drawn after the mask, as before
     if w["mlm"] == 0:
-        ids, labels = batch["input_ids"], torch.full_like(labels, -1)
-    sw = swap_captions(batch, generator, swap_prob)
+        ids, labels = src["input_ids"], torch.full_like(labels, -1)
     vis = visual_kwargs(batch, generator, augment)
-    vis = {k: None if x is None else torch.cat([x, x]) for k, x in vis.items()}
-    types = batch.get("token_type_ids", torch.zeros_like(ids))
-    lm_pos = torch.cat([labels != -1, torch.zeros_like(labels, dtype=torch.bool)])
-    out = model(torch.cat([ids, sw["input_ids"]]),
-                attention_mask=torch.cat([batch["attention_mask"], sw["attention_mask"]]),
-                token_type_ids=torch.cat([types, sw.get("token_type_ids", types)]), lm_positions=lm_pos,
-                **vis)  # fmt: skip
+    types = src.get("token_type_ids", torch.zeros_like(ids))
+    if views == 2:
+        vis = {k: None if x is None else torch.cat([x, x]) for k, x in vis.items()}
+        lm_pos = torch.cat([labels != -1, torch.zeros_like(labels, dtype=torch.bool)])
+        out = model(torch.cat([ids, sw["input_ids"]]),
+                    attention_mask=torch.cat([batch["attention_mask"], sw["attention_mask"]]),
+                    token_type_ids=torch.cat([types, sw.get("token_type_ids", types)]), lm_positions=lm_pos,
+                    **vis)  # fmt: skip
+        first = B  # the matching view starts here
+    else:
+        out = model(ids, attention_mask=sw["attention_mask"], token_type_ids=types, lm_positions=labels != -1,
+                    **vis)  # fmt: skip
+        first = 0
     l_mlm = masked_lm_loss(out.prediction_logits_t, labels[labels != -1])
-    itm_logits = out.seq_relationship_logits[B:]
+    itm_logits = out.seq_relationship_logits[first:]
     l_itm = alignment_loss(itm_logits, sw["alignment_label"])
     total = w["mlm"] * l_mlm + w["itm"] * l_itm
     logs = {"mlm": l_mlm.item(), "itm": l_itm.item()}
     if w["wpa"]:
         dist, _ = word_patch_distance(
-            out.sequence_output_t[B:], sw["attention_mask"], out.sequence_output_v[B:], out.visual_mask[B:]
+            out.sequence_output_t[first:],
+            sw["attention_mask"],
+            out.sequence_output_v[first:],
+            out.visual_mask[first:],
         )
         l_wpa = wpa_loss(dist, sw["alignment_label"])
         total = total + w["wpa"] * l_wpa
@@ -268,7 +283,7 @@ def recipe_weights(prof, weights: dict | None = None) -> dict[str, float]:
 
 
 def vilt_loss_fn(tokenizer, weights: dict | None = None, augment: bool = False, swap_prob: float = 0.5,
-                 mask_prob: float = 0.15):  # fmt: skip
+                 mask_prob: float = 0.15, views: int = 2):  # fmt: skip
     """An engine `loss_fn(model, batch)`; its generator is seeded from the engine's per-rank torch RNG, so
     masks, swaps and augmentations are deterministic for a seed and across resume."""
     continuation, special = wordpiece_continuations(tokenizer), special_ids(tokenizer)
@@ -276,7 +291,7 @@ def vilt_loss_fn(tokenizer, weights: dict | None = None, augment: bool = False, 
     def loss_fn(model, batch):
         gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
         return vilt_pretraining_loss(
-            model, batch, continuation, special, weights, gen, augment, swap_prob, mask_prob
+            model, batch, continuation, special, weights, gen, augment, swap_prob, mask_prob, views
         )
 
     return loss_fn
@@ -336,13 +351,13 @@ def evaluate_vilt(model, dataset: CaptionImageDataset, tokenizer, seed: int = 0,
 def resolve_vilt_config(
     profile: str, visual_embed: str = "patch", config_overrides: dict | None = None
 ) -> ViLTConfig:
-    """The profile's ViLT: the preset named like its ViLBERT preset, at the world's image size, then
-    overrides."""
+    """The profile's ViLT: the preset named like its ViLBERT preset, at the world's image size, with the
+    profile's recipe (`Profile.vilt_recipe["config"]`), then overrides."""
     from vilbert_lite.profiles import get_profile
 
     prof = get_profile(profile)
     base = {**ViLTConfig.preset(prof.model_preset).to_dict(), "image_size": prof.world.image_size,
-            "visual_embed": visual_embed}  # fmt: skip
+            **prof.vilt_recipe.get("config", {}), "visual_embed": visual_embed}  # fmt: skip
     return ViLTConfig.from_dict({**base, **(config_overrides or {})}, source="config_overrides")
 
 
@@ -360,11 +375,14 @@ def pretrain_vilt(
     augment: bool = False,
     world_seed: int = 0,
     resume: bool = True,
+    views: int | None = None,
 ) -> Path:
     """Pretrain ViLT (or reuse a finished run) on the synthetic world of `profile` -> the run folder
     `out/pretrain_vilt[_grid]-<hash>` (out defaults to ./runs). Same captions, TrainConfig and held-out split
     as `pretrain.pretrain`, and the profile's alignment weight (`Profile.pretrain_weights["align"]`) on ITM.
-    weights: {"mlm", "itm", "wpa"} over that (wpa 0 turns word-patch alignment off)."""
+    weights: {"mlm", "itm", "wpa"} over that (wpa 0 turns word-patch alignment off). views: 2 = ViLT's two
+    views of every batch, 1 = one view as ViLBERT's (`vilt_pretraining_loss`); None = the profile's recipe
+    (`Profile.vilt_recipe`, else 2)."""
     from vilbert_lite.data.tokenize import get_tokenizer
     from vilbert_lite.data.world import WORLD_VERSION, make_world
     from vilbert_lite.engine import train
@@ -374,6 +392,7 @@ def pretrain_vilt(
     if augment and visual_embed != "patch":
         raise UserError("augment=True needs visual_embed='patch' (grid models read cached CNN features)")
     prof, _, tcfg = resolve_configs(profile, seed, None, train_overrides)
+    views = prof.vilt_recipe.get("views", 2) if views is None else views
     w = recipe_weights(prof, weights)
     config = resolve_vilt_config(profile, visual_embed, config_overrides)
     world = make_world(profile, seed=world_seed)
@@ -393,6 +412,8 @@ def pretrain_vilt(
         "n_captions": len(train_caps), "max_seq_length": MAX_SEQ_LENGTH, "weights": w, "augment": augment,
         "model": config.to_dict(), "train": tcfg.to_dict(),
     }  # fmt: skip
+    if views != 2:  # runs of ViLT's two views keep the folder keys they had before this option
+        run_cfg["views"] = views
     run = runs.run_dir(out or runs.runs_root(), run_cfg["kind"], run_cfg)
     if rank == 0:
         runs.prepare_run(run, run_cfg)
@@ -404,8 +425,8 @@ def pretrain_vilt(
     ds = CaptionImageDataset(train_caps, visual, tok, MAX_SEQ_LENGTH)
     val = CaptionImageDataset(val_caps, visual, tok, MAX_SEQ_LENGTH)
     cpu0 = time.process_time()
-    train(model, ds, make_collate(tok.pad_token_id), vilt_loss_fn(tok, w, augment), tcfg, run, resume=resume,
-          progress=progress, desc=run_cfg["kind"])  # fmt: skip
+    train(model, ds, make_collate(tok.pad_token_id), vilt_loss_fn(tok, w, augment, views=views), tcfg, run,
+          resume=resume, progress=progress, desc=run_cfg["kind"])  # fmt: skip
     if rank == 0:
         t0 = time.perf_counter()
         scores = evaluate_vilt(model, val, tok, seed=seed, batch_size=128, device=tcfg.device)
@@ -427,7 +448,7 @@ def load_vilt(run: str | Path) -> ViLTForPreTraining:
 
 
 def cli(argv: list[str]) -> int:
-    """`vilbert-lite vilt --profile cpu --seed 0 [--embed patch|grid] [--wpa 0.1] [--augment]`"""
+    """`vilbert-lite vilt --profile cpu --seed 0 [--embed patch|grid] [--wpa 0.1] [--views 1|2] [--augment]`"""
     ap = argparse.ArgumentParser(prog="vilbert-lite vilt", description="pretrain ViLT on the synthetic world")
     ap.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
     ap.add_argument("--seed", type=int, default=0)
@@ -444,14 +465,21 @@ def cli(argv: list[str]) -> int:
     ap.add_argument(
         "--augment", action="store_true", help="RandAugment without colour ops or cutout (patch only)"
     )
+    ap.add_argument(
+        "--views",
+        type=int,
+        choices=[1, 2],
+        default=None,
+        help="2: ViLT's two views of every batch; 1: one, as ViLBERT's (default: the profile's)",
+    )
     ap.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True)
-    ap.add_argument("--config", help="ViLTConfig overrides as JSON, e.g. '{\"patch_size\": 32}'")
+    ap.add_argument("--config", help="ViLTConfig overrides as JSON, e.g. '{\"patch_size\": 16}'")
     ap.add_argument("--train", help="TrainConfig overrides as JSON, e.g. '{\"epochs\": 2}'")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     run = pretrain_vilt(a.profile, a.seed, a.out, a.embed, a.fraction, json_object_arg(a.config, "--config"),
                         json_object_arg(a.train, "--train"), not a.no_progress, weights={"wpa": a.wpa},
-                        augment=a.augment, resume=a.resume)  # fmt: skip
+                        augment=a.augment, resume=a.resume, views=a.views)  # fmt: skip
     if int(os.environ.get("RANK", 0)) == 0:
         print(json.dumps(json.loads((run / "eval.json").read_text()), indent=2))
         print(f"run folder: {run}")
