@@ -212,3 +212,32 @@ def test_run_index_keeps_each_notebooks_latest_run_and_counts_what_it_trained(tm
     rows = [line for line in (reports / "RUN.md").read_text().splitlines() if line.startswith("| 0")]
     assert rows == [f"| {first} | ok | 7.0 | 2026-12-02 10:00 | 0 / 3 (+ 1 other) |",
                     f"| {second} | ok | 5.0 | 2026-12-02 10:00 | 2 / 9 |"]  # fmt: skip
+
+
+def test_reproduce_extra_parameters_are_parsed_logged_and_shown(tmp_path, capsys):
+    """`reproduce -p n_seeds=2` reads VALUE as JSON (a plain word stays a string), refuses what is not NAME=VALUE
+    by naming it, and RUN.md shows a notebook's extra parameters beside its name."""
+    import pytest
+
+    from vilbert_lite import reproduce
+
+    assert reproduce.parse_param("n_seeds=2") == ("n_seeds", 2)
+    assert reproduce.parse_param("runs_root=/tmp/r") == ("runs_root", "/tmp/r")
+    assert reproduce.parse_param("seeds=[0, 1]") == ("seeds", [0, 1])
+    for bad in ("n_seeds", "2x=3", "=1"):
+        with pytest.raises(ValueError, match="NAME=VALUE"):
+            reproduce.parse_param(bad)
+    with pytest.raises(SystemExit):
+        reproduce.main(["--only", "nothing", "-p", "n_seeds"])
+    assert "n_seeds" in capsys.readouterr().err
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    name = reproduce.SUITE[-1]
+    reproduce.append_log(reports, {"notebook": name, "status": "ok", "profile": "cpu", "seconds": 3.0,
+                                   "finished": "2026-12-03 10:00", "params": {"n_seeds": 2}})  # fmt: skip
+    reproduce.write_index(reports, "cpu")
+    assert (
+        f"| {name}, n_seeds=2 | ok | 3.0 | 2026-12-03 10:00 | not recorded |"
+        in (reports / "RUN.md").read_text()
+    )

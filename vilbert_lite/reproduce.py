@@ -67,9 +67,22 @@ def trained_counts(new: set[str]) -> dict:
     return {"pretrain": n_pre, "finetune": n_fine, "other": len(new) - n_pre - n_fine}
 
 
+def parse_param(text: str) -> tuple[str, object]:
+    """`NAME=VALUE` from the command line -> (name, value): VALUE read as JSON (2, null, [0, 1], "x"), else kept
+    as a string."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise ValueError(f"parameter {text!r}: expected NAME=VALUE, e.g. n_seeds=2")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
+
+
 def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports: Path | None = None,
-              only: list[str] | None = None) -> list[dict]:  # fmt: skip
-    """Execute every notebook of the suite that exists; returns one status dict per notebook."""
+              only: list[str] | None = None, params: dict | None = None) -> list[dict]:  # fmt: skip
+    """Execute every notebook of the suite that exists; returns one status dict per notebook. `params` are
+    extra papermill parameters, given only to the notebooks whose `parameters` cell declares them."""
     import papermill as pm
 
     from .runs import runs_root
@@ -89,12 +102,14 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
             continue
         print(f"[{i}/{len(SUITE)}] {name} (profile={profile}) ...", flush=True)
         t0, before = time.time(), finished_runs(runs_root())
-        params = notebook_parameters(src, reports, profile=profile, seed=seed, device=device)
+        declared = set(pm.inspect_notebook(str(src)))
+        extra = {k: v for k, v in (params or {}).items() if k in declared}
+        nb_params = notebook_parameters(src, reports, profile=profile, seed=seed, device=device, **extra)
         timeout = CELL_TIMEOUT_S.get(profile)
         for attempt in (1, 2):  # a kernel that stops answering (seen once, in a widget cell) is retried once;
             try:  # the retry is cheap: every finished run folder is reused
                 pm.execute_notebook(
-                    str(src), str(out_dir / name), parameters=params, cwd=str(nb_dir), progress_bar=False,
+                    str(src), str(out_dir / name), parameters=nb_params, cwd=str(nb_dir), progress_bar=False,
                     kernel_name="python3", execution_timeout=timeout,
                 )  # fmt: skip
                 break
@@ -107,6 +122,8 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
         entry = {"notebook": name, "status": "ok", "seconds": round(dt_s, 1), "profile": profile, "seed": seed,
                  "finished": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M}",
                  "trained": trained_counts(finished_runs(runs_root()) - before)}  # fmt: skip
+        if extra:
+            entry["params"] = extra
         status.append(entry)
         append_log(reports, entry)
     write_index(reports, profile)
@@ -149,8 +166,9 @@ def write_index(reports: Path, profile: str) -> None:
             tr = e.get("trained") or {}
             trained = f"{tr['pretrain']} / {tr['finetune']}" if tr else "not recorded"
             trained += f" (+ {tr['other']} other)" if tr.get("other") else ""
+            params = "".join(f", {k}={json.dumps(v)}" for k, v in (e.get("params") or {}).items())
             lines.append(
-                f"| {name} | {e['status']} | {e.get('seconds', '')} | {e.get('finished', '')} | {trained} |"
+                f"| {name}{params} | {e['status']} | {e.get('seconds', '')} | {e.get('finished', '')} | {trained} |"
             )
     (reports / "RUN.md").write_text("\n".join(lines) + "\n")
 
@@ -166,9 +184,15 @@ def main(argv: list[str] | None = None) -> int:
         help="default: reports/ for the cpu profile (committed), reports/<profile>/ for the others",
     )
     ap.add_argument("--only", nargs="*", help="substrings of notebook names to run")
+    ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="an extra parameter for the notebooks that declare it, e.g. -p n_seeds=2 (VALUE as JSON)")  # fmt: skip
     a = ap.parse_args(argv)
+    try:
+        params = dict(parse_param(t) for t in a.param)
+    except ValueError as e:
+        ap.error(str(e))
     reports = Path(a.reports) if a.reports else ROOT / "reports" / ("" if a.profile == "cpu" else a.profile)
-    status = run_suite(a.profile, a.seed, a.device, reports, a.only)
+    status = run_suite(a.profile, a.seed, a.device, reports, a.only, params)
     missing = [s["notebook"] for s in status if s["status"] == "missing"]
     if missing:
         print(f"{len(missing)} notebook(s) not written yet: {', '.join(missing)}", file=sys.stderr)
