@@ -145,6 +145,16 @@ def test_write_summary_reads_the_tables_and_states_the_claims(tmp_path):
     text = reports.write_summary(tmp_path, "cpu", runs_root=runs).read_text()
     assert "compute: 1 pretraining runs, 10.0 min; 2 fine-tuning runs, 2.0 min" in text
     assert "1 run folder(s) not on this machine" in text
+    assert not (tmp_path / "tables" / "table1_compute.txt").exists()  # a partial sum is never stored
+    # every run here: the line is stored beside the table and kept once the run folders are gone
+    (runs / "pretrain-gone").mkdir()
+    (runs / "pretrain-gone" / "eval.json").write_text(json.dumps({"train_wall_time_s": 300.0}))
+    text = reports.write_summary(tmp_path, "cpu", runs_root=runs).read_text()
+    full = "compute: 2 pretraining runs, 15.0 min; 2 fine-tuning runs, 2.0 min"
+    assert full in text and "not on this machine" not in text
+    assert (tmp_path / "tables" / "table1_compute.txt").read_text().startswith(full)
+    text = reports.write_summary(tmp_path, "cpu", runs_root=tmp_path / "elsewhere").read_text()
+    assert full in text and "not on this machine" not in text
     assert "## 12-in-1 · multi-task ablation (notebook 10)" in text and "| vanilla | 50.00 |" in text
     assert "## ViLT beside ViLBERT · accuracy at equal budgets (notebook 11)" in text
     assert "| 7.0 ± 1.0 |" in text
