@@ -512,3 +512,23 @@ def test_accuracy_against_time_scatter_draws_a_point_per_row_and_column():
     assert len(fig.axes) == 2 and all(len(ax.lines) >= 4 for ax in fig.axes)  # 3 points (+ bars) + chance
     with pytest.raises(ValueError, match="unknown row"):
         vilt_table.run_cell("nope", "smoke", 0)
+
+
+def test_vilt_table_trains_the_costliest_cells_first_and_returns_rows_in_table_order(monkeypatch, tmp_path):
+    """Two workers finish together when the long cells start first (patch, then grid, then region); the long
+    DataFrame still comes out in the table's row order."""
+    from vilbert_lite import experiments, vilt_table
+
+    assert set(vilt_table.COST_ORDER) == set(vilt_table.ROWS)
+    started = []
+
+    def job(args):
+        row, _, seed, _ = args
+        started.append((row, seed))
+        return [dict(row=row, seed=seed, column="VQA", value=float(seed), chance=0.0, init="i", run="r")]
+
+    monkeypatch.setattr(vilt_table, "_job", job)
+    monkeypatch.setattr(experiments, "prepare_data", lambda profile: None)
+    long = vilt_table.run_table("smoke", [0, 1], root=tmp_path, progress=False)
+    assert started == [(row, s) for row in vilt_table.COST_ORDER for s in (0, 1)]
+    assert list(long.row) == [row for row in vilt_table.ROWS for _ in (0, 1)]

@@ -27,6 +27,9 @@ from vilbert_lite.reports import summarize
 ROWS = {"region (ViLBERT)": "vilbert", "grid (ViLT transformer)": "vilt_grid", "patch (ViLT)": "vilt"}
 TASKS = ("vqa", "retrieval", "nlvr", "zeroshot")
 TIME_ROW = {"vilbert": "region", "vilt_grid": "grid", "vilt": "patch"}  # rows of vilt_bench.running_time
+# the rows by what one (row, seed) cell costs at `cpu`, longest first, so that workers finish together: patch
+# 1,129 ms per pretraining step, grid 976 (design log section 10), ViLBERT ~650 (section 5)
+COST_ORDER = ("patch (ViLT)", "grid (ViLT transformer)", "region (ViLBERT)")
 __all__ = ["ROWS", "TASKS", "run_cell", "run_table", "summarize", "plot_accuracy_vs_time"]
 
 
@@ -80,7 +83,7 @@ def run_table(profile: str, seeds, *, workers: int = 1, root: str | Path | None 
 
     root = str(Path(root) if root is not None else runs_root())
     prepare_data(profile)  # region feature stores extracted once, before the workers
-    jobs = [(row, profile, s, root) for s in seeds for row in ROWS]
+    jobs = [(row, profile, s, root) for row in COST_ORDER for s in seeds]  # longest cells first
     bar = tqdm(total=len(jobs), desc=f"ViLT columns ({profile})", disable=not progress)
     results = []
     if workers <= 1:
