@@ -112,9 +112,11 @@ def run_table(profile: str, seeds, *, workers: int = 1, root: str | Path | None 
 
 def plot_accuracy_vs_time(summary: pd.DataFrame, timing: dict, long: pd.DataFrame | None = None, title: str = "",
                           save=None):  # fmt: skip
-    """One panel per column: each row's mean (95% interval as error bars) against its milliseconds per
-    image-text pair (`vilt_bench.running_time(...)["rows"][kind]["total_ms"]`, log scale); chance dashed."""
+    """One panel per column: each row's mean (95% interval as error bars; with `long`, each seed as a small dot)
+    against its milliseconds per image-text pair (`vilt_bench.running_time(...)["rows"][kind]["total_ms"]`, log
+    scale, ticks at the rows' times); chance dashed."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedLocator, NullLocator, StrMethodFormatter
 
     columns = list(dict.fromkeys(summary["column"]))
     fig = Figure(figsize=(3.2 * len(columns), 3.2), layout="constrained")
@@ -127,10 +129,21 @@ def plot_accuracy_vs_time(summary: pd.DataFrame, timing: dict, long: pd.DataFram
             s = s.iloc[0]
             ms = timing["rows"][TIME_ROW[kind]]["total_ms"]
             err = None if np.isnan(s["ci_low"]) else [[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]]
-            ax.errorbar([ms], [s["mean"]], yerr=err, fmt="o", color=f"C{i}", capsize=3, label=row)
+            ax.errorbar(
+                [ms], [s["mean"]], yerr=err, fmt="o", color=f"C{i}", capsize=3, label=f"{row}, {ms:.0f} ms"
+            )
+            if long is not None:
+                seeds = long[(long["row"] == row) & (long["column"] == col)]["value"]
+                ax.plot([ms] * len(seeds), seeds, ".", color=f"C{i}", alpha=0.5, ms=4)
         if long is not None and long[long["column"] == col]["chance"].notna().any():
             ax.axhline(float(long[long["column"] == col]["chance"].mean()), color="0.6", ls="--", lw=1)
         ax.set_xscale("log")
+        times = sorted({timing["rows"][TIME_ROW[k]]["total_ms"] for k in ROWS.values()})
+        ax.xaxis.set_major_locator(FixedLocator(times))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:.0f}"))
+        ax.tick_params(axis="x", labelrotation=90)
+        ax.set_xlim(min(times) / 1.15, max(times) * 1.15)
         ax.set(title=col, xlabel="ms per image-text pair (log)", ylabel="percent")
     axes[0].legend(fontsize=7, loc="best")
     if title:
