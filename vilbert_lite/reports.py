@@ -282,11 +282,12 @@ def all_claims(tables_dir: str | Path) -> pd.DataFrame:
                   chance_r1=chance_r1(t["table1"]) if t["table1"] is not None else None)  # fmt: skip
 
 
-def compute_line(long: pd.DataFrame, runs_root: str | Path | None = None) -> str:
-    """One line: the training wall time of the distinct runs behind a table (`experiments.run_seconds`)."""
+def compute_line(long: pd.DataFrame, runs_root: str | Path | None = None, seconds: dict | None = None) -> str:
+    """One line: the training wall time of the distinct runs behind a table (`experiments.run_seconds`, or its
+    result in `seconds`)."""
     from .experiments import run_seconds
 
-    t = run_seconds(long, runs_root)
+    t = seconds if seconds is not None else run_seconds(long, runs_root)
     line = (f"compute: {t['n_pretrain']} pretraining runs, {t['pretrain_s'] / 60:.1f} min; {t['n_finetune']} "
             f"fine-tuning runs, {t['finetune_s'] / 60:.1f} min (training wall time of each run folder, summed; "
             "runs shared with another table are counted in each)")  # fmt: skip
@@ -301,11 +302,12 @@ def table_compute_line(long: pd.DataFrame, cache: Path, runs_root: str | Path | 
     partial sum with the count of missing folders."""
     from .experiments import run_seconds
 
-    if not run_seconds(long, runs_root)["missing"]:
-        line = compute_line(long, runs_root)
+    t = run_seconds(long, runs_root)
+    if not t["missing"]:
+        line = compute_line(long, seconds=t)
         cache.write_text(line + "\n")
         return line
-    return cache.read_text().strip() if cache.exists() else compute_line(long, runs_root)
+    return cache.read_text().strip() if cache.exists() else compute_line(long, seconds=t)
 
 
 def write_summary(reports_dir: str | Path, profile: str, command: str | None = None,

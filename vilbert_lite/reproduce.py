@@ -39,12 +39,16 @@ SUITE = [
 ]
 
 
-def notebook_parameters(path: str | Path, reports_dir: str | Path, **params) -> dict:
-    """papermill parameters for one notebook: `params`, plus `reports_dir` when the notebook declares it
-    (notebooks 07-09), so that tables and figures land where the caller wants them."""
+def notebook_parameters(
+    path: str | Path, reports_dir: str | Path, extra: dict | None = None, **params
+) -> dict:
+    """papermill parameters for one notebook: `params`, plus `reports_dir` and those of `extra` that the notebook
+    declares (`reports_dir`: notebooks 07-11, so that tables and figures land where the caller wants them)."""
     import papermill as pm
 
-    if "reports_dir" in pm.inspect_notebook(str(path)):
+    declared = pm.inspect_notebook(str(path))
+    params.update({k: v for k, v in (extra or {}).items() if k in declared})
+    if "reports_dir" in declared:
         params["reports_dir"] = str(reports_dir)
     return params
 
@@ -102,9 +106,8 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
             continue
         print(f"[{i}/{len(SUITE)}] {name} (profile={profile}) ...", flush=True)
         t0, before = time.time(), finished_runs(runs_root())
-        declared = set(pm.inspect_notebook(str(src)))
-        extra = {k: v for k, v in (params or {}).items() if k in declared}
-        nb_params = notebook_parameters(src, reports, profile=profile, seed=seed, device=device, **extra)
+        nb_params = notebook_parameters(src, reports, params, profile=profile, seed=seed, device=device)
+        extra = {k: nb_params[k] for k in params or {} if k in nb_params}
         timeout = CELL_TIMEOUT_S.get(profile)
         for attempt in (1, 2):  # a kernel that stops answering (seen once, in a widget cell) is retried once;
             try:  # the retry is cheap: every finished run folder is reused

@@ -121,6 +121,7 @@ def plot_accuracy_vs_time(summary: pd.DataFrame, timing: dict, long: pd.DataFram
     columns = list(dict.fromkeys(summary["column"]))
     fig = Figure(figsize=(3.2 * len(columns), 3.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(columns)))
+    times = sorted({timing["rows"][TIME_ROW[k]]["total_ms"] for k in ROWS.values()})
     for ax, col in zip(axes, columns):
         for i, (row, kind) in enumerate(ROWS.items()):
             s = summary[(summary["row"] == row) & (summary["column"] == col)]
@@ -138,7 +139,6 @@ def plot_accuracy_vs_time(summary: pd.DataFrame, timing: dict, long: pd.DataFram
         if long is not None and long[long["column"] == col]["chance"].notna().any():
             ax.axhline(float(long[long["column"] == col]["chance"].mean()), color="0.6", ls="--", lw=1)
         ax.set_xscale("log")
-        times = sorted({timing["rows"][TIME_ROW[k]]["total_ms"] for k in ROWS.values()})
         ax.xaxis.set_major_locator(FixedLocator(times))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(StrMethodFormatter("{x:.0f}"))
