@@ -153,6 +153,17 @@ def test_resume_gives_bit_identical_weights(tmp_path):
     ]
 
 
+def test_done_records_the_thread_layout(tmp_path):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _, res = _train(tmp_path / "run", dict(epochs=1, batch_size=8, lr=5e-3, log_every=2))
+    finally:
+        torch.set_num_threads(before)
+    done = runs.load_done(tmp_path / "run")
+    assert res["torch_threads"] == done["torch_threads"] == 1 and done["device"] == "cpu"
+
+
 def test_resume_false_starts_over(tmp_path):
     cfg = dict(batch_size=16, lr=1e-3, max_steps=2)
     _train(tmp_path, cfg)

@@ -13,6 +13,7 @@ quiet machine: the numbers are wall-clock. Variants (combine with "+", e.g. `buc
   bs32     batch 32
   compile  torch.compile(model, dynamic=True); the compile time is reported separately
   threads1 torch.set_num_threads(1)
+  bf16     bf16 autocast on the CPU (`TrainConfig.amp = "bf16"`; the default `auto` uses it on CUDA only)
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def run_variant(name: str, data, args) -> dict:
     from vilbert_lite.objectives import pretraining_loss_fn
 
     parts = set(name.split("+"))
-    unknown = parts - {"base", "bucket", "nodrop", "bs32", "compile", "threads1"}
+    unknown = parts - {"base", "bucket", "nodrop", "bs32", "compile", "threads1", "bf16"}
     if unknown:
         raise SystemExit(f"unknown variant part(s) {sorted(unknown)}")
     tok, ds, config = data
@@ -61,7 +62,8 @@ def run_variant(name: str, data, args) -> dict:
     def step(idx):
         b = collate([ds[i] for i in idx])
         tokens.append(b["input_ids"].numel())
-        loss, _ = loss_fn(net, b)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in parts):
+            loss, _ = loss_fn(net, b)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
