@@ -52,6 +52,10 @@ VARIANTS: dict[str, dict] = {
     # the `cpu` profile as it is now (for its timing: `tools/grounding.py cpu --out runs`, the runs root that
     # `make reproduce` and the notebooks reuse)
     "cpu": {},
+    # the same recipe on a schedule of its own with fewer epochs (warm-up and decay over the shorter run): what
+    # a notebook 11 that fits 60 minutes would leave (design log, section 12)
+    "cpu-e2": {"train": {"epochs": 2}},
+    "cpu-e4": {"train": {"epochs": 4}},
     # the recipe as it was, on the old world, with the default region features
     "old-world": {"world": W_OLD, "train": {"epochs": 3}, "config": INIT02},
     "old-world-e12": {"world": W_OLD, "train": {"epochs": 12}, "config": INIT02},
