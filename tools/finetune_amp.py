@@ -24,8 +24,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SCORE = {"vqa": "vqa_accuracy", "refer": "refer_accuracy", "nlvr": "nlvr_accuracy", "vcr": "q2a",
-         "retrieval": "four_way_accuracy"}  # fmt: skip
+sys.path.insert(0, str(ROOT / "tools"))
+from finetune_curves import SCORE  # noqa: E402  (each task's validation score, as its budget curve reads it)
 
 
 def one_run(task: str, amp: str, args) -> dict:

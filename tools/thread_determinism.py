@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
     from vilbert_lite.pretrain import load_pretrained, pretrain
+    from vilbert_lite.runs import load_done
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="cpu")
@@ -51,7 +52,7 @@ def main() -> None:
         shutil.rmtree(out, ignore_errors=True)
         run = pretrain(a.profile, a.seed, out=out, progress=False, resume=False,
                        train_overrides={"max_steps": a.steps, "log_every": 10})  # fmt: skip
-        done = json.loads((run / "DONE").read_text())
+        done = load_done(run)
         weights = load_pretrained(run).state_dict()
         first = first or weights
         diff = max((weights[k].float() - first[k].float()).abs().max().item() for k in first)
