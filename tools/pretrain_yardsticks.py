@@ -71,15 +71,11 @@ def main() -> None:
             if not runs:
                 continue
             cell = {"table": table, "row": row, "seeds": len(runs), "runs": [n for n, _ in runs]}
-            for k in KEYS:
-                v = np.array([ev[k] for _, ev in runs], dtype=float)
-                cell[k] = [round(float(v.mean()), 4), round(float(v.std(ddof=1)) if len(v) > 1 else 0.0, 4)]
-            rows.append(cell)
+            rows.append(cell | mean_std([ev for _, ev in runs]))
     default = [(n, rc, ev) for n, rc, ev in found if same_model(rc, {}) and rc["corpus_fraction"] == 1.0]
     steps = {ev.get("steps") for _, _, ev in default}
-    text_only = [
-        t for t in text_only if t[2].get("steps") in steps
-    ]  # twins of the table runs, not other recipes
+    # twins of the table runs (their step count), not text-only runs of other recipes
+    text_only = [t for t in text_only if t[2].get("steps") in steps]
     if text_only:
         cell = {
             "table": "text-only",
@@ -87,10 +83,7 @@ def main() -> None:
             "seeds": len(text_only),
             "runs": [n for _, n, _ in text_only],
         }
-        for k in KEYS:
-            v = np.array([ev.get(k, np.nan) for _, _, ev in text_only], dtype=float)
-            cell[k] = [round(float(v.mean()), 4), round(float(v.std(ddof=1)) if len(v) > 1 else 0.0, 4)]
-        rows.append(cell)
+        rows.append(cell | mean_std([ev for _, _, ev in text_only]))
     gain = image_gain(default, text_only)
     print("| table | row | seeds | " + " | ".join(KEYS) + " |")
     print("|---|---|---|" + "---|" * len(KEYS))
@@ -105,6 +98,15 @@ def main() -> None:
     out.write_text(json.dumps({"command": "tools/pretrain_yardsticks.py " + " ".join(sys.argv[1:]),
                                "rows": rows, "image_gain": gain}, indent=1) + "\n")  # fmt: skip
     print(f"wrote {out}")
+
+
+def mean_std(evals: list[dict]) -> dict:
+    """{key: [mean, std over seeds]} of each of KEYS over a row's eval.json dicts (std 0 for one seed)."""
+    out = {}
+    for k in KEYS:
+        v = np.array([ev.get(k, np.nan) for ev in evals], dtype=float)
+        out[k] = [round(float(v.mean()), 4), round(float(v.std(ddof=1)) if len(v) > 1 else 0.0, 4)]
+    return out
 
 
 def image_gain(default: list, text_only: list) -> dict:
