@@ -39,6 +39,26 @@ def config_hash(cfg: dict) -> str:
     return hashlib.sha256(_canonical(cfg).encode()).hexdigest()[:12]
 
 
+def content_digest(path: str | Path) -> str:
+    """What identifies a data file's content, for run keys (a run over edited data is another run): the sha256
+    of a file's bytes; of a feature store folder's index.json (it lists every shard's sha256); of an LMDB's
+    data.mdb size and modification time (LMDBs are too large to read whole)."""
+    p = Path(path)
+    if p.is_dir() and (p / "data.mdb").is_file():
+        st = (p / "data.mdb").stat()
+        return f"lmdb:{st.st_size}:{st.st_mtime_ns}"
+    if p.is_dir():
+        found = [p / "index.json"] if (p / "index.json").is_file() else sorted(p.glob("*/index.json"))
+        if not found:
+            raise UserError(f"{p}: not a feature store (no index.json) and not an LMDB (no data.mdb)")
+        p = found[0]
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def run_dir(root: str | Path, kind: str, cfg: dict) -> Path:
     """The folder for a run of `kind` (e.g. "pretrain") with this config: `root/kind-<hash>`."""
     return Path(root) / f"{kind}-{config_hash(cfg)}"

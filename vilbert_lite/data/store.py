@@ -33,7 +33,16 @@ extraction loses at most its last batch, and the next identical call continues a
 byte for byte, as an uninterrupted one (same images in the same order, same shard boundaries).
 
 Images the extractor cannot read (with on_error="skip") are listed in `skipped.jsonl` next to the index, one JSON
-object per line: {"image_id", "path", "reason"}; an image leaves the list once it is stored. Test hook:
+object per line: {"image_id", "path", "reason"}; an image leaves the list once it is stored.
+
+A store knows which file each image came from. `sources.jsonl` holds one JSON line per image extracted from a
+file: {"image_id", "path" (resolved), "size", "mtime_ns", "sha256" (of the file's bytes), "boxes" (sha256 of the
+given boxes, or null for proposals)}, the last line of an id winning; a line is appended before the index that
+lists its image commits. Given a list of items, `extract_features` first compares each stored image with its file
+(`FeatureStore.refresh`): same size and modification time, or else the same content hash, is the same image; a
+file whose content changed, or that was stored with no record of its file, is "changed" and extracted again; an
+image whose recorded file no longer exists and that the items do not name is "vanished" and dropped. So the same
+id always means the features of the file that is there now. Test hook:
 VILBERT_LITE_TEST_KILL_AFTER=N makes `extract_features` kill its own process (SIGKILL, as `kill -9`) once it has
 extracted N images, before committing the batch that reached N.
 """
@@ -48,7 +57,7 @@ import struct
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -63,6 +72,7 @@ from vilbert_lite.errors import UserError
 FORMAT = "vilbert_lite.features"
 FORMAT_VERSION = 1
 REPORT = "skipped.jsonl"  # images extract_features could not read (on_error="skip")
+SOURCES = "sources.jsonl"  # the file each image was extracted from (see the module docstring)
 ON_ERROR = ("skip", "stop")
 KILL_AFTER_ENV = "VILBERT_LITE_TEST_KILL_AFTER"  # test hook, see the module docstring
 
@@ -83,6 +93,26 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def file_identity(path: str | Path) -> dict[str, Any]:
+    """What identifies an image file cheaply: its resolved path, size and modification time (ns)."""
+    p = Path(path)
+    st = p.stat()
+    return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def boxes_digest(boxes: Any) -> str | None:
+    """sha256 of given boxes as float32 (None for proposal boxes): the same file with other boxes is another item."""
+    if boxes is None:
+        return None
+    return hashlib.sha256(np.ascontiguousarray(np.asarray(boxes, np.float32)).tobytes()).hexdigest()
+
+
+def source_record(image_id: str, path: str | Path, boxes: Any) -> dict[str, Any]:
+    """The sources.jsonl line of an image about to be extracted from `path`."""
+    return {"image_id": str(image_id), **file_identity(path), "sha256": file_sha256(path),
+            "boxes": boxes_digest(boxes)}  # fmt: skip
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -110,6 +140,8 @@ class FeatureStore:
         self._verified: set[str] = set()
         self.extracted = 0  # set by extract_features: images extracted by the last call
         self.skipped: list[dict] = []  # set by extract_features: images the last call could not read
+        self.changed: list[str] = []  # set by extract_features: stored images whose file changed
+        self.vanished: list[str] = []  # set by extract_features: stored images whose file is gone (dropped)
         index_file = self.path / "index.json"
         if index_file.exists():
             try:
@@ -128,6 +160,7 @@ class FeatureStore:
             self._write_index()
         self._rebuild_lookup()
         self._remove_orphans()
+        self.sources = self._read_sources()
 
     @classmethod
     def open(cls, path: str | Path) -> FeatureStore:
@@ -271,11 +304,13 @@ class FeatureStore:
             added += self._commit_new([self._save(buf, "shard")])
         return added
 
-    def add_part(self, records: Iterable[RegionFeatures]) -> int:
-        """Commit records at once as one part file (ids already stored are skipped); once the parts hold
-        `shard_size` images they are merged into full shards (`compact`) -> count added."""
+    def add_part(self, records: Iterable[RegionFeatures], sources: dict[str, dict] | None = None) -> int:
+        """Commit records at once as one part file (ids already stored are skipped), with the `sources` records
+        (image_id -> `source_record`) of those extracted from files; once the parts hold `shard_size` images they
+        are merged into full shards (`compact`) -> count added."""
         recs = self._new(records, self._dims())
         if recs:
+            self._append_sources([sources[r.image_id] for r in recs if sources and r.image_id in sources])
             self._commit_new([self._save(recs, "part")])
         if sum(len(s["image_ids"]) for s in self._parts()) >= self.shard_size:
             self.compact()
@@ -361,6 +396,72 @@ class FeatureStore:
         dropped = [s for s in self.index["shards"] if s["file"] in names]
         self._commit([s for s in self.index["shards"] if s["file"] not in names])
         return [i for s in dropped for i in s["image_ids"]]
+
+    def remove(self, image_ids: Iterable[str]) -> list[str]:
+        """Take images out of the store: each shard holding one is rewritten without it (one index commit)
+        -> the ids removed."""
+        ids = {str(i) for i in image_ids} & set(self._where)
+        if not ids:
+            return []
+        shards, new = [], []
+        for shard in self.index["shards"]:
+            if not ids & set(shard["image_ids"]):
+                shards.append(shard)
+                continue
+            keep = [r for r in self._read(shard) if r.image_id not in ids]
+            if keep:
+                entry = self._save(keep, shard["file"].split("-")[0])
+                shards.append(entry)
+                new.append(entry)
+        self._commit(shards, new)
+        return sorted(ids)
+
+    # -- which file each image came from -------------------------------------------------------------------------
+
+    def _read_sources(self) -> dict[str, dict[str, Any]]:
+        """sources.jsonl -> {image_id: its latest record}; a torn last line (a killed append) is ignored."""
+        f, out = self.path / SOURCES, {}
+        for line in f.read_text().splitlines() if f.exists() else []:
+            try:
+                rec = json.loads(line)
+                out[str(rec["image_id"])] = rec
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+        return out
+
+    def _append_sources(self, records: list[dict[str, Any]]) -> None:
+        """Append records to sources.jsonl (synced) before the index that lists their images commits."""
+        if not records:
+            return
+        with open(self.path / SOURCES, "a") as f:
+            f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+            f.flush()
+            os.fsync(f.fileno())
+        self.sources.update({r["image_id"]: r for r in records})
+
+    def refresh(self, items: Iterable[tuple[str, Any, Any]]) -> tuple[list[str], list[str]]:
+        """Check the stored images against the (image_id, image-or-path, boxes) items -> (changed, vanished) ids,
+        both already removed from the store so that changed ones are extracted again (see the module docstring).
+        Items given as arrays are trusted (their store is keyed by what made them, e.g. the synthetic world)."""
+        changed, named, moved = [], set(), []
+        for image_id, image, boxes in items:
+            image_id = str(image_id)
+            named.add(image_id)
+            if image_id not in self._where or not isinstance(image, (str, Path)):
+                continue
+            rec, now = self.sources.get(image_id), file_identity(image)
+            if rec is None or rec.get("boxes") != boxes_digest(boxes):
+                changed.append(image_id)  # no record of its file (an older store), or other boxes
+            elif any(rec.get(k) != now[k] for k in ("path", "size", "mtime_ns")):
+                if file_sha256(image) == rec.get("sha256"):
+                    moved.append({**rec, **now})  # touched or moved, same bytes: same image
+                else:
+                    changed.append(image_id)
+        vanished = sorted(i for i, r in self.sources.items()
+                          if i in self._where and i not in named and not Path(r["path"]).exists())  # fmt: skip
+        self._append_sources(moved)
+        self.remove(changed + vanished)
+        return changed, vanished
 
     # -- the report of unreadable images -------------------------------------------------------------------------
 
@@ -480,22 +581,53 @@ def extract_features(
             f"re-extracting their {len(lost)} images",
             stacklevel=2,
         )
-    store.extracted, store.skipped = 0, []
+    store.extracted, store.skipped, store.changed, store.vanished = 0, [], [], []
+    if isinstance(images, Sequence):  # a list of items: check the stored images against their files first
+        store.changed, store.vanished = store.refresh(images)
+        if total is None:
+            total = sum(str(i) not in store for i, _, _ in images)
+    if store.changed or store.vanished:
+        warnings.warn(f"{store.path}: {_changes(store)}", stacklevel=2)
     kill_after = int(os.environ.get(KILL_AFTER_ENV, "0") or 0)
     todo = _missing(images, store)
-    bar = tqdm(total=total, desc="extract", unit="img", disable=not progress)
+    bar = tqdm(total=total, desc="extract", unit="img", disable=not progress or total == 0)
     try:
         while chunk := list(islice(todo, max(1, batch_size))):
+            sources = _source_records(chunk)
             records = _extract_chunk(extractor, chunk, on_error, store.skipped)
             if kill_after and store.extracted + len(records) >= kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)  # test hook: die like `kill -9`, before this commit
-            store.extracted += store.add_part(records)
+            store.extracted += store.add_part(records, sources)
             bar.update(len(chunk))
     finally:
         bar.close()
     store.compact(final=True)
     store._write_report(store.skipped)
     return store
+
+
+def _source_records(chunk: list[tuple[str, Any, Any]]) -> dict[str, dict[str, Any]]:
+    """The source records of the chunk's items given as files (a file that cannot be read gets none: the
+    extractor reports it)."""
+    out = {}
+    for image_id, image, boxes in chunk:
+        if isinstance(image, (str, Path)):
+            try:
+                out[str(image_id)] = source_record(image_id, image, boxes)
+            except OSError:
+                continue
+    return out
+
+
+def _changes(store: FeatureStore) -> str:
+    """'1 changed, re-extracted (a, …); 1 vanished, dropped (b)': what `refresh` found, for warnings and summaries."""
+
+    def some(ids: list[str]) -> str:
+        return ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+
+    parts = [f"{len(store.changed)} changed, re-extracted ({some(store.changed)})" if store.changed else "",
+             f"{len(store.vanished)} vanished, dropped ({some(store.vanished)})" if store.vanished else ""]  # fmt: skip
+    return "; ".join(p for p in parts if p)
 
 
 def _missing(images: Iterable[tuple[str, Any, Any]], store: FeatureStore) -> Iterator[tuple[str, Any, Any]]:
@@ -536,13 +668,15 @@ def extract_folder(
         )
     t0 = time.time()
     extractor = make_extractor()
-    todo = sum(p.stem not in FeatureStore(out, extractor.settings) for p in files)  # sizes the progress bar
     items = [(p.stem, p, None) for p in files]
-    store = extract_features(items, out, extractor, batch_size, todo, progress, on_error=on_error)
+    with warnings.catch_warnings():  # the summary below says what changed
+        warnings.filterwarnings("ignore", message=".*(changed, re-extracted|vanished, dropped)")
+        store = extract_features(items, out, extractor, batch_size, None, progress, on_error=on_error)
     cached = len(files) - store.extracted - len(store.skipped)
+    changes = f"; {_changes(store)}" if store.changed or store.vanished else ""
     print(
-        f"{len(files)} images, {store.extracted} extracted, {cached} cached, {len(store.skipped)} skipped; "
-        f"store {store.path} ({len(store)} images) in {time.time() - t0:.1f}s"
+        f"{len(files)} images, {store.extracted} extracted, {cached} cached, {len(store.skipped)} skipped"
+        f"{changes}; store {store.path} ({len(store)} images) in {time.time() - t0:.1f}s"
     )
     if not store.skipped:
         return 0

@@ -15,6 +15,8 @@ no answer in the vocabulary, are counted and named (`load_vqa_v2`, `skip_gaps`).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -31,9 +33,10 @@ from vilbert_lite.tasks.common import (
     TaskData,
     TaskSpec,
     evaluate_batches,
-    extract,
+    extract_files,
     new_heads,
     pair,
+    split_images,
     tokenize,
 )
 
@@ -86,7 +89,7 @@ def load(source: Source) -> TaskData:
         recs = dict(source.records)
     vocab_list = answer_vocab(recs["train"])
     vocab = {a: i for i, a in enumerate(vocab_list)}
-    items = {s: build_items(r, source.images, vocab) for s, r in recs.items()}
+    items = {s: build_items(r, split_images(source.images, s), vocab) for s, r in recs.items()}
     final = "test" if "test" in items else "val"
     majority = Counter(
         normalize_answer(Counter(r.answers).most_common(1)[0][0]) for r in recs["train"] if r.answers
@@ -116,7 +119,9 @@ def _chance(items: list[dict], n: int) -> float:
 
 
 class Banks:
-    """Image lookup over the train and val feature sources (the train bank first)."""
+    """One image bank per split of a real data set. An image id names an image only within its split (many data
+    sets number each split's images from 0, and a COCO file name's number is the same in train2014 and val2014),
+    so a split's questions read their own split's bank (`for_split`), never another's."""
 
     def __init__(self, banks: dict[str, ImageBank]):
         self.banks = banks
@@ -124,13 +129,11 @@ class Banks:
     def widths(self) -> tuple[int, int]:
         return self.banks["train"].widths()
 
+    def for_split(self, split: str) -> ImageBank:
+        return self.banks[split]
+
     def __getitem__(self, image_id: str) -> dict:
-        for bank in self.banks.values():
-            try:
-                return bank[image_id]
-            except KeyError:
-                continue
-        raise KeyError(f"image {image_id!r} has no region features")
+        raise TypeError(f"image {image_id!r}: image ids are per split here; use .for_split(split)[image_id]")
 
 
 def load_vqa_v2(paths: dict, extractor=None, progress: bool = True,
@@ -149,7 +152,7 @@ def load_vqa_v2(paths: dict, extractor=None, progress: bool = True,
     from vilbert_lite.data.formats import LMDBFeatures, image_paths_by_id, read_vqa
     from vilbert_lite.data.store import FeatureStore
     from vilbert_lite.pretrain import cache_dir
-    from vilbert_lite.runs import config_hash
+    from vilbert_lite.runs import config_hash, content_digest
 
     paths = {k: v for k, v in paths.items() if v}
     unknown = sorted(set(paths) - set(REAL_FILES) - set(REAL_OPTIONAL))
@@ -187,9 +190,9 @@ def load_vqa_v2(paths: dict, extractor=None, progress: bool = True,
             files = image_paths_by_id(folder)
             problem = {i: ("no_image", f"no image file for it in {folder}") for i in ids if i not in files}
             key = config_hash({"images": str(Path(folder).resolve())})
-            loaders = [(i, lambda f=files[i]: (f, None)) for i in ids if i in files]
-            store, _ = extract(
-                loaders, cache_dir() / "features" / f"images-{key}", extractor, progress, "skip"
+            used = {i: files[i] for i in ids if i in files}
+            store, _ = extract_files(
+                used, cache_dir() / "features" / f"images-{key}", extractor, progress, "skip"
             )
             problem.update(
                 {r["image_id"]: ("unreadable", f"{r['path']}: {r['reason']}") for r in store.skipped}
@@ -199,6 +202,12 @@ def load_vqa_v2(paths: dict, extractor=None, progress: bool = True,
         banks[split] = ImageBank(store, MAX_REGIONS)
         desc.update({k: str(Path(v).resolve()) for k, v in paths.items() if k.startswith(split)})
         desc[f"{split}_store"] = getattr(store, "key", str(feats))
+        # the run key follows the data's content, not only its paths: an edited file is another run
+        desc[f"{split}_content"] = {
+            "questions": content_digest(paths[f"{split}_questions"]),
+            "annotations": content_digest(paths[f"{split}_annotations"]),
+            "images": _images_digest(store, ids, problem) if folder else content_digest(feats),
+        }
     vocab = set(answer_vocab(recs["train"]))
     gaps += [_gap("val", r, "oov", f"answers {sorted(set(r.answers))[:3]}")
              for r in recs["val"] if r.answers and not any(normalize_answer(a) in vocab for a in r.answers)]  # fmt: skip
@@ -214,6 +223,12 @@ def load_vqa_v2(paths: dict, extractor=None, progress: bool = True,
         if empty:
             raise UserError(f"VQA v2 data: no {' or '.join(empty)} questions left after --skip-gaps")
     return recs, Banks(banks), desc, gaps
+
+
+def _images_digest(store, ids: list[str], problem: dict) -> str:
+    """sha256 over the (image id, file content hash) of a split's stored images: what the run read."""
+    rows = sorted((i, store.sources.get(i, {}).get("sha256", "")) for i in ids if i not in problem)
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
 def answer_vocab(records) -> list[str]:
