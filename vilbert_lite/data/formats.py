@@ -65,11 +65,15 @@ def image_paths_by_id(image_dir: str | Path) -> dict[str, Path]:
     image_dir = Path(image_dir)
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image folder not found: {image_dir}")
-    out = {}
+    out: dict[str, Path] = {}
     for p in sorted(image_dir.iterdir()):
         if p.suffix.lower() in IMAGE_EXTS:
             m = re.search(r"(\d+)$", p.stem)
-            out[str(int(m.group(1))) if m else p.stem] = p
+            image_id = str(int(m.group(1))) if m else p.stem
+            if image_id in out:  # two files, one id: which one a question means is unknowable
+                raise UserError(f"{image_dir}: {out[image_id].name} and {p.name} both give image id {image_id} "
+                                "(the number at the end of the name); keep one image per id in a folder")  # fmt: skip
+            out[image_id] = p
     return out
 
 

@@ -101,9 +101,10 @@ def load(source: Source) -> TaskData:
         "oov_answers": oov_a, "oov_questions": oov_q, "majority_answer": top,
         "majority_baseline": _accuracy_of(vocab.get(top, -1), items[final]), "chance": _chance(items[final], len(vocab)),
     }  # fmt: skip
-    return TaskData(
-        items["train"], items["val"], items[final], info=info, extra={"vocab": vocab_list}, eval_split=final
-    )
+    extra: dict = {"vocab": vocab_list}
+    if source.kind != "synthetic":  # real data: accuracy per answer type too (VQA v2's answer_type)
+        extra["qtypes"] = {s: [r.qtype for r in rs] for s, rs in recs.items()}
+    return TaskData(items["train"], items["val"], items[final], info=info, extra=extra, eval_split=final)
 
 
 def _accuracy_of(answer_index: int, items: list[dict]) -> float:
@@ -292,8 +293,13 @@ def evaluate(model, data: TaskData, split: str, batch_size: int) -> dict:
     def step(m, batch):
         return batch["target"].gather(1, m(batch).argmax(1, keepdim=True)).squeeze(1).cpu()
 
-    acc = torch.cat(evaluate_batches(model, items, data.collate, step, batch_size))
-    return {"vqa_accuracy": float(acc.mean())}
+    acc = torch.cat(evaluate_batches(model, items, data.collate, step, batch_size))  # (N,) per question
+    out = {"vqa_accuracy": float(acc.mean())}
+    types = data.extra.get("qtypes", {}).get(split, [])[: len(acc)]  # the per-epoch check reads a prefix
+    for t in sorted({t for t in types if t}):
+        picked = torch.tensor([x == t for x in types])
+        out[f"vqa_accuracy_{re.sub(r'[^a-z0-9]+', '_', t.lower())}"] = float(acc[picked].mean())
+    return out
 
 
 TASK = TaskSpec(
