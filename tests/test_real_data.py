@@ -103,7 +103,17 @@ def test_extract_notices_changed_touched_vanished_and_unrecorded_files(tmp_path,
     assert "2 changed, re-extracted (a, c)" in extract(images, out, capsys)
 
 
-VQA_ARGS = ["finetune", "vqa", "--init", "none", "--profile", "smoke", "--no-progress", "--train", '{"max_steps": 2}']
+VQA_ARGS = [
+    "finetune",
+    "vqa",
+    "--init",
+    "none",
+    "--profile",
+    "smoke",
+    "--no-progress",
+    "--train",
+    '{"max_steps": 2}',
+]
 
 
 def finetune_cli(paths: dict, capsys) -> dict:

@@ -3,6 +3,7 @@
 from .config import ViLBertConfig
 from .heads import PreTrainingOutput, ViLBertForPreTraining
 from .model import Attentions, HiddenStates, ViLBertModel, ViLBertOutput, layer_schedule
+from .predict import Predictor, load_run
 from .single_stream import SingleStreamForPreTraining, SingleStreamModel, build_model, load_any
 
 __all__ = [
@@ -18,5 +19,7 @@ __all__ = [
     "SingleStreamForPreTraining",
     "build_model",
     "load_any",
+    "load_run",
+    "Predictor",
 ]
 __version__ = "0.1.0"

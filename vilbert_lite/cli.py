@@ -22,6 +22,7 @@ COMMANDS = {
     "extract": ("vilbert_lite.data.regions:cli", "extract region features from an image folder"),
     "pretrain": ("vilbert_lite.pretrain:cli", "pretrain ViLBERT (synthetic world or real captions)"),
     "finetune": ("vilbert_lite.tasks:cli", "fine-tune on a downstream task"),
+    "ask": ("vilbert_lite.predict:cli", "ask a trained run about a new image (answer, rank captions, point)"),
     "vilt": (
         "vilbert_lite.vilt_pretrain:cli",
         "pretrain ViLT (patch or grid embeddings) on the synthetic world",

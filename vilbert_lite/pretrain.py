@@ -17,7 +17,18 @@ regions (objectives.py) with a generator seeded from the engine's per-rank RNG.
 Run folders (runs.py) are keyed by a hash of everything that matters: profile sizes, seed, world seed,
 corpus fraction, data source, model config (with the feature widths of the store), training config, loss
 weights. The folder holds the engine's files (train_config.json, metrics.jsonl/csv, model/, DONE) and
-run_config.json, features.json (store, extraction time) and eval.json (held-out numbers).
+run_config.json, features.json (store, extractor settings, extraction time), eval.json (held-out numbers) and
+text_init.json (which weights the text stream started from).
+
+Text stream: ViLBERT starts it from BERT (ViLBERT, arXiv 1908.02265 §3.2). `text_init` / `--text-init` chooses:
+"bundled" (the MiniLM BERT shipped with the tokenizer, hidden size 384: it fits the `small` preset), "random",
+a local Hugging Face BERT folder (config.json + weights) or a hub name such as bert-base-uncased (from the local
+Hugging Face cache; downloaded unless HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set). None is the profile's
+choice: "bundled" where `Profile.init_text_from_bert` (gpu), else "random" (smoke, cpu). A BERT whose sizes do
+not fit the text stream is a one-line UserError naming both widths before any data work; so the gpu profile
+(`base`, hidden size 768) stops unless given `--text-init PATH` (a BERT of width 768, e.g. bert-base-uncased)
+or `--text-init random`. Run keys name a chosen BERT folder or hub name (path or name, weights digest) only:
+default calls, "bundled" and "random" keep the keys they had (init_text_from_bert says BERT or not).
 
 corpus_fraction keeps the first fraction of the pretraining images (with all their captions), for the
 data-size ablation (Table 3); 0 means no pretraining: the folder holds the randomly initialised model
@@ -27,13 +38,14 @@ data-size ablation (Table 3); 0 means no pretraining: the folder holds the rando
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
 import sys
 import time
 import warnings
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +56,7 @@ from vilbert_lite import runs
 from vilbert_lite.config import ViLBertConfig
 from vilbert_lite.data.collate import collate_examples, make_collate
 from vilbert_lite.data.world import WORLD_VERSION
-from vilbert_lite.errors import UserError, json_object_arg
+from vilbert_lite.errors import UserError, json_object_arg, one_line
 from vilbert_lite.heads import ViLBertForPreTraining
 from vilbert_lite.objectives import (
     DEFAULT_WEIGHTS,
@@ -164,9 +176,10 @@ def _wait_for(flag: Path, timeout: float = 3600) -> None:
         time.sleep(1.0)
 
 
-def _extract(items: list[tuple[str, Any]], root: Path, progress: bool) -> tuple[Any, dict]:
+def _extract(items: list[tuple[str, Any]] | dict[str, Path], root: Path, progress: bool) -> tuple[Any, dict]:
     """Region features of (image_id, loader() -> (image, boxes or None)) items into the store under `root`;
-    only missing images are loaded. Under torchrun rank 0 extracts and the other ranks wait."""
+    only missing images are loaded, except image files, which are all checked against what is stored (a changed
+    file is extracted again, see `store.refresh`). Under torchrun rank 0 extracts and the other ranks wait."""
     from vilbert_lite.data.regions import RegionExtractor
     from vilbert_lite.data.store import FeatureStore, extract_features
 
@@ -175,21 +188,26 @@ def _extract(items: list[tuple[str, Any]], root: Path, progress: bool) -> tuple[
     ext = RegionExtractor(max_regions=MAX_REGIONS)
     store = FeatureStore(root, ext.settings) if rank else None
     if rank == 0:
-        probe = FeatureStore(root, ext.settings)
-        todo = [(i, f) for i, f in items if i not in probe]
+        if isinstance(items, dict):  # image files: a list, so that the store checks each against its file
+            store = extract_features([(i, p, None) for i, p in items.items()], root, ext, progress=progress,
+                                     on_error="skip")  # fmt: skip
+        else:
+            probe = FeatureStore(root, ext.settings)
+            todo = [(i, f) for i, f in items if i not in probe]
 
-        def load():
-            for image_id, loader in todo:
-                image, boxes = loader()
-                yield image_id, image, boxes
+            def load():
+                for image_id, loader in todo:
+                    image, boxes = loader()
+                    yield image_id, image, boxes
 
-        store = extract_features(load(), root, ext, total=len(todo), progress=progress, on_error="skip")
+            store = extract_features(load(), root, ext, total=len(todo), progress=progress, on_error="skip")
         (store.path / f".ready-{len(items)}").touch()
     else:
         _wait_for(store.path / f".ready-{len(items)}")
         store = FeatureStore(root, ext.settings)
     info = {"store": str(store.path), "images": len(items), "extracted": store.extracted if rank == 0 else 0,
-            "seconds": round(time.perf_counter() - t0, 2), "settings_key": store.key}  # fmt: skip
+            "seconds": round(time.perf_counter() - t0, 2), "settings_key": store.key,
+            "settings": store.settings}  # fmt: skip
     return store, info
 
 
@@ -220,7 +238,7 @@ def coco_data(captions_json: str | Path, image_dir: str | Path, progress: bool =
         raise UserError(f"{captions_json}: pretraining needs at least 2 images, found {len(paths)}")
     key = runs.config_hash({"images": str(Path(image_dir).resolve())})
     root = cache_dir() / "features" / f"images-{key}"
-    store, info = _extract([(i, lambda i=i: (paths[i], None)) for i in sorted(paths)], root, progress)
+    store, info = _extract({i: paths[i] for i in sorted(paths)}, root, progress)
     unread = {r["image_id"]: r for r in store.report() if r["image_id"] in paths}
     if unread:
         listed = "; ".join(f"{r['path']}: {r['reason']}" for r in list(unread.values())[:5])
@@ -235,6 +253,9 @@ def coco_data(captions_json: str | Path, image_dir: str | Path, progress: bool =
     val_ids = set(ids[-n_val:])
     train = [c for c in caps if c.image_id not in val_ids]
     val = [c for c in caps if c.image_id in val_ids]
+    info["images_digest"] = hashlib.sha256(
+        json.dumps([(i, store.sources.get(i, {}).get("sha256", "")) for i in ids]).encode()
+    ).hexdigest()  # what the run read: the pretraining run's key holds it
     return train, val, _visual_map(store, ids), store, info
 
 
@@ -386,6 +407,7 @@ def pretrain(
     model_kind: str = "vilbert",
     world_overrides: dict | None = None,
     init_text_from_bert: bool | None = None,
+    text_init: str | None = None,
 ) -> Path:
     """Pretrain (or reuse a finished run) -> the run folder `out/pretrain-<hash>` (out defaults to ./runs).
 
@@ -394,6 +416,9 @@ def pretrain(
     the text-only baseline. weights: loss weights {"mlm", "region", "align"} (over the profile's
     `pretrain_weights`). model_kind: "vilbert" or
     "single_stream" (the baseline of Table 1, depth matched to the same parameter budget).
+    text_init: where the text stream starts (`resolve_text_init`): "bundled", "random", a local Hugging Face BERT
+    folder or a hub name; None = the profile's choice (init_text_from_bert=True / False is "bundled" / "random").
+    A BERT that does not fit the model is a UserError before any data work.
     """
     from vilbert_lite.single_stream import MODEL_KINDS, build_model, matched_config
 
@@ -406,10 +431,8 @@ def pretrain(
     if data == "coco" and (captions is None or images is None):
         raise ValueError("data='coco' needs captions=COCO.json and images=DIR")
     prof, config, tcfg = resolve_configs(profile, seed, config_overrides, train_overrides, world_overrides)
-    if (
-        init_text_from_bert is not None
-    ):  # start the text stream from the bundled BERT (or not), whatever the profile
-        prof = replace(prof, init_text_from_bert=bool(init_text_from_bert))
+    text = _pretrain_text_init(text_init, init_text_from_bert, prof, config, model_kind, config_overrides)
+    prof = replace(prof, init_text_from_bert=text.kind != "random")  # run keys: True = from a BERT
     # loss weights: the profile's recipe, then the caller's
     w = {**DEFAULT_WEIGHTS, **prof.pretrain_weights, **(weights or {})}
     if set(w) != set(DEFAULT_WEIGHTS):
@@ -433,6 +456,8 @@ def pretrain(
             "kind": "coco",
             "captions": str(Path(captions).resolve()),
             "images": str(Path(images).resolve()),
+            # the key follows the content too: edited captions or changed images make another run
+            "content": {"captions": runs.content_digest(captions), "images": feat_info["images_digest"]},
         }
     d, c = _store_widths(visual)  # the model reads what the extractor wrote (e.g. 1280-d, 1000 classes)
     c = d if config.visual_target == 1 else c  # feature regression predicts the feature itself
@@ -453,20 +478,26 @@ def pretrain(
         "max_seq_length": MAX_SEQ_LENGTH, "max_regions": MAX_REGIONS, "weights": w,
         "init_text_from_bert": prof.init_text_from_bert, "model": config.to_dict(), "train": tcfg.to_dict(),
     }  # fmt: skip
+    if (key := text_init_key(text)) is not None:  # only then: default runs keep their keys
+        run_cfg["text_init"] = key
     run = runs.run_dir(out or runs.runs_root(), run_cfg["kind"], run_cfg)
     rank = int(os.environ.get("RANK", 0))
     if rank == 0:
         runs.prepare_run(run, run_cfg)
         if not (run / "features.json").exists():  # the first call's extraction time, not a cache hit's
             runs.write_json(run / "features.json", feat_info)
+        elif "settings" not in (old := json.loads((run / "features.json").read_text())):  # an older run
+            runs.write_json(run / "features.json", {**old, "settings": store.settings})
     if runs.is_done(run) and (run / "eval.json").exists():
         return run
 
     torch.manual_seed(seed)
     model = build_model(model_kind, config, pretraining=True)
-    notes = {"text_init": "random"}
-    if prof.init_text_from_bert:
-        notes["text_init"] = _init_text(model)
+    record = apply_text_init(model, text)
+    loaded = f"bert ({record['tensors']} tensors from {record['path']})" if record["tensors"] else "random"
+    notes = {"text_init": loaded}
+    if rank == 0:
+        runs.write_json(run / "text_init.json", record)
     val = CaptionImageDataset(val_caps, visual, tok, MAX_SEQ_LENGTH, blank_images=text_only)
     # the validation curve after every epoch reads the first CURVE_CAPTIONS val captions; the final numbers read all
     curve_val = CaptionImageDataset(
@@ -501,16 +532,207 @@ def pretrain(
     return run
 
 
-def _init_text(model) -> str:
-    """Copy the bundled BERT into the text stream when its shape fits (the paper starts from BERT)."""
-    from vilbert_lite.data.tokenize import bert_model_path
+# ------------------------------------------------------------------------------------------------- text init
+# BERT sizes that must equal the text stream's (ViLBertModel.init_text_from_bert checks the same)
+TEXT_INIT_SIZES = ("hidden_size", "num_attention_heads", "intermediate_size", "vocab_size", "type_vocab_size")
 
+
+@dataclass(frozen=True)
+class TextInit:
+    """Where the text stream starts from (see `resolve_text_init`).
+
+    kind: "random", "bundled" (the MiniLM BERT shipped with the tokenizer), "folder" (a local Hugging Face BERT
+    folder) or "hub" (a hub name, resolved to its snapshot in the local Hugging Face cache). asked: what was
+    passed (None: the profile's choice). sizes: the BERT's config.json sizes; digest: sha256 of its weights."""
+
+    asked: str | None
+    kind: str
+    path: Path | None = None
+    sizes: dict = field(default_factory=dict)
+    digest: str | None = None
+    commit: str | None = None
+
+
+def _hf_offline() -> bool:
+    """True when HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE forbids downloads."""
+    from huggingface_hub import constants
+
+    flags = (os.environ.get(k, "").upper() for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return constants.HF_HUB_OFFLINE or any(f in ("1", "ON", "YES", "TRUE") for f in flags)
+
+
+def _weight_files(folder: Path, label: str) -> list[Path]:
+    """The weights of a Hugging Face folder: its *.safetensors, else its pytorch_model*.bin."""
+    safe = sorted(folder.glob("*.safetensors"))
+    files = safe or sorted(folder.glob("pytorch_model*.bin"))
+    if not files:
+        raise UserError(f"{label}: {folder} holds no model.safetensors or pytorch_model.bin; expected a "
+                        "Hugging Face BERT folder (config.json + weights, as save_pretrained writes)")  # fmt: skip
+    return files
+
+
+def _weights_digest(folder: Path, label: str) -> str:
+    """sha256 over the names and bytes of a folder's weight files: other weights, another digest."""
+    h = hashlib.sha256()
+    for f in _weight_files(folder, label):
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def _bert_sizes(folder: Path, label: str) -> dict:
+    """The sizes of a BERT folder's config.json that decide whether it fits a text stream."""
+    from transformers import BertConfig
+
+    cfg = folder / "config.json"
+    if not cfg.is_file():
+        raise UserError(f"{label}: {folder} has no config.json; expected a Hugging Face BERT folder "
+                        "(config.json + weights, as BertModel.save_pretrained writes)")  # fmt: skip
+    model_type = json.loads(cfg.read_text()).get("model_type", "bert")
+    if model_type != "bert":
+        raise UserError(f"{label}: {cfg} is a {model_type!r} model; the text stream starts from a BERT")
+    c = BertConfig.from_pretrained(str(folder), local_files_only=True)
+    return {k: getattr(c, k) for k in (*TEXT_INIT_SIZES, "num_hidden_layers", "max_position_embeddings")}
+
+
+def _hub_snapshot(name: str) -> Path:
+    """A hub name -> its snapshot folder (config.json + weights) in the local Hugging Face cache, downloaded
+    there first unless HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+
+    offline = _hf_offline()
     try:
-        keys = model.bert.init_text_from_bert(bert_model_path())
-        return f"bert ({len(keys)} tensors from {bert_model_path()})"
+        folder = Path(snapshot_download(name, allow_patterns=["config.json", "*.safetensors*"],
+                                        local_files_only=offline))  # fmt: skip
+        if not any(folder.glob("*.safetensors")):  # an older repository: PyTorch pickles only
+            folder = Path(snapshot_download(name, allow_patterns=["config.json", "pytorch_model*.bin*"],
+                                            local_files_only=offline))  # fmt: skip
+    except (LocalEntryNotFoundError, HfHubHTTPError, HFValidationError, OSError, ValueError) as e:
+        if offline:
+            raise UserError(
+                f"--text-init {name}: not a local folder and not in the local Hugging Face cache, and it "
+                "cannot be downloaded offline (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set); pass a local "
+                "BERT folder instead: --text-init /path/to/bert (config.json + weights)"
+            ) from e
+        raise UserError(f"--text-init {name}: not a local folder, and the Hugging Face hub cannot give it "
+                        f"({one_line(e)}); pass a local BERT folder, a hub name such as bert-base-uncased, "
+                        "'bundled' or 'random'") from e  # fmt: skip
+    return folder
+
+
+def resolve_text_init(value: str | None, profile_wants_bert: bool = False) -> TextInit:
+    """--text-init -> TextInit, before any data work: None (the profile's choice: "bundled" when
+    `profile_wants_bert`, else "random"), "bundled", "random", a local Hugging Face BERT folder, or a hub name
+    such as bert-base-uncased (from the local Hugging Face cache, downloaded unless offline)."""
+    choice = value if value is not None else ("bundled" if profile_wants_bert else "random")
+    label = f"--text-init {choice}"
+    if choice == "random":
+        return TextInit(value, "random")
+    if choice == "bundled":
+        from vilbert_lite.data.tokenize import bert_model_path
+
+        path, kind = bert_model_path(), "bundled"
+    elif Path(choice).expanduser().exists():
+        path, kind = Path(choice).expanduser().resolve(), "folder"
+        if not path.is_dir():
+            raise UserError(
+                f"{label}: not a folder; expected a Hugging Face BERT folder (config.json + weights)"
+            )
+    elif choice.startswith((".", "/", "~")) or "\\" in choice or choice.count("/") > 1:
+        raise UserError(f"{label}: no such folder; pass a local Hugging Face BERT folder (config.json + "
+                        "weights), a hub name such as bert-base-uncased, 'bundled' or 'random'")  # fmt: skip
+    else:
+        path, kind = _hub_snapshot(choice), "hub"
+    commit = path.name if kind == "hub" and path.parent.name == "snapshots" else None
+    return TextInit(value, kind, path, _bert_sizes(path, label), _weights_digest(path, label), commit)
+
+
+def check_text_init(text: TextInit, config: ViLBertConfig, where: str, profile: str | None = None,
+                    model_kind: str = "vilbert") -> None:  # fmt: skip
+    """One-line UserError, before any data work, when `text`'s BERT does not fit the text stream of `config`
+    (`where` names the model, e.g. "model preset 'mini'"). With no --text-init (the profile wants BERT and the
+    bundled one does not fit) the message asks for --text-init PATH or --text-init random: a profile that
+    starts from BERT never trains a random text stream without being told to."""
+    if text.kind == "random":
+        return
+    b, width = text.sizes, config.hidden_size
+    who = "its" if text.asked is not None else "the bundled MiniLM BERT's"
+    if b["hidden_size"] != width:
+        problem = f"{who} hidden size {b['hidden_size']} does not fit the text stream's {width} ({where})"
+    else:
+        diffs = [f"{k} {b[k]} vs {getattr(config, k)}" for k in TEXT_INIT_SIZES if b[k] != getattr(config, k)]
+        for k in ("num_hidden_layers", "max_position_embeddings"):
+            if b[k] < getattr(config, k) and (k != "num_hidden_layers" or model_kind == "vilbert"):
+                diffs.append(f"{k} {b[k]} < {getattr(config, k)}")
+        if not diffs:
+            return
+        problem = f"{who} sizes do not fit the text stream ({where}; BERT vs model): {', '.join(diffs)}"
+    example = ", e.g. bert-base-uncased" if width == 768 else ""
+    hint = (f"pass --text-init PATH (a BERT of hidden size {width}{example}) or --text-init random to train "
+            "the text stream from scratch knowingly")  # fmt: skip
+    if text.asked is None:
+        raise UserError(f"profile {profile!r} starts the text stream from BERT (ViLBERT, arXiv 1908.02265 "
+                        f"§3.2), but {problem}; {hint}")  # fmt: skip
+    raise UserError(f"--text-init {text.asked}: {problem}; {hint}")
+
+
+def text_init_key(text: TextInit) -> dict | None:
+    """The run-config entry of a text init: None for "random" and "bundled" (run keys stay as they were), else
+    the folder and its weights' digest, or the hub name with its snapshot's commit and digest."""
+    if text.kind == "folder":
+        return {"path": str(text.path), "digest": text.digest}
+    if text.kind == "hub":
+        return {"name": text.asked, "commit": text.commit, "digest": text.digest}
+    return None
+
+
+def apply_text_init(model, text: TextInit) -> dict:
+    """Copy `text`'s BERT into the text stream of `model` (a backbone or a pretraining model; nothing for
+    "random") -> the record for the run folder's text_init.json: what was asked and what was loaded."""
+    asked = text.asked if text.asked is not None else f"profile default ({text.kind})"
+    if text.kind == "random":
+        return {"asked": asked, "kind": "random", "tensors": 0}
+    target = getattr(model, "bert", model)
+    if not hasattr(target, "init_text_from_bert"):
+        if text.asked is None:  # e.g. a ViLT backbone: the profile's BERT does not apply
+            return {"asked": asked, "kind": "random", "tensors": 0}
+        raise UserError(
+            f"--text-init {text.asked}: the {type(target).__name__} backbone has no BERT text stream"
+        )
+    try:
+        keys = target.init_text_from_bert(text.path)
     except ValueError as e:
-        warnings.warn(f"text stream left random: {e}", stacklevel=3)
-        return f"random (bundled BERT does not fit: {e})"
+        raise UserError(f"--text-init {text.asked or text.kind}: {one_line(e)}") from e
+    return {"asked": asked, "kind": text.kind, "path": str(text.path), "tensors": len(keys),
+            "hidden_size": text.sizes["hidden_size"], "digest": text.digest,
+            **({"commit": text.commit} if text.commit else {})}  # fmt: skip
+
+
+TEXT_INIT_HELP = (
+    "where the text stream starts: 'bundled' (the MiniLM BERT shipped with the tokenizer, hidden size 384), "
+    "'random', a local Hugging Face BERT folder (config.json + weights) or a hub name such as "
+    "bert-base-uncased (downloaded unless HF_HUB_OFFLINE is set); default: the profile's choice "
+    "(gpu: bundled, which must fit the model)"
+)
+
+
+def _pretrain_text_init(text_init: str | None, init_text_from_bert: bool | None, prof, config: ViLBertConfig,
+                        model_kind: str, overrides: dict | None) -> TextInit:  # fmt: skip
+    """The pretraining's text init (text_init, else the init_text_from_bert keyword, else the profile's),
+    resolved and checked against the model before any data work."""
+    if text_init is not None and init_text_from_bert is not None:
+        raise UserError(
+            "pass text_init or init_text_from_bert, not both (init_text_from_bert=True is 'bundled')"
+        )
+    if init_text_from_bert is not None:
+        text_init = "bundled" if init_text_from_bert else "random"
+    text = resolve_text_init(text_init, prof.init_text_from_bert)
+    where = f"model preset {prof.model_preset!r}" + (" with config overrides" if overrides else "")
+    check_text_init(text, config, where, prof.name, model_kind)
+    return text
 
 
 def pretrain_text_only(profile: str = "cpu", seed: int = 0, out: str | Path | None = None, **kw) -> Path:
@@ -684,6 +906,7 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--config", help="ViLBertConfig overrides as JSON, e.g. '{\"objective\": 1}'")
     ap.add_argument("--train", help="TrainConfig overrides as JSON, e.g. '{\"epochs\": 2}'")
     ap.add_argument("--world", help="WorldSize overrides as JSON, e.g. '{\"object_counts\": [1, 1]}'")
+    ap.add_argument("--text-init", metavar="PATH_OR_NAME", help=TEXT_INIT_HELP)
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     data = "coco" if a.captions or a.images else a.data
@@ -692,7 +915,7 @@ def cli(argv: list[str]) -> int:
     run = pretrain(a.profile, a.seed, a.out, data, a.fraction, json_object_arg(a.config, "--config"),
                    json_object_arg(a.train, "--train"), not a.no_progress, text_only=a.text_only,
                    captions=a.captions, images=a.images, resume=a.resume, model_kind=a.model,
-                   world_overrides=json_object_arg(a.world, "--world"))  # fmt: skip
+                   world_overrides=json_object_arg(a.world, "--world"), text_init=a.text_init)  # fmt: skip
     if int(os.environ.get("RANK", 0)) == 0:
         print(json.dumps(json.loads((run / "eval.json").read_text()), indent=2))
         print(f"run folder: {run}")

@@ -44,6 +44,10 @@ class Profile:
     pretrain: TrainSize
     finetune: TrainSize
     seeds: int = 3
+    # True: the text stream starts from the bundled MiniLM BERT (hidden size 384) unless --text-init says
+    # otherwise; where it does not fit the preset (gpu: `base`, 768), pretraining and ViLBERT† fine-tuning stop
+    # with a UserError asking for --text-init PATH (a BERT of the model's width) or --text-init random: never a
+    # silent random start
     init_text_from_bert: bool = False
     # pretraining loss weights over objectives.DEFAULT_WEIGHTS ({"mlm", "region", "align"}); {} = all 1
     pretrain_weights: dict = field(default_factory=dict)

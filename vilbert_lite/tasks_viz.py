@@ -259,3 +259,31 @@ def plot_results(table: pd.DataFrame, columns: Sequence[str] | None = None, titl
 __all__ = ["results_table", "chance_of", "run_folder", "load_task_model", "task_heads", "vqa_predictions",
            "refer_predictions", "plot_vqa_cases", "plot_refer_cases", "ranking_table", "plot_ranked_images",
            "plot_results"]  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ real data
+def answer_type_table(results: dict[str, dict]) -> pd.DataFrame:
+    """{row name: VQA metrics dict of a real-data run} -> VQA accuracy in percent, overall and per answer type
+    (the `vqa_accuracy_<type>` keys), one row per run, with its questions and wall time."""
+    rows = []
+    for name, m in results.items():
+        row = {"model": name, "all": 100 * m["vqa_accuracy"]}
+        row.update(
+            {k[len("vqa_accuracy_") :]: 100 * v for k, v in m.items() if k.startswith("vqa_accuracy_")}
+        )
+        row.update({"questions": m["n_eval"], "fine-tuning (s)": m["wall_time_s"]})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model").round(1)
+
+
+def plot_vqa_files(images: dict[str, str | Path], questions: dict[str, list[tuple[str, str]]], cols: int = 4,
+                   title: str | None = None, size: float = 2.6) -> Figure:  # fmt: skip
+    """Images from files, each titled with its name and a few (question, answer) pairs: a data set at a glance."""
+    from PIL import Image
+
+    fig, axes = _grid(len(images), cols, size)
+    for ax, (name, path) in zip(axes, images.items()):
+        ax.imshow(Image.open(path).convert("RGB"))
+        qa = "\n".join(_wrap(f"{q} → {a}", 40) for q, a in questions.get(name, [])[:3])
+        ax.set_title(f"{name}\n{qa}", fontsize=7.5)
+    return _finish(fig, title, None)

@@ -8,6 +8,7 @@
                        train_images=..., val_questions=..., val_annotations=..., val_images=...)
 
     vilbert-lite finetune TASK --init RUN_DIR|none --profile cpu --seed S --out DIR [--skip-gaps]
+    vilbert-lite finetune TASK --init none --profile gpu --text-init bert-base-uncased   # ViLBERT† from BERT
 
 Tasks: vqa, vcr, refer, retrieval, zeroshot, nlvr (see TASKS). Each run is a folder (DIR, or
 runs/finetune/<task>-<config hash>) holding the engine's files and `metrics.json`: task, split, seed, init,
@@ -15,6 +16,11 @@ every metric by name, chance levels, the config hash, wall time and the per-epoc
 with the same config is reused, not retrained. Real data is checked before the first step: its gaps (questions
 whose image is missing or unreadable, answers outside the vocabulary) are counted, named in a warning or a
 UserError, and listed in the run folder's `gaps.jsonl`; `skip_gaps` / `--skip-gaps` leaves them out.
+
+ViLBERT† (--init none) starts its text stream as pretraining does (`pretrain.resolve_text_init`): the profile's
+choice, or `--text-init bundled | random | BERT_FOLDER | HUB_NAME`; a BERT that does not fit the model is a
+UserError before any data work (the gpu profile's `base` model needs a BERT of width 768), and the run folder's
+`text_init.json` says what was loaded. A chosen BERT enters the run key; default calls keep theirs.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from vilbert_lite.data.world import WORLD_VERSION
 from vilbert_lite.errors import UserError, json_object_arg
 from vilbert_lite.tasks.common import (
     METRICS_FILE,
@@ -57,6 +64,7 @@ TASKS = {
     "nlvr": "vilbert_lite.tasks.nlvr:TASK",
 }
 DATA_KINDS = ("synthetic", "vqa_v2")
+KEYED_WORLD_VERSION = 3  # fine-tuning run keys name the world version only when it differs from this
 
 
 def get_task(name: str) -> TaskSpec:
@@ -85,6 +93,7 @@ def finetune(
     resume: bool = True,
     skip_gaps: bool = False,
     blank_images: bool = False,
+    text_init: str | None = None,
     **real_data_paths: Any,
 ) -> dict:
     """Fine-tune (or, for "zeroshot", only evaluate) one task and return its metrics (also in OUT/metrics.json).
@@ -100,8 +109,11 @@ def finetune(
     val_questions, val_annotations, val_images | val_features; its gaps are found before training (see
     `vqa.load_vqa_v2`): missing or unreadable images raise a UserError naming them unless `skip_gaps`, which
     leaves those questions out. blank_images: every image becomes one zero region, so the model sees the text
-    only (Table 1's question-only VQA row, the language prior). extractor: the region extractor (default the built-in RegionExtractor). out: the
-    run folder (default ROOT/finetune/<task>-<config hash>).
+    only (Table 1's question-only VQA row, the language prior). text_init: where a ViLBERT†'s text stream starts
+    (init none only; see `pretrain.resolve_text_init`): "bundled", "random", a BERT folder or a hub name, None =
+    the profile's choice; a BERT that does not fit is a UserError before any data work. extractor: the region
+    extractor (default the built-in RegionExtractor). out: the run folder (default
+    ROOT/finetune/<task>-<config hash>).
     """
     from vilbert_lite import runs
     from vilbert_lite.config import ViLBertConfig
@@ -136,6 +148,10 @@ def finetune(
     if has_init:  # fail before any data work (widths come later)
         check_init_shape(init, config or ViLBertConfig.preset(prof.model_preset), backbone,
                          ignore=() if config else ("v_feature_size", "v_target_size"))  # fmt: skip
+        if text_init is not None:
+            raise UserError(f"--text-init {text_init} applies to ViLBERT† (--init none) only: the text stream "
+                            f"of --init {init} is already pretrained; leave --text-init out")  # fmt: skip
+    text = None if has_init else _dagger_text_init(text_init, prof, kind, backbone, config)
     gaps: list[dict] = []
     if data == "synthetic":
         if real_data_paths:
@@ -164,6 +180,8 @@ def finetune(
                          "features": spec.features, "store": store.key}  # fmt: skip
         if options:  # only then: the run keys of tasks without options stay what they were
             data_desc["options"] = options
+        if WORLD_VERSION != KEYED_WORLD_VERSION:  # a re-rendered world is another run (keys before stay)
+            data_desc["world_version"] = WORLD_VERSION
     else:
         if task != "vqa":
             raise UserError(f"real data (data='vqa_v2') is supported for vqa only, not {task!r}")
@@ -186,6 +204,8 @@ def finetune(
     run_cfg = {"kind": "finetune", "task": spec.name, "profile": prof.name, "seed": seed, "init": init_desc,
                "backbone": backbone_name(backbone), "data": data_desc, "model": config.to_dict(),
                "train": tcfg.to_dict(), "version": 1}  # fmt: skip
+    if text is not None and (key := _dagger_text_key(text, prof)) is not None:  # defaults keep their keys
+        run_cfg["text_init"] = key
     out = (
         Path(out)
         if out is not None
@@ -202,12 +222,43 @@ def finetune(
             f"VQA v2 data: {gap_summary(gaps)}; {what}; all listed in {out / 'gaps.jsonl'}", stacklevel=2
         )
     return run_task(spec, source, config, None if init_desc == "none" else init, tcfg, run_cfg, out,
-                    backbone, prof.init_text_from_bert, progress, resume)  # fmt: skip
+                    backbone, prof.init_text_from_bert, progress, resume, text_init=text)  # fmt: skip
+
+
+def _dagger_text_init(text_init: str | None, prof, kind: str | None, backbone, config):
+    """The text init of a ViLBERT† (no --init), resolved and checked against the model before any data work;
+    ViLT backbones have no BERT text stream (ViLT starts from ViT), so only 'random' (or nothing) applies."""
+    from vilbert_lite.config import ViLBertConfig
+    from vilbert_lite.pretrain import check_text_init, resolve_text_init
+
+    if kind in VILT_KINDS:  # random is all there is: the same run as without --text-init
+        if text_init not in (None, "random"):
+            raise UserError(f"--text-init {text_init}: a {kind} backbone has no BERT text stream; leave out")
+        return resolve_text_init(None, False)
+    text = resolve_text_init(text_init, prof.init_text_from_bert)
+    where = f"model preset {prof.model_preset!r}" + (" with the given config" if config else "")
+    check_text_init(text, config or ViLBertConfig.preset(prof.model_preset), where, prof.name,
+                    "single_stream" if backbone == "single_stream" else "vilbert")  # fmt: skip
+    return text
+
+
+def _dagger_text_key(text, prof) -> dict | str | None:
+    """The fine-tuning run-config entry of a text init: None when it is the profile's choice (default runs keep
+    their keys), the kind ("random" / "bundled") when it differs from it, else the BERT folder / hub entry
+    (`pretrain.text_init_key`)."""
+    from vilbert_lite.pretrain import text_init_key
+
+    default = "bundled" if prof.init_text_from_bert else "random"
+    if text.asked is None or (text.kind == default and text_init_key(text) is None):
+        return None
+    return text_init_key(text) or text.kind
 
 
 # ---------------------------------------------------------------------------------------------------- CLI
 def cli(argv: list[str]) -> int:
     """`vilbert-lite finetune TASK --init RUN_DIR|none --profile cpu --seed S --out DIR` (+ VQA v2 files)."""
+    from vilbert_lite.pretrain import TEXT_INIT_HELP
+
     ap = argparse.ArgumentParser(prog="vilbert-lite finetune", description=__doc__.splitlines()[0])
     ap.add_argument("task", help=f"one of: {', '.join(TASKS)}")
     ap.add_argument("--init", required=True, help="a pretraining run folder, or none (ViLBERT†)")
@@ -222,6 +273,8 @@ def cli(argv: list[str]) -> int:
         action="store_true",
         help="every image as one zero region: the text-only (question-only) baseline",
     )
+    ap.add_argument("--text-init", metavar="PATH_OR_NAME",
+                    help="ViLBERT† (--init none): " + TEXT_INIT_HELP)  # fmt: skip
     ap.add_argument("--no-progress", action="store_true")
     real = ap.add_argument_group("real VQA v2 data (task vqa)")
     for split in ("train", "val"):
@@ -240,7 +293,8 @@ def cli(argv: list[str]) -> int:
     overrides = json_object_arg(a.train, "--train")
     metrics = finetune(a.task, a.init, a.profile, a.seed, a.out, "vqa_v2" if paths else "synthetic",
                        backbone=a.backbone, train_overrides=overrides, progress=not a.no_progress,
-                       skip_gaps=a.skip_gaps, blank_images=a.blank_images, **paths)  # fmt: skip
+                       skip_gaps=a.skip_gaps, blank_images=a.blank_images, text_init=a.text_init,
+                       **paths)  # fmt: skip
     print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
     return 0
 

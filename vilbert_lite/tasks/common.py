@@ -26,7 +26,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from vilbert_lite.model import ViLBertModel, ViLBertOutput, init_weights
 
 MAX_REGIONS = 36  # + the global region: as in pretraining (REFERENCE §3)
 METRICS_FILE = "metrics.json"
+TASK_FILE = "task.json"  # what inference needs and the hashed run config does not hold (predict.load_run)
 PROBE_ITEMS = 32  # training items whose loss is measured before and after fine-tuning
 VAL_ITEMS = 256  # the per-epoch validation score reads the first ones (the final numbers read all of test)
 # Fields that decide parameter shapes: an --init run must agree with the requested model on all of them.
@@ -300,6 +301,15 @@ class BlankImageBank:
     def widths(self) -> tuple[int, int]:
         return self.bank.widths()
 
+    def for_split(self, split: str) -> BlankImageBank:
+        return self  # every image is blank, in every split
+
+
+def split_images(images, split: str):
+    """The image lookup of one split: a real data set's per-split bank (ids repeat across splits), else the one
+    shared lookup (the synthetic world's scene ids are unique across splits)."""
+    return images.for_split(split) if hasattr(images, "for_split") else images
+
 
 def pair(text: tuple, visual: dict) -> dict:
     """One (text, image) row: input_ids, token_type_ids and the image's visual inputs."""
@@ -340,6 +350,23 @@ def extract(items: list[tuple[str, Callable]], root: Path, extractor=None, progr
     return store, time.perf_counter() - t0
 
 
+def extract_files(files: dict[str, Path], root: Path, extractor=None, progress: bool = True,
+                  on_error: str = "stop"):  # fmt: skip
+    """Region features of image files (image_id -> path, proposal boxes) into the feature store under `root` ->
+    (store, seconds). New images are extracted, and so are stored ones whose file changed since; stored images
+    whose file is gone are dropped (`store.refresh`), so an id always means the file that is there now."""
+    from vilbert_lite.data.store import extract_features
+
+    t0 = time.perf_counter()
+    if extractor is None:
+        from vilbert_lite.data.regions import RegionExtractor
+
+        extractor = RegionExtractor(max_regions=MAX_REGIONS)
+    items = [(i, p, None) for i, p in files.items()]
+    store = extract_features(items, root, extractor, progress=progress, on_error=on_error)
+    return store, time.perf_counter() - t0
+
+
 def world_features(world, kind: str, splits=("train", "val", "test"), extractor=None, progress: bool = True):
     """Region features of the world's images in `splits`, cached: kind "gt" (ground-truth boxes, shared with
     pretraining's store) or "proposals" (`propose_boxes`, for referring expressions) -> (store, seconds)."""
@@ -347,7 +374,7 @@ def world_features(world, kind: str, splits=("train", "val", "test"), extractor=
 
     if kind not in ("gt", "proposals"):
         raise ValueError(f"kind must be 'gt' or 'proposals', got {kind!r}")
-    key = runs.config_hash({"world": asdict(world.sizes), "seed": world.seed})
+    key = world.key  # sizes, seed and the world's version: a re-rendered world is another cache
     root = cache_dir() / "features" / (f"world-{key}" if kind == "gt" else f"world-{key}-proposals")
     ids = [s.scene_id for split in splits for s in world.scenes[split]]
     items = [(i, lambda i=i: (world.image(i), world.gt_boxes(i) if kind == "gt" else None)) for i in ids]
@@ -420,6 +447,36 @@ def probe_loss(model: TaskModel, loss_fn: Callable, items: list, collate: Callab
     return sum(v * n for v, n in losses) / max(sum(n for _, n in losses), 1)
 
 
+def feature_record(images, boxes: str) -> dict:
+    """Where an image bank's region features come from: the feature store, its extractor settings (None
+    when read from an LMDB), the boxes ("gt", "proposals" or "given"); kind "pixels" for ViLT's images."""
+    blank = isinstance(images, BlankImageBank)
+    bank = images.bank if blank else images
+    bank = getattr(bank, "banks", {}).get("train", bank)  # VQA v2: the training split's bank
+    store = getattr(bank, "store", None)
+    if store is None:
+        return {"kind": "pixels"}
+    return {"kind": "regions", "store": str(getattr(store, "path", "")),
+            "settings": getattr(store, "settings", None), "boxes": boxes,
+            "max_regions": bank.max_regions, "blank_images": blank}  # fmt: skip
+
+
+def write_task_file(out: Path, spec: TaskSpec, source: Source, data: TaskData, config, init, backbone,
+                    run_cfg: dict) -> None:  # fmt: skip
+    """Write out/task.json for `predict.load_run`: the task, the backbone's kind and the config it is built
+    from (the --init run's, if any), the answer vocabulary (VQA) and where the region features came from."""
+    has_init = init is not None and str(init).lower() != "none"
+    kind = backbone if backbone is not None else (init_kind(init) if has_init else "vilbert")
+    model = json.loads((model_folder(init) / "config.json").read_text()) if has_init else config.to_dict()
+    d = run_cfg["data"]
+    boxes = spec.features if d["kind"] == "synthetic" else "proposals" if "train_images" in d else "given"
+    info = {"task": spec.name, "backbone": backbone_name(kind), "model": model, "init": run_cfg["init"],
+            "features": feature_record(source.images, boxes), "version": 1}  # fmt: skip
+    if "vocab" in data.extra:
+        info["answers"] = list(data.extra["vocab"])
+    runs.write_json(out / TASK_FILE, info)
+
+
 def read_metrics(out: str | Path) -> dict:
     """The metrics.json of a finished fine-tuning run folder."""
     return json.loads((Path(out) / METRICS_FILE).read_text())
@@ -427,9 +484,11 @@ def read_metrics(out: str | Path) -> dict:
 
 def run_task(spec: TaskSpec, source: Source, config: ViLBertConfig, init: str | Path | None, train_cfg,
              run_cfg: dict, out: Path, backbone: str | Backbone | None = None, text_from_bert: bool = False,
-             progress: bool = True, resume: bool = True) -> dict:  # fmt: skip
+             progress: bool = True, resume: bool = True, text_init=None) -> dict:  # fmt: skip
     """Fine-tune `spec` in the run folder `out` (or reuse it when it already finished with this config) and
-    write out/metrics.json: task, split, seed, init, each metric, config hash, wall time, per-epoch history."""
+    write out/metrics.json: task, split, seed, init, each metric, config hash, wall time, per-epoch history,
+    and out/task.json (what `predict.load_run` needs; added to a reused run that lacks it). text_init: a
+    ViLBERT†'s `pretrain.TextInit` (instead of `text_from_bert`), recorded in out/text_init.json."""
     from vilbert_lite.engine import resolve_device, seed_everything, train
 
     h = runs.config_hash(run_cfg)
@@ -437,11 +496,18 @@ def run_task(spec: TaskSpec, source: Source, config: ViLBertConfig, init: str | 
     if resume and (out / METRICS_FILE).exists():
         m = read_metrics(out)
         if m.get("config_hash") == h:
+            if not (out / TASK_FILE).exists():  # finished before runs recorded it
+                write_task_file(out, spec, source, spec.load(source), config, init, backbone, run_cfg)
             return m
     t0 = time.perf_counter()
     data = spec.load(source)
+    write_task_file(out, spec, source, data, config, init, backbone, run_cfg)
     seed_everything(train_cfg.seed)  # the heads' initialisation depends on the seed only
-    bert = load_backbone(init, config, backbone, text_from_bert)
+    bert = load_backbone(init, config, backbone, text_from_bert and text_init is None)
+    if init is None and text_init is not None:  # ViLBERT†: the text stream from the chosen BERT (or random)
+        from vilbert_lite.pretrain import apply_text_init
+
+        runs.write_json(out / "text_init.json", apply_text_init(bert, text_init))
     model = TaskModel(bert, spec.forward, **spec.heads(getattr(bert, "config", config), data, init))
     bs = train_cfg.batch_size
     history, train_wall, probe = [], 0.0, {}
