@@ -36,6 +36,7 @@ SUITE = [
     "09_ablation_data.ipynb",
     "10_multitask.ipynb",
     "11_vilt.ipynb",
+    "12_real_data.ipynb",
 ]
 
 

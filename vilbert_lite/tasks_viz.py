@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -153,7 +152,8 @@ def _wrap(text: str, width: int = 34) -> str:
 def _grid(n: int, cols: int, size: float = 2.8):
     cols = max(1, min(cols, n))
     rows = max(1, -(-n // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, (size + 0.9) * rows), squeeze=False)
+    fig = Figure(figsize=(size * cols, (size + 0.9) * rows))  # not pyplot's: the cell's value shows it once
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     return fig, list(axes.flat)
@@ -239,7 +239,8 @@ def plot_results(table: pd.DataFrame, columns: Sequence[str] | None = None, titl
     labels = [f"{t}\n{m}" for t, m in table.index]
     x = np.arange(len(table))
     width = 0.8 / max(len(columns), 1)
-    fig, ax = plt.subplots(figsize=(max(6, 1.15 * len(table)), 3.6))
+    fig = Figure(figsize=(max(6, 1.15 * len(table)), 3.6))
+    ax = fig.subplots()
     for j, c in enumerate(columns):
         ax.bar(x + (j - (len(columns) - 1) / 2) * width, table[c].fillna(0).to_numpy(), width, label=c)
     if "chance" in table:
@@ -258,7 +259,7 @@ def plot_results(table: pd.DataFrame, columns: Sequence[str] | None = None, titl
 
 __all__ = ["results_table", "chance_of", "run_folder", "load_task_model", "task_heads", "vqa_predictions",
            "refer_predictions", "plot_vqa_cases", "plot_refer_cases", "ranking_table", "plot_ranked_images",
-           "plot_results"]  # fmt: skip
+           "plot_results", "answer_type_table", "plot_vqa_files"]  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ real data
