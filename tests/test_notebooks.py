@@ -141,3 +141,37 @@ def test_nb_clean_requires_the_parameters_cell():
     bad = v4.new_code_cell('profile = "laptop"\nseed = 0', metadata={"tags": ["parameters"]})
     probs = nb_clean.parameters_problems(v4.new_notebook(cells=[bad]))
     assert any("'device'" in p for p in probs) and any("laptop" in p for p in probs)
+
+
+def _tree_digest(root: Path, skip: Path) -> dict[str, int]:
+    """{relative path: hash of the bytes} of every file under `root` except those under `skip`."""
+    return {str(p.relative_to(root)): hash(p.read_bytes()) for p in sorted(root.rglob("*"))
+            if p.is_file() and skip not in p.parents}  # fmt: skip
+
+
+@pytest.mark.notebooks
+def test_a_smoke_run_from_notebooks_never_touches_the_committed_results(tmp_path):
+    """Exactly as a user runs it (`cd notebooks && papermill 10_multitask.ipynb out.ipynb -p profile smoke`, no
+    reports_dir): the tables go to reports/smoke/, and every committed file under reports/ stays as it was."""
+    import papermill as pm
+
+    reports, smoke = ROOT / "reports", ROOT / "reports" / "smoke"
+    had_smoke = smoke.exists()
+    before = _tree_digest(reports, smoke)
+    env = {"VILBERT_LITE_RUNS": str(tmp_path / "runs"), "VILBERT_LITE_CACHE": str(tmp_path / "cache")}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        pm.execute_notebook(str(NB_DIR / "10_multitask.ipynb"), str(tmp_path / "out.ipynb"),
+                            parameters={"profile": "smoke"}, cwd=str(NB_DIR), kernel_name="python3",
+                            progress_bar=False)  # fmt: skip
+        assert (smoke / "tables" / "multitask_long.csv").is_file()
+        assert _tree_digest(reports, smoke) == before
+    finally:
+        os.environ.update({k: v for k, v in old.items() if v is not None})
+        for k in (k for k, v in old.items() if v is None):
+            os.environ.pop(k, None)
+        if not had_smoke:
+            import shutil
+
+            shutil.rmtree(smoke, ignore_errors=True)

@@ -187,6 +187,15 @@ def side_by_side(summary: pd.DataFrame, paper: dict) -> pd.DataFrame:
     return pd.DataFrame(out).set_index("row").fillna("-")  # a column another row has, absent from this one
 
 
+def reports_dir_for(profile: str, reports_dir: str | Path | None = None, base: str | Path = "../reports") -> Path:
+    """Where a notebook writes its tables and figures: `reports_dir` when given, else `base` (the committed
+    results) at `cpu` and `base/<profile>` at `smoke` and `gpu`, so no other profile overwrites the committed
+    ones (`base` is relative to notebooks/, where the notebooks run)."""
+    if reports_dir is not None:
+        return Path(reports_dir)
+    return Path(base) if profile == "cpu" else Path(base) / profile
+
+
 def save_table(df: pd.DataFrame, path_stem: str | Path) -> None:
     """Write `stem.csv` and `stem.md`."""
     p = Path(path_stem)

@@ -195,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         params = dict(parse_param(t) for t in a.param)
     except ValueError as e:
         ap.error(str(e))
-    reports = Path(a.reports) if a.reports else ROOT / "reports" / ("" if a.profile == "cpu" else a.profile)
+    from vilbert_lite.reports import reports_dir_for
+
+    reports = reports_dir_for(a.profile, a.reports, ROOT / "reports")
     status = run_suite(a.profile, a.seed, a.device, reports, a.only, params)
     missing = [s["notebook"] for s in status if s["status"] == "missing"]
     if missing:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -148,8 +147,9 @@ def load_backbone(init: str | Path | None, config: ViLBertConfig, backbone: str 
                   text_from_bert: bool = False) -> nn.Module:  # fmt: skip
     """The backbone a task starts from.
 
-    init None / "none": ViLBERT† -- `factory(config)` with no multimodal pretraining: the text stream from
-    BERT when `text_from_bert` (the gpu profile) and the bundled BERT fits, random otherwise; all else random.
+    init None / "none": ViLBERT† -- `factory(config)` with no multimodal pretraining: the text stream from the
+    bundled BERT when `text_from_bert` (the gpu profile), a UserError when it does not fit (never a silent
+    random text stream; `finetune(text_init=...)` chooses other weights); all else random.
     init RUN_DIR: the backbone saved in RUN_DIR/model (the `bert.` part of a pretraining model). Its shape
     must be the one `factory(config)` builds; otherwise ValueError naming every differing size.
     """
@@ -162,7 +162,9 @@ def load_backbone(init: str | Path | None, config: ViLBertConfig, backbone: str 
             try:
                 model.init_text_from_bert(bert_model_path())
             except ValueError as e:
-                warnings.warn(f"text stream left random: {e}", stacklevel=2)
+                raise UserError(f"this profile starts the text stream from BERT, but the bundled BERT does not "
+                                f"fit: {e}; choose a BERT of the model's width (text_init / --text-init) or "
+                                "'random'") from e  # fmt: skip
         return model
     from safetensors.torch import load_file
 
