@@ -3,6 +3,9 @@ import json
 import pytest
 
 from vilbert_lite import experiments, paper, reports
+from vilbert_lite.config import ViLBertConfig
+from vilbert_lite.pretrain import plan_pretrain
+from vilbert_lite.tasks import plan_finetune
 
 
 def test_depth_overrides_follow_the_official_pattern():
@@ -40,6 +43,15 @@ def test_rows_name_their_runs_and_run_seconds_adds_them_once(smoke_rows, smoke_r
     assert t["pretrain_s"] == pytest.approx(want_pre) and t["finetune_s"] == pytest.approx(want_ft)
     assert t["pretrain_s"] > 0 and t["finetune_s"] > 0
     gone = experiments.run_seconds(df.assign(run=df.run + "-elsewhere"), smoke_root)
+    assert len(gone["missing"]) == 4
+    # the planned folders (no training, no extraction) are the ones the cells made
+    pre, cfg = plan_pretrain("smoke", 0, out=smoke_root)
+    assert pre.name == init
+    config = ViLBertConfig.from_dict(cfg["model"])
+    for row, init_run, kw in (("vilbert", pre, dict(config=config)), ("vilbert†", None, {})):
+        for task in ("vqa", "zeroshot"):
+            run, _ = plan_finetune(task, init_run, "smoke", 0, root=smoke_root, **kw)
+            assert run.relative_to(smoke_root).as_posix() in set(df[df.row == row].run)
     assert gone["n_finetune"] == 0 and len(gone["missing"]) == 4
 
 

@@ -18,6 +18,7 @@ from vilbert_lite.pretrain import (
     alignment_score,
     cli,
     load_pretrained,
+    plan_pretrain,
     pretrain,
     reevaluate,
     sample_best_caption,
@@ -73,6 +74,9 @@ def test_run_folder_eval_and_reuse(smoke_run, env):
     assert again == smoke_run and (smoke_run / "DONE").stat().st_mtime_ns == stamp  # reused, not rerun
     other = pretrain("smoke", 0, out=env, progress=False, corpus_fraction=0.0)  # 0% = no pretraining
     assert other != smoke_run and json.loads((other / "DONE").read_text())["steps"] == 0
+    # the planned folders (no training, no extraction) are the ones the runs made
+    assert plan_pretrain("smoke", 0, out=env, train_overrides={"log_every": 1})[0] == smoke_run
+    assert plan_pretrain("smoke", 0, out=env, corpus_fraction=0.0)[0] == other
     assert (other / "eval.json").exists() and load_pretrained(other).config.v_feature_size == 112
 
 

@@ -382,7 +382,7 @@ def test_word_patch_heatmaps_one_map_per_word():
 
 # ------------------------------------------------------------------------------------------------ pretraining
 def test_pretrain_vilt_smoke_run_and_reuse(tmp_path, monkeypatch):
-    from vilbert_lite.vilt_pretrain import load_vilt, pretrain_vilt
+    from vilbert_lite.vilt_pretrain import load_vilt, plan_pretrain_vilt, pretrain_vilt
     from vilbert_lite.vilt_viz import accuracy_table
 
     monkeypatch.setenv("VILBERT_LITE_CACHE", str(tmp_path / "cache"))
@@ -396,6 +396,10 @@ def test_pretrain_vilt_smoke_run_and_reuse(tmp_path, monkeypatch):
         assert ev["steps"] == 2 and ev["n_val_captions"] == 48
         assert load_vilt(run).config.visual_embed == embed
         assert pretrain_vilt("smoke", 0, tmp_path / "runs", embed, train_overrides={"max_steps": 2}) == run
+        assert (
+            plan_pretrain_vilt("smoke", 0, tmp_path / "runs", embed, train_overrides={"max_steps": 2})[0]
+            == run
+        )
     assert (tmp_path / "cache" / "grid").is_dir()
     table = accuracy_table(done)
     assert list(table.columns) == ["patch", "grid"] and table.loc["optimizer steps"].tolist() == [2, 2]

@@ -586,12 +586,10 @@ def load_data(profile: str, size: MTSize, world_seed: int = 0, extractor=None, p
             k: world_features(world, k, extractor=extractor, progress=progress)[0]
             for k in ("gt", "proposals")
         }
-        images = {"train": size.train_images, "val": size.val_images, "test": size.test_images}
-        desc = {"world": world.key, "world_seed": world_seed, "stores": {k: s.key for k, s in stores.items()},
-                "images": images, "pool": size.pool}  # fmt: skip
+        desc = data_desc(world.key, world_seed, {k: s.key for k, s in stores.items()}, size)
         banks = {k: ImageBank(s) for k, s in stores.items()}
         _DATA.clear()  # one world at a time
-        _DATA[key] = build_tasks(world, list(DATASETS), banks, images, size.pool), desc
+        _DATA[key] = build_tasks(world, list(DATASETS), banks, desc["images"], size.pool), desc
     return _DATA[key]
 
 
@@ -609,6 +607,84 @@ def resolve_init(init, profile: str, seed: int, root: Path, progress: bool) -> P
     return Path(init).resolve()
 
 
+def data_desc(world_key: str, world_seed: int, stores: dict[str, str], size: MTSize) -> dict:
+    """The run-config entry of the data: the world, its seed, the feature stores' keys, the images per split."""
+    images = {"train": size.train_images, "val": size.val_images, "test": size.test_images}
+    return {
+        "world": world_key,
+        "world_seed": world_seed,
+        "stores": stores,
+        "images": images,
+        "pool": size.pool,
+    }
+
+
+def model_config(prof, init_meta: dict | None, init, width: int, tokens: str):
+    """The model a run trains: the init run's (its config.json, `init_meta`) or the profile's preset, reading
+    `width`-d region features, with task tokens unless `tokens` is "none"."""
+    from vilbert_lite.config import ViLBertConfig
+
+    if init_meta is None:
+        return ViLBertConfig.preset(
+            prof.model_preset, v_feature_size=width, task_specific_tokens=tokens != "none"
+        )
+    config = ViLBertConfig.from_dict(init_meta, source=f"{init}/config.json")
+    if config.v_feature_size != width:
+        raise UserError(f"--init {init}: its model reads {config.v_feature_size}-d region features, the "
+                        f"feature stores hold {width}-d ones (another extractor?)")  # fmt: skip
+    return config.replace(task_specific_tokens=tokens != "none")
+
+
+def train_config(prof, size: MTSize, seed: int, train_overrides: dict | None = None) -> TrainConfig:
+    """The TrainConfig of a run: the profile's fine-tuning settings at the run sizes, then the overrides."""
+    f = prof.finetune
+    return TrainConfig.from_dict({"epochs": f.epochs, "batch_size": size.batch_size or f.batch_size,
+                                  "lr": f.lr, "warmup_frac": f.warmup_frac, "max_steps": size.iterations,
+                                  "seed": seed, "ckpt_every": size.ckpt_every, "log_every": 1,
+                                  **(train_overrides or {})})  # fmt: skip
+
+
+def run_config(prof, seed: int, init, cfg: MTConfig, desc: dict, config, tcfg: TrainConfig) -> dict:
+    """The run config a multi-task run is keyed by (its folder is `<label>-<config hash>`, `run_label`)."""
+    return {"kind": "multitask", "profile": prof.name, "seed": seed, "init": str(init) if init else "none",
+            "mt": asdict(cfg), "data": desc, "model": config.to_dict(), "train": tcfg.to_dict(),
+            "version": 1}  # fmt: skip
+
+
+def run_label(cfg: MTConfig, from_mt: bool) -> str:
+    """ "mt" for several data sets, else the data set; "-ft" when it starts from a multi-task run."""
+    return ("mt" if len(cfg.tasks) > 1 else cfg.tasks[0]) + ("-ft" if from_mt else "")
+
+
+def plan_multitask(profile: str = "cpu", seed: int = 0, tasks=tuple(DATASETS), *, tokens: str = "none",
+                   dsg: bool = False, curriculum: str | None = None, curriculum_frac: float = 0.25,
+                   init: str | Path | None = None, init_model: dict | None = None, init_is_multitask: bool = False,
+                   root: str | Path | None = None, train_overrides: dict | None = None,
+                   size_overrides: dict | None = None, world_seed: int = 0) -> tuple[Path, dict]:  # fmt: skip
+    """(run folder, run config) of `multitask(...)` with the same arguments, without reading the init run,
+    extracting or training: `init` is a run folder, planned or finished (only its path enters the key), with
+    `init_model` its model config.json (for a pretraining run: its run config's "model") and
+    `init_is_multitask` whether it is a multi-task run (MT + finetune); None: no init."""
+    from vilbert_lite.data.store import settings_key
+    from vilbert_lite.data.world import make_world
+    from vilbert_lite.pretrain import extractor_settings
+    from vilbert_lite.profiles import get_profile
+
+    cfg = MTConfig(tuple(tasks), tokens, dsg, curriculum=curriculum, curriculum_frac=curriculum_frac)
+    prof = get_profile(profile)
+    size = replace(SIZES[prof.name], **(size_overrides or {}))
+    root = Path(root) if root is not None else runs.runs_root()
+    init = Path(init).resolve() if init is not None else None
+    if init is not None and init_model is None:
+        raise ValueError("plan_multitask: pass the init run's model config as init_model")
+    settings = extractor_settings()
+    world = make_world(profile, seed=world_seed)
+    desc = data_desc(world.key, world_seed, {k: settings_key(settings) for k in ("gt", "proposals")}, size)
+    config = model_config(prof, init_model, init, settings["feature_dim"], tokens)
+    run_cfg = run_config(prof, seed, init, cfg, desc, config, train_config(prof, size, seed, train_overrides))
+    return runs.run_dir(root / "multitask", run_label(cfg, init_is_multitask), run_cfg), run_cfg
+
+
 def multitask(profile: str = "cpu", seed: int = 0, tasks=tuple(DATASETS), *, tokens: str = "none",
               dsg: bool = False, curriculum: str | None = None, curriculum_frac: float = 0.25,
               init: str | Path | None = "auto", out: str | Path | None = None, root: str | Path | None = None,
@@ -619,7 +695,6 @@ def multitask(profile: str = "cpu", seed: int = 0, tasks=tuple(DATASETS), *, tok
     every test split -> metrics (also OUT/metrics.json): per data set scores and headline, group means, the
     all-task average, parameters, updates, the DSG log. init: "auto" (the profile's pretraining run for
     `seed`), "none", a pretraining run, or a multi-task run (heads and task embeddings too: MT + finetune)."""
-    from vilbert_lite.config import ViLBertConfig
     from vilbert_lite.profiles import get_profile
 
     cfg = MTConfig(tuple(tasks), tokens, dsg, curriculum=curriculum, curriculum_frac=curriculum_frac)
@@ -627,34 +702,20 @@ def multitask(profile: str = "cpu", seed: int = 0, tasks=tuple(DATASETS), *, tok
     size = replace(SIZES[prof.name], **(size_overrides or {}))
     root = Path(root) if root is not None else runs.runs_root()
     init = resolve_init(init, profile, seed, root, progress)
-    data, data_desc = load_data(profile, size, world_seed, extractor, progress)
+    data, desc = load_data(profile, size, world_seed, extractor, progress)
     chosen = {t: data[t] for t in cfg.tasks}
     n_answers = len(data["vqa"].extra["answer_mask"])  # G1's one vocabulary, whichever data sets train
     width = int(data["vqa"].train[0]["pairs"][0]["visual_feats"].shape[1])  # region features of the stores
+    meta = None
     if init is not None:
         from vilbert_lite.tasks.common import model_folder
 
         meta = json.loads((model_folder(init) / "config.json").read_text())
-        config = ViLBertConfig.from_dict(meta, source=f"{init}/config.json")
-        if config.v_feature_size != width:
-            raise UserError(f"--init {init}: its model reads {config.v_feature_size}-d region features, the "
-                            f"feature stores hold {width}-d ones (another extractor?)")  # fmt: skip
-        config = config.replace(task_specific_tokens=tokens != "none")
-    else:
-        config = ViLBertConfig.preset(
-            prof.model_preset, v_feature_size=width, task_specific_tokens=tokens != "none"
-        )
-    f = prof.finetune
-    tcfg = TrainConfig.from_dict({"epochs": f.epochs, "batch_size": size.batch_size or f.batch_size,
-                                  "lr": f.lr, "warmup_frac": f.warmup_frac, "max_steps": size.iterations,
-                                  "seed": seed, "ckpt_every": size.ckpt_every, "log_every": 1,
-                                  **(train_overrides or {})})  # fmt: skip
-    run_cfg = {"kind": "multitask", "profile": prof.name, "seed": seed, "init": str(init) if init else "none",
-               "mt": asdict(cfg), "data": data_desc, "model": config.to_dict(), "train": tcfg.to_dict(),
-               "version": 1}  # fmt: skip
+    config = model_config(prof, meta, init, width, tokens)
+    tcfg = train_config(prof, size, seed, train_overrides)
+    run_cfg = run_config(prof, seed, init, cfg, desc, config, tcfg)
     from_mt = init is not None and (init / "model" / "heads.json").exists()  # MT + finetune
-    label = ("mt" if len(cfg.tasks) > 1 else cfg.tasks[0]) + ("-ft" if from_mt else "")
-    out = Path(out) if out is not None else runs.run_dir(root / "multitask", label, run_cfg)
+    out = Path(out) if out is not None else runs.run_dir(root / "multitask", run_label(cfg, from_mt), run_cfg)
     h = runs.config_hash(run_cfg)
     runs.prepare_run(out, run_cfg)
     if resume and (out / METRICS_FILE).exists():

@@ -38,6 +38,7 @@ data-size ablation (Table 3); 0 means no pretraining: the folder holds the rando
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -55,6 +56,7 @@ from torch.utils.data import Dataset
 from vilbert_lite import runs
 from vilbert_lite.config import ViLBertConfig
 from vilbert_lite.data.collate import collate_examples, make_collate
+from vilbert_lite.data.store import settings_key
 from vilbert_lite.data.world import WORLD_VERSION
 from vilbert_lite.errors import UserError, json_object_arg, one_line
 from vilbert_lite.heads import ViLBertForPreTraining
@@ -211,6 +213,14 @@ def _extract(items: list[tuple[str, Any]] | dict[str, Path], root: Path, progres
     return store, info
 
 
+@functools.cache
+def extractor_settings() -> dict:
+    """The settings of the region extractor every synthetic-world store is made with (they key the store)."""
+    from vilbert_lite.data.regions import RegionExtractor
+
+    return RegionExtractor(max_regions=MAX_REGIONS, device="cpu").settings
+
+
 def synthetic_data(profile: str, world_seed: int = 0, progress: bool = True, corpus_fraction: float = 1.0,
                    sizes=None):  # fmt: skip
     """The synthetic world's pretrain captions (the first `corpus_fraction` of its images) and val captions with
@@ -268,6 +278,22 @@ def _take_fraction(captions: list, fraction: float) -> list:
     ids = list(dict.fromkeys(c.image_id for c in captions))
     keep = set(ids[: round(fraction * len(ids))])
     return [c for c in captions if c.image_id in keep]
+
+
+@functools.lru_cache(maxsize=4)
+def _pretrain_caption_images(sizes, world_seed: int) -> tuple[str, ...]:
+    from vilbert_lite.data.world import make_world
+
+    return tuple(c.image_id for c in make_world(sizes=sizes, seed=world_seed).captions("pretrain"))
+
+
+def caption_count(sizes, world_seed: int = 0, fraction: float = 1.0) -> int:
+    """How many pretraining captions the synthetic world of `sizes` (a WorldSize) gives with the first `fraction`
+    of its images (`_take_fraction`); the captions are generated once per process."""
+    images = _pretrain_caption_images(sizes, world_seed)
+    ids = list(dict.fromkeys(images))
+    keep = set(ids[: round(fraction * len(ids))])
+    return sum(i in keep for i in images)
 
 
 # ------------------------------------------------------------------------------------------------- evaluation
@@ -388,6 +414,119 @@ def resolve_configs(profile: str = "cpu", seed: int = 0, config_overrides: dict 
     return prof, config, TrainConfig.from_dict(train)
 
 
+def resolve_pretraining(profile: str = "cpu", seed: int = 0, data: str = "synthetic", corpus_fraction: float = 1.0,
+                        config_overrides: dict | None = None, train_overrides: dict | None = None, *,
+                        text_only: bool = False, weights: dict[str, float] | None = None,
+                        model_kind: str = "vilbert", world_overrides: dict | None = None,
+                        init_text_from_bert: bool | None = None, text_init: str | None = None,
+                        captions: str | Path | None = None, images: str | Path | None = None):  # fmt: skip
+    """Everything a pretraining run is before its data: arguments checked, (Profile, ViLBertConfig, TrainConfig,
+    loss weights, TextInit); a BERT that does not fit the model is a UserError here, before any data work."""
+    from vilbert_lite.single_stream import MODEL_KINDS
+
+    if model_kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model_kind {model_kind!r}; choose one of {sorted(MODEL_KINDS)}")
+    if not 0.0 <= corpus_fraction <= 1.0:
+        raise ValueError(f"corpus_fraction must be in [0, 1], got {corpus_fraction}")
+    if data not in ("synthetic", "coco"):
+        raise ValueError(f"data must be 'synthetic' or 'coco', got {data!r}")
+    if data == "coco" and (captions is None or images is None):
+        raise ValueError("data='coco' needs captions=COCO.json and images=DIR")
+    prof, config, tcfg = resolve_configs(profile, seed, config_overrides, train_overrides, world_overrides)
+    text = _pretrain_text_init(text_init, init_text_from_bert, prof, config, model_kind, config_overrides)
+    prof = replace(prof, init_text_from_bert=text.kind != "random")  # run keys: True = from a BERT
+    # loss weights: the profile's recipe, then the caller's
+    w = {**DEFAULT_WEIGHTS, **prof.pretrain_weights, **(weights or {})}
+    if set(w) != set(DEFAULT_WEIGHTS):
+        raise ValueError(f"unknown loss weight(s) {sorted(set(w) - set(DEFAULT_WEIGHTS))}")
+    if text_only:
+        w = {"mlm": w["mlm"], "region": 0.0, "align": 0.0}
+    return prof, config, tcfg, w, text
+
+
+def synthetic_source(prof, world_seed: int = 0) -> dict:
+    """The run-config entry of the synthetic world's data (the profile's world sizes, seed and version)."""
+    return {
+        "kind": "synthetic",
+        "world": asdict(prof.world),
+        "world_seed": world_seed,
+        "world_version": WORLD_VERSION,
+    }
+
+
+def pretrain_run_config(prof, config: ViLBertConfig, tcfg, weights: dict, text, *, seed: int,
+                        corpus_fraction: float, source: dict, features: str, widths: tuple[int, int],
+                        n_captions: int, text_only: bool = False, model_kind: str = "vilbert",
+                        config_overrides: dict | None = None) -> tuple[dict, ViLBertConfig]:  # fmt: skip
+    """The run config a pretraining run is keyed by (its folder is `kind-<config hash>`) and the model config
+    it trains, from the resolved settings (`resolve_pretraining`) and what its data is: `source`, the feature
+    store's key, the features' (width, classes) and the number of training captions."""
+    from vilbert_lite.single_stream import matched_config
+
+    d, c = widths
+    c = d if config.visual_target == 1 else c  # feature regression predicts the feature itself
+    for key, width in (("v_feature_size", d), ("v_target_size", c)):
+        if key in (config_overrides or {}) and config_overrides[key] != width:
+            raise ValueError(
+                f"config_overrides: {key}={config_overrides[key]} but the region features give {width}"
+            )
+    config = config.replace(v_feature_size=d, v_target_size=c)
+    if model_kind == "single_stream":
+        config = matched_config(config)
+    run_cfg = {
+        "kind": "pretrain" + ("_text_only" if text_only else "") + ("" if model_kind == "vilbert" else f"_{model_kind}"),
+        "profile": prof.name, "seed": seed,
+        "corpus_fraction": corpus_fraction, "data": source, "features": features, "n_captions": n_captions,
+        "max_seq_length": MAX_SEQ_LENGTH, "max_regions": MAX_REGIONS, "weights": weights,
+        "init_text_from_bert": prof.init_text_from_bert, "model": config.to_dict(), "train": tcfg.to_dict(),
+    }  # fmt: skip
+    if (key := text_init_key(text)) is not None:  # only then: default runs keep their keys
+        run_cfg["text_init"] = key
+    return run_cfg, config
+
+
+def plan_pretrain(profile: str = "cpu", seed: int = 0, out: str | Path | None = None, corpus_fraction: float = 1.0,
+                  config_overrides: dict | None = None, train_overrides: dict | None = None, *,
+                  text_only: bool = False, weights: dict[str, float] | None = None, world_seed: int = 0,
+                  model_kind: str = "vilbert", world_overrides: dict | None = None,
+                  init_text_from_bert: bool | None = None, text_init: str | None = None) -> tuple[Path, dict]:  # fmt: skip
+    """(run folder, run config) of `pretrain(...)` on the synthetic world with the same arguments, without
+    training, extracting or writing anything: the world's captions are generated and the feature store's key
+    and widths come from the region extractor's settings."""
+    prof, config, tcfg, w, text = resolve_pretraining(
+        profile,
+        seed,
+        "synthetic",
+        corpus_fraction,
+        config_overrides,
+        train_overrides,
+        text_only=text_only,
+        weights=weights,
+        model_kind=model_kind,
+        world_overrides=world_overrides,
+        init_text_from_bert=init_text_from_bert,
+        text_init=text_init,
+    )
+    settings = extractor_settings()
+    run_cfg, _ = pretrain_run_config(
+        prof,
+        config,
+        tcfg,
+        w,
+        text,
+        seed=seed,
+        corpus_fraction=corpus_fraction,
+        source=synthetic_source(prof, world_seed),
+        features=settings_key(settings),
+        widths=(settings["feature_dim"], settings["num_classes"]),
+        n_captions=caption_count(prof.world, world_seed, corpus_fraction),
+        text_only=text_only,
+        model_kind=model_kind,
+        config_overrides=config_overrides,
+    )
+    return runs.run_dir(out or runs.runs_root(), run_cfg["kind"], run_cfg), run_cfg
+
+
 def pretrain(
     profile: str = "cpu",
     seed: int = 0,
@@ -420,25 +559,24 @@ def pretrain(
     folder or a hub name; None = the profile's choice (init_text_from_bert=True / False is "bundled" / "random").
     A BERT that does not fit the model is a UserError before any data work.
     """
-    from vilbert_lite.single_stream import MODEL_KINDS, build_model, matched_config
+    from vilbert_lite.single_stream import build_model
 
-    if model_kind not in MODEL_KINDS:
-        raise ValueError(f"unknown model_kind {model_kind!r}; choose one of {sorted(MODEL_KINDS)}")
-    if not 0.0 <= corpus_fraction <= 1.0:
-        raise ValueError(f"corpus_fraction must be in [0, 1], got {corpus_fraction}")
-    if data not in ("synthetic", "coco"):
-        raise ValueError(f"data must be 'synthetic' or 'coco', got {data!r}")
-    if data == "coco" and (captions is None or images is None):
-        raise ValueError("data='coco' needs captions=COCO.json and images=DIR")
-    prof, config, tcfg = resolve_configs(profile, seed, config_overrides, train_overrides, world_overrides)
-    text = _pretrain_text_init(text_init, init_text_from_bert, prof, config, model_kind, config_overrides)
-    prof = replace(prof, init_text_from_bert=text.kind != "random")  # run keys: True = from a BERT
-    # loss weights: the profile's recipe, then the caller's
-    w = {**DEFAULT_WEIGHTS, **prof.pretrain_weights, **(weights or {})}
-    if set(w) != set(DEFAULT_WEIGHTS):
-        raise ValueError(f"unknown loss weight(s) {sorted(set(w) - set(DEFAULT_WEIGHTS))}")
-    if text_only:
-        w = {"mlm": w["mlm"], "region": 0.0, "align": 0.0}
+    prof, config, tcfg, w, text = resolve_pretraining(
+        profile,
+        seed,
+        data,
+        corpus_fraction,
+        config_overrides,
+        train_overrides,
+        text_only=text_only,
+        weights=weights,
+        model_kind=model_kind,
+        world_overrides=world_overrides,
+        init_text_from_bert=init_text_from_bert,
+        text_init=text_init,
+        captions=captions,
+        images=images,
+    )
 
     from vilbert_lite.data.tokenize import get_tokenizer
 
@@ -447,9 +585,7 @@ def pretrain(
         train_caps, val_caps, visual, store, feat_info = synthetic_data(
             profile, world_seed, progress, corpus_fraction, sizes=prof.world
         )
-        source: dict[str, Any] = {
-            "kind": "synthetic", "world": asdict(prof.world), "world_seed": world_seed, "world_version": WORLD_VERSION
-        }  # fmt: skip
+        source = synthetic_source(prof, world_seed)
     else:
         train_caps, val_caps, visual, store, feat_info = coco_data(captions, images, progress)
         source = {
@@ -459,27 +595,25 @@ def pretrain(
             # the key follows the content too: edited captions or changed images make another run
             "content": {"captions": runs.content_digest(captions), "images": feat_info["images_digest"]},
         }
-    d, c = _store_widths(visual)  # the model reads what the extractor wrote (e.g. 1280-d, 1000 classes)
-    c = d if config.visual_target == 1 else c  # feature regression predicts the feature itself
-    for key, width in (("v_feature_size", d), ("v_target_size", c)):
-        if key in (config_overrides or {}) and config_overrides[key] != width:
-            raise ValueError(
-                f"config_overrides: {key}={config_overrides[key]} but the region features give {width}"
-            )
-    config = config.replace(v_feature_size=d, v_target_size=c)
-    if model_kind == "single_stream":
-        config = matched_config(config)
     if data == "coco":
         train_caps = _take_fraction(train_caps, corpus_fraction)
-    run_cfg = {
-        "kind": "pretrain" + ("_text_only" if text_only else "") + ("" if model_kind == "vilbert" else f"_{model_kind}"),
-        "profile": prof.name, "seed": seed,
-        "corpus_fraction": corpus_fraction, "data": source, "features": store.key, "n_captions": len(train_caps),
-        "max_seq_length": MAX_SEQ_LENGTH, "max_regions": MAX_REGIONS, "weights": w,
-        "init_text_from_bert": prof.init_text_from_bert, "model": config.to_dict(), "train": tcfg.to_dict(),
-    }  # fmt: skip
-    if (key := text_init_key(text)) is not None:  # only then: default runs keep their keys
-        run_cfg["text_init"] = key
+    # the model reads what the extractor wrote (e.g. 1280-d, 1000 classes)
+    run_cfg, config = pretrain_run_config(
+        prof,
+        config,
+        tcfg,
+        w,
+        text,
+        seed=seed,
+        corpus_fraction=corpus_fraction,
+        source=source,
+        features=store.key,
+        widths=_store_widths(visual),
+        n_captions=len(train_caps),
+        text_only=text_only,
+        model_kind=model_kind,
+        config_overrides=config_overrides,
+    )
     run = runs.run_dir(out or runs.runs_root(), run_cfg["kind"], run_cfg)
     rank = int(os.environ.get("RANK", 0))
     if rank == 0:

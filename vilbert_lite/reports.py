@@ -187,7 +187,9 @@ def side_by_side(summary: pd.DataFrame, paper: dict) -> pd.DataFrame:
     return pd.DataFrame(out).set_index("row").fillna("-")  # a column another row has, absent from this one
 
 
-def reports_dir_for(profile: str, reports_dir: str | Path | None = None, base: str | Path = "../reports") -> Path:
+def reports_dir_for(
+    profile: str, reports_dir: str | Path | None = None, base: str | Path = "../reports"
+) -> Path:
     """Where a notebook writes its tables and figures: `reports_dir` when given, else `base` (the committed
     results) at `cpu` and `base/<profile>` at `smoke` and `gpu`, so no other profile overwrites the committed
     ones (`base` is relative to notebooks/, where the notebooks run)."""

@@ -53,6 +53,7 @@ from vilbert_lite.pretrain import (
     CaptionImageDataset,
     _take_fraction,
     cache_dir,
+    caption_count,
     evaluate_pretraining,
     resolve_configs,
 )
@@ -361,6 +362,65 @@ def resolve_vilt_config(
     return ViLTConfig.from_dict({**base, **(config_overrides or {})}, source="config_overrides")
 
 
+def resolve_vilt_pretraining(profile: str = "cpu", seed: int = 0, visual_embed: str = "patch",
+                             corpus_fraction: float = 1.0, config_overrides: dict | None = None,
+                             train_overrides: dict | None = None, weights: dict[str, float] | None = None,
+                             augment: bool = False, views: int | None = None):  # fmt: skip
+    """A ViLT pretraining run before its data: arguments checked -> (Profile, ViLTConfig, TrainConfig, loss
+    weights, views)."""
+    if not 0.0 < corpus_fraction <= 1.0:
+        raise UserError(f"corpus_fraction must be in (0, 1], got {corpus_fraction}")
+    if augment and visual_embed != "patch":
+        raise UserError("augment=True needs visual_embed='patch' (grid models read cached CNN features)")
+    prof, _, tcfg = resolve_configs(profile, seed, None, train_overrides)
+    views = prof.vilt_recipe.get("views", 2) if views is None else views
+    return (
+        prof,
+        resolve_vilt_config(profile, visual_embed, config_overrides),
+        tcfg,
+        recipe_weights(prof, weights),
+        views,
+    )
+
+
+def vilt_run_config(prof, config: ViLTConfig, tcfg, weights: dict, *, seed: int, corpus_fraction: float,
+                    world_seed: int, n_captions: int, augment: bool, views: int) -> dict:  # fmt: skip
+    """The run config a ViLT pretraining run is keyed by (its folder is `pretrain_vilt[_grid]-<config hash>`)."""
+    from dataclasses import asdict
+
+    from vilbert_lite.data.world import WORLD_VERSION
+
+    run_cfg = {
+        "kind": "pretrain_vilt" + ("" if config.visual_embed == "patch" else f"_{config.visual_embed}"),
+        "profile": prof.name, "seed": seed, "corpus_fraction": corpus_fraction,
+        "data": {"kind": "synthetic", "world": asdict(prof.world), "world_seed": world_seed,
+                 "world_version": WORLD_VERSION},
+        "n_captions": n_captions, "max_seq_length": MAX_SEQ_LENGTH, "weights": weights, "augment": augment,
+        "model": config.to_dict(), "train": tcfg.to_dict(),
+    }  # fmt: skip
+    if views != 2:  # runs of ViLT's two views keep the folder keys they had before this option
+        run_cfg["views"] = views
+    return run_cfg
+
+
+def plan_pretrain_vilt(profile: str = "cpu", seed: int = 0, out: str | Path | None = None,
+                       visual_embed: str = "patch", corpus_fraction: float = 1.0,
+                       config_overrides: dict | None = None, train_overrides: dict | None = None, *,
+                       weights: dict[str, float] | None = None, augment: bool = False, world_seed: int = 0,
+                       views: int | None = None) -> tuple[Path, dict]:  # fmt: skip
+    """(run folder, run config) of `pretrain_vilt(...)` with the same arguments, without training or computing
+    any visual input (a grid's width is read from the backbone)."""
+    prof, config, tcfg, w, views = resolve_vilt_pretraining(profile, seed, visual_embed, corpus_fraction,
+                                                            config_overrides, train_overrides, weights, augment,
+                                                            views)  # fmt: skip
+    if visual_embed == "grid":
+        config = config.replace(grid_feature_size=grid_width(config))
+    n = caption_count(prof.world, world_seed, corpus_fraction)
+    run_cfg = vilt_run_config(prof, config, tcfg, w, seed=seed, corpus_fraction=corpus_fraction,
+                              world_seed=world_seed, n_captions=n, augment=augment, views=views)  # fmt: skip
+    return runs.run_dir(out or runs.runs_root(), run_cfg["kind"], run_cfg), run_cfg
+
+
 def pretrain_vilt(
     profile: str = "cpu",
     seed: int = 0,
@@ -384,17 +444,12 @@ def pretrain_vilt(
     views of every batch, 1 = one view as ViLBERT's (`vilt_pretraining_loss`); None = the profile's recipe
     (`Profile.vilt_recipe`, else 2)."""
     from vilbert_lite.data.tokenize import get_tokenizer
-    from vilbert_lite.data.world import WORLD_VERSION, make_world
+    from vilbert_lite.data.world import make_world
     from vilbert_lite.engine import train
 
-    if not 0.0 < corpus_fraction <= 1.0:
-        raise UserError(f"corpus_fraction must be in (0, 1], got {corpus_fraction}")
-    if augment and visual_embed != "patch":
-        raise UserError("augment=True needs visual_embed='patch' (grid models read cached CNN features)")
-    prof, _, tcfg = resolve_configs(profile, seed, None, train_overrides)
-    views = prof.vilt_recipe.get("views", 2) if views is None else views
-    w = recipe_weights(prof, weights)
-    config = resolve_vilt_config(profile, visual_embed, config_overrides)
+    prof, config, tcfg, w, views = resolve_vilt_pretraining(profile, seed, visual_embed, corpus_fraction,
+                                                            config_overrides, train_overrides, weights, augment,
+                                                            views)  # fmt: skip
     world = make_world(profile, seed=world_seed)
     train_caps, val_caps = _take_fraction(world.captions("pretrain"), corpus_fraction), world.captions("val")
     ids = list(dict.fromkeys(c.image_id for c in train_caps + val_caps))
@@ -402,18 +457,8 @@ def pretrain_vilt(
     visual, feat_info = world_visual(world, ids, config, progress and rank == 0)
     if visual_embed == "grid":
         config = config.replace(grid_feature_size=int(next(iter(visual.values()))["grid_features"].shape[0]))
-    from dataclasses import asdict
-
-    run_cfg = {
-        "kind": "pretrain_vilt" + ("" if visual_embed == "patch" else f"_{visual_embed}"),
-        "profile": prof.name, "seed": seed, "corpus_fraction": corpus_fraction,
-        "data": {"kind": "synthetic", "world": asdict(prof.world), "world_seed": world_seed,
-                 "world_version": WORLD_VERSION},
-        "n_captions": len(train_caps), "max_seq_length": MAX_SEQ_LENGTH, "weights": w, "augment": augment,
-        "model": config.to_dict(), "train": tcfg.to_dict(),
-    }  # fmt: skip
-    if views != 2:  # runs of ViLT's two views keep the folder keys they had before this option
-        run_cfg["views"] = views
+    run_cfg = vilt_run_config(prof, config, tcfg, w, seed=seed, corpus_fraction=corpus_fraction,
+                              world_seed=world_seed, n_captions=len(train_caps), augment=augment, views=views)  # fmt: skip
     run = runs.run_dir(out or runs.runs_root(), run_cfg["kind"], run_cfg)
     if rank == 0:
         runs.prepare_run(run, run_cfg)
@@ -484,3 +529,13 @@ def cli(argv: list[str]) -> int:
         print(json.dumps(json.loads((run / "eval.json").read_text()), indent=2))
         print(f"run folder: {run}")
     return 0
+
+
+def grid_width(config: ViLTConfig) -> int:
+    """Channels of one grid cell of `config` (its `grid_feature_size`): the width of the EfficientNet-Lite0
+    stage `config.grid_stage` that `world_visual` stores, read from the backbone without running it."""
+    from vilbert_lite.data.regions import load_backbone
+
+    m = load_backbone(config.image_size)
+    stage = config.grid_stage
+    return m._fc.in_features if stage == "head" else m._blocks[int(stage[5:])]._block_args.output_filters

@@ -33,6 +33,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from vilbert_lite import runs
+from vilbert_lite.data.store import settings_key
 from vilbert_lite.data.world import WORLD_VERSION
 from vilbert_lite.errors import UserError, json_object_arg
 from vilbert_lite.tasks.common import (
@@ -115,9 +117,7 @@ def finetune(
     extractor (default the built-in RegionExtractor). out: the run folder (default
     ROOT/finetune/<task>-<config hash>).
     """
-    from vilbert_lite import runs
     from vilbert_lite.config import ViLBertConfig
-    from vilbert_lite.engine import TrainConfig
     from vilbert_lite.profiles import get_profile
 
     spec = get_task(task)
@@ -170,18 +170,13 @@ def finetune(
                     grid_feature_size=int(next(iter(visual.values()))["grid_features"].shape[0])
                 )
             source = Source("synthetic", visual, world=world, options=options)
-            features = config.visual_embed if config.visual_embed == "patch" else f"grid-{config.grid_stage}"
-            data_desc = {"kind": "synthetic", "world": asdict(prof.world), "world_seed": world_seed,
-                         "features": features}  # fmt: skip
+            data_desc = synthetic_desc(spec, prof, world_seed, vilt_features(config))
         else:
             store, _ = world_features(world, spec.features, extractor=extractor, progress=progress)
             source = Source("synthetic", ImageBank(store), world=world, options=options)
-            data_desc = {"kind": "synthetic", "world": asdict(prof.world), "world_seed": world_seed,
-                         "features": spec.features, "store": store.key}  # fmt: skip
-        if options:  # only then: the run keys of tasks without options stay what they were
-            data_desc["options"] = options
-        if WORLD_VERSION != KEYED_WORLD_VERSION:  # a re-rendered world is another run (keys before stay)
-            data_desc["world_version"] = WORLD_VERSION
+            data_desc = synthetic_desc(
+                spec, prof, world_seed, {"features": spec.features, "store": store.key}
+            )
     else:
         if task != "vqa":
             raise UserError(f"real data (data='vqa_v2') is supported for vqa only, not {task!r}")
@@ -195,17 +190,9 @@ def finetune(
     if config is None:  # the profile's model reading what the extractor wrote (e.g. 1280-d, 1000 classes)
         w = source.images.widths()
         config = ViLBertConfig.preset(prof.model_preset, v_feature_size=w[0], v_target_size=w[1] or 1000)
-    f = prof.finetune
-    batch = max(1, round(f.batch_size * spec.batch_scale))  # items per batch for this task
-    tcfg = TrainConfig.from_dict({"epochs": f.epochs, "batch_size": batch, "lr": f.lr,
-                                  "warmup_frac": f.warmup_frac, "max_steps": f.max_steps, "seed": seed,
-                                  **prof.finetune_budgets.get(spec.name, {}), **(train_overrides or {})})  # fmt: skip
-    init_desc = "none" if init is None or str(init).lower() == "none" else str(Path(init).resolve())
-    run_cfg = {"kind": "finetune", "task": spec.name, "profile": prof.name, "seed": seed, "init": init_desc,
-               "backbone": backbone_name(backbone), "data": data_desc, "model": config.to_dict(),
-               "train": tcfg.to_dict(), "version": 1}  # fmt: skip
-    if text is not None and (key := _dagger_text_key(text, prof)) is not None:  # defaults keep their keys
-        run_cfg["text_init"] = key
+    tcfg = finetune_train_config(spec, prof, seed, train_overrides)
+    run_cfg = finetune_run_config(spec, prof, seed, init, backbone, data_desc, config, tcfg, text)
+    init_desc = run_cfg["init"]
     out = (
         Path(out)
         if out is not None
@@ -223,6 +210,91 @@ def finetune(
         )
     return run_task(spec, source, config, None if init_desc == "none" else init, tcfg, run_cfg, out,
                     backbone, prof.init_text_from_bert, progress, resume, text_init=text)  # fmt: skip
+
+
+def finetune_train_config(spec: TaskSpec, prof, seed: int, train_overrides: dict | None = None):
+    """The TrainConfig of a fine-tuning run: the profile's fine-tuning settings, the task's batch scale and budget,
+    then the caller's overrides."""
+    from vilbert_lite.engine import TrainConfig
+
+    f = prof.finetune
+    batch = max(1, round(f.batch_size * spec.batch_scale))  # items per batch for this task
+    return TrainConfig.from_dict({"epochs": f.epochs, "batch_size": batch, "lr": f.lr,
+                                  "warmup_frac": f.warmup_frac, "max_steps": f.max_steps, "seed": seed,
+                                  **prof.finetune_budgets.get(spec.name, {}), **(train_overrides or {})})  # fmt: skip
+
+
+def synthetic_desc(spec: TaskSpec, prof, world_seed: int, features: dict) -> dict:
+    """The run-config entry of a task's synthetic data: the world, its seed, where its visual inputs come from
+    (`features`: region boxes and store key, or ViLT's pixels / grid), the task's data options."""
+    options = dict(prof.task_data.get(spec.name, {}))
+    desc = {"kind": "synthetic", "world": asdict(prof.world), "world_seed": world_seed, **features}
+    if options:  # only then: the run keys of tasks without options stay what they were
+        desc["options"] = options
+    if WORLD_VERSION != KEYED_WORLD_VERSION:  # a re-rendered world is another run (keys before stay)
+        desc["world_version"] = WORLD_VERSION
+    return desc
+
+
+def vilt_features(config) -> dict:
+    """The visual inputs of a ViLT backbone, for run configs: "patch" or "grid-<stage>"."""
+    return {
+        "features": config.visual_embed if config.visual_embed == "patch" else f"grid-{config.grid_stage}"
+    }
+
+
+def finetune_run_config(spec: TaskSpec, prof, seed: int, init, backbone, data_desc: dict, config, tcfg,
+                        text=None) -> dict:  # fmt: skip
+    """The run config a fine-tuning run is keyed by (its folder is `<task>-<config hash>`): task, profile, seed,
+    the init run's resolved path, the backbone, the data, the model and training configs, and a ViLBERT†'s
+    chosen text init (`text`, None with an init run)."""
+    init_desc = "none" if init is None or str(init).lower() == "none" else str(Path(init).resolve())
+    run_cfg = {"kind": "finetune", "task": spec.name, "profile": prof.name, "seed": seed, "init": init_desc,
+               "backbone": backbone_name(backbone), "data": data_desc, "model": config.to_dict(),
+               "train": tcfg.to_dict(), "version": 1}  # fmt: skip
+    if text is not None and (key := _dagger_text_key(text, prof)) is not None:  # defaults keep their keys
+        run_cfg["text_init"] = key
+    return run_cfg
+
+
+def plan_finetune(task: str, init: str | Path | None = None, profile: str = "cpu", seed: int = 0, *,
+                  backbone: str = "vilbert", config=None, root: str | Path | None = None, world_seed: int = 0,
+                  train_overrides: dict | None = None, blank_images: bool = False,
+                  text_init: str | None = None) -> tuple[Path, dict]:  # fmt: skip
+    """(run folder, run config) of `finetune(task, init, profile, seed, root=root, backbone=backbone,
+    config=config, ...)` on the synthetic world, without reading the init run, extracting or training: the
+    init run may be a planned one (only its path enters the key). config: the model the fine-tuning builds (with
+    an init run: that run's config, ViLBertConfig or ViLTConfig, as `experiments.run_cell` passes it); None =
+    the profile's model at the region extractor's widths (ViLT†: the profile's ViLT)."""
+    from vilbert_lite.config import ViLBertConfig
+    from vilbert_lite.pretrain import extractor_settings
+    from vilbert_lite.profiles import get_profile
+
+    spec, prof = get_task(task), get_profile(profile)
+    has_init = init is not None and str(init).lower() != "none"
+    if backbone in VILT_KINDS:
+        if config is None and has_init:
+            raise ValueError("plan_finetune: pass the init run's ViLTConfig as config")
+        if config is None:
+            from vilbert_lite.vilt_pretrain import grid_width, resolve_vilt_config
+
+            config = resolve_vilt_config(profile, "patch" if backbone == "vilt" else "grid")
+            if config.visual_embed == "grid":
+                config = config.replace(grid_feature_size=grid_width(config))
+        features = vilt_features(config)
+    else:
+        settings = extractor_settings()
+        features = {"features": spec.features, "store": settings_key(settings)}
+        if config is None:
+            config = ViLBertConfig.preset(prof.model_preset, v_feature_size=settings["feature_dim"],
+                                          v_target_size=settings["num_classes"] or 1000)  # fmt: skip
+    data_desc = synthetic_desc(spec, prof, world_seed, features)
+    if blank_images:
+        data_desc = {**data_desc, "blank_images": True}
+    text = None if has_init else _dagger_text_init(text_init, prof, backbone, backbone, config)
+    tcfg = finetune_train_config(spec, prof, seed, train_overrides)
+    run_cfg = finetune_run_config(spec, prof, seed, init, backbone, data_desc, config, tcfg, text)
+    return runs.run_dir(Path(root or runs.runs_root()) / "finetune", spec.name, run_cfg), run_cfg
 
 
 def _dagger_text_init(text_init: str | None, prof, kind: str | None, backbone, config):
