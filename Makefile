@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 reproduce: $(STAMP)
-	$(BIN)/python -m vilbert_lite.reproduce --profile $(PROFILE)
+	$(BIN)/python -m vilbert_lite.repro.reproduce --profile $(PROFILE)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from vilbert_lite import experiments, paper, reports
-from vilbert_lite.config import ViLBertConfig
-from vilbert_lite.pretrain import plan_pretrain
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.pretrain.run import plan_pretrain
+from vilbert_lite.repro import experiments, paper, reports
 from vilbert_lite.tasks import plan_finetune
 
 
@@ -199,7 +199,7 @@ def test_reproduce_cell_timeouts_leave_room_for_a_whole_table():
     from pathlib import Path
 
     from vilbert_lite.profiles import PROFILES
-    from vilbert_lite.reproduce import CELL_TIMEOUT_S
+    from vilbert_lite.repro.reproduce import CELL_TIMEOUT_S
 
     assert set(CELL_TIMEOUT_S) == set(PROFILES) and CELL_TIMEOUT_S["smoke"] <= 900
     plan = json.loads((Path(__file__).parents[1] / "reports/bench/reproduce_budget.json").read_text())
@@ -210,7 +210,7 @@ def test_reproduce_cell_timeouts_leave_room_for_a_whole_table():
 def test_run_index_keeps_each_notebooks_latest_run_and_counts_what_it_trained(tmp_path):
     """`--only` and resumed reproductions append to reports/run_log.jsonl; RUN.md shows every notebook's latest
     entry of the profile (in suite order) and how many run folders that execution trained itself."""
-    from vilbert_lite import reproduce
+    from vilbert_lite.repro import reproduce
 
     runs = tmp_path / "runs"
     for name in ("pretrain-a", "finetune/vqa-b", "finetune/vcr-c", "multitask/d", "finetune/refer-e"):
@@ -241,7 +241,7 @@ def test_reproduce_extra_parameters_are_parsed_logged_and_shown(tmp_path, capsys
     by naming it, and RUN.md shows a notebook's extra parameters beside its name."""
     import pytest
 
-    from vilbert_lite import reproduce
+    from vilbert_lite.repro import reproduce
 
     assert reproduce.parse_param("n_seeds=2") == ("n_seeds", 2)
     assert reproduce.parse_param("runs_root=/tmp/r") == ("runs_root", "/tmp/r")

@@ -13,7 +13,7 @@ from vilbert_lite.data.collate import collate_examples, pad_text
 from vilbert_lite.data.items import Caption
 from vilbert_lite.data.tokenize import get_tokenizer
 from vilbert_lite.errors import UserError
-from vilbert_lite.pretrain import (
+from vilbert_lite.pretrain.run import (
     CaptionImageDataset,
     alignment_score,
     cli,
@@ -176,7 +176,7 @@ def test_coco_captions_and_image_folder(env):
 def test_single_stream_pretraining_run(env):
     import json
 
-    from vilbert_lite.single_stream import SingleStreamForPreTraining, load_any
+    from vilbert_lite.model.single_stream import SingleStreamForPreTraining, load_any
 
     run = pretrain("smoke", 0, out=env, progress=False, model_kind="single_stream")
     assert run.name.startswith("pretrain_single_stream-")

@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from vilbert_lite import experiments
-from vilbert_lite.config import ViLBertConfig
+from vilbert_lite.model.config import ViLBertConfig
 from vilbert_lite.profiles import get_profile
+from vilbert_lite.repro import experiments
 
 _spec = importlib.util.spec_from_file_location(
     "pretrain_yardsticks", Path(__file__).parents[1] / "tools" / "pretrain_yardsticks.py"

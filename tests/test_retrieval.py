@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from vilbert_lite.config import ViLBertConfig
 from vilbert_lite.data.items import RetrievalItem
-from vilbert_lite.model import ViLBertModel
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.vilbert import ViLBertModel
 from vilbert_lite.tasks import retrieval
 from vilbert_lite.tasks.common import TaskModel, new_heads
 
@@ -39,7 +39,7 @@ def _model(backbone=ViLBertModel, zero_shot: bool = False) -> TaskModel:
 def test_cached_and_uncached_scores_are_identical(kind):
     """text_prefix once per caption + vision_prefix once per image + forward_from_prefix per pair gives the
     scores of the full forward per pair (captions and images of different lengths, padded)."""
-    from vilbert_lite.single_stream import SingleStreamModel
+    from vilbert_lite.model.single_stream import SingleStreamModel
 
     backbone = SingleStreamModel if kind == "single_stream" else ViLBertModel
     model = _model(backbone, zero_shot=kind == "zero_shot")

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from vilbert_lite import runs
-from vilbert_lite.config import ViLBertConfig
 from vilbert_lite.errors import UserError
-from vilbert_lite.heads import ViLBertForPreTraining
-from vilbert_lite.pretrain import (
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.heads import ViLBertForPreTraining
+from vilbert_lite.pretrain.run import (
     apply_text_init,
     check_text_init,
     pretrain,
@@ -67,7 +67,7 @@ def _fake_synthetic(profile, world_seed=0, progress=True, corpus_fraction=1.0, s
 
 def _pretrain_run_cfg(monkeypatch, tmp_path, profile, **kw) -> dict:
     """The run_cfg a pretraining call would key its folder by, on fake data, without training."""
-    import vilbert_lite.pretrain as P
+    import vilbert_lite.pretrain.run as P
 
     got = {}
 

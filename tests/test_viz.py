@@ -9,8 +9,9 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from vilbert_lite import ViLBertConfig, ViLBertModel, viz
+from vilbert_lite import ViLBertConfig, ViLBertModel
 from vilbert_lite.data.tokenize import get_tokenizer
+from vilbert_lite.viz import attention as viz
 
 TEXT = "a red square left of a blue circle"
 
@@ -234,7 +235,7 @@ def test_explorer_rejects_bad_input(model, pair, scene):
 
 def viz_attentions_batch2(out):
     """The same attentions with every map repeated to a batch of two."""
-    from vilbert_lite.model import Attentions
+    from vilbert_lite.model.vilbert import Attentions
 
     a = out.attentions
     return Attentions(

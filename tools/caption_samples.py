@@ -66,7 +66,7 @@ def precision(texts: list[str], scenes: list) -> dict:
 def main() -> None:
     from vilbert_lite.data.tokenize import get_tokenizer
     from vilbert_lite.data.world import make_world
-    from vilbert_lite.pretrain import load_pretrained, sample_best_caption, synthetic_data
+    from vilbert_lite.pretrain.run import load_pretrained, sample_best_caption, synthetic_data
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run")

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     from vilbert_lite.data.regions import DEFAULT_STAGE, RegionExtractor
     from vilbert_lite.data.world import make_world
-    from vilbert_lite.visual_tokens import linear_probe
+    from vilbert_lite.viz.visual_tokens import linear_probe
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", type=int, default=400)

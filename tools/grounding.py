@@ -160,13 +160,13 @@ VARIANTS: dict[str, dict] = {
 
 
 def run_variant(name: str, out_root: Path, progress: bool) -> dict:
-    from vilbert_lite.pretrain import pretrain
+    from vilbert_lite.pretrain.run import pretrain
 
     text_only = name.endswith("-text")
     v = VARIANTS[name.removesuffix("-text")]
     config = v.get("config")
     if v.get("preset"):
-        from vilbert_lite.config import ViLBertConfig
+        from vilbert_lite.model.config import ViLBertConfig
 
         preset = {k: x for k, x in ViLBertConfig.preset(v["preset"]).to_dict().items()
                   if k not in ("v_feature_size", "v_target_size")}  # the store decides those  # fmt: skip
@@ -211,7 +211,7 @@ def main() -> None:
         if name.removesuffix("-text") not in VARIANTS:
             raise SystemExit(f"unknown variant {name!r}; --list shows them")
         if a.reeval:
-            from vilbert_lite.pretrain import reevaluate
+            from vilbert_lite.pretrain.run import reevaluate
 
             r = json.loads((dest / f"{name}.json").read_text())
             r["eval"] = reevaluate(ROOT / r["run"])

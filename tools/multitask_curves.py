@@ -34,8 +34,9 @@ def one(job: dict) -> dict:
     torch.set_num_threads(1)
     from dataclasses import replace
 
-    from vilbert_lite.config import ViLBertConfig
-    from vilbert_lite.multitask import (
+    from vilbert_lite.model.config import ViLBertConfig
+    from vilbert_lite.multitask.data import DATASETS
+    from vilbert_lite.multitask.train import (
         METRIC,
         SIZES,
         build_model,
@@ -44,7 +45,6 @@ def one(job: dict) -> dict:
         multitask,
         resolve_device,
     )
-    from vilbert_lite.multitask_data import DATASETS
 
     over = {
         "train_images": job["images"],
@@ -79,7 +79,7 @@ def one(job: dict) -> dict:
 
 
 def main() -> None:
-    from vilbert_lite.multitask_data import DATASETS
+    from vilbert_lite.multitask.data import DATASETS
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -101,7 +101,7 @@ def main() -> None:
     from concurrent.futures import ProcessPoolExecutor
     from dataclasses import replace
 
-    from vilbert_lite.multitask import SIZES, load_data
+    from vilbert_lite.multitask.train import SIZES, load_data
 
     for n in args.images:  # feature stores extracted once, before the workers
         load_data(args.profile, replace(SIZES[args.profile], train_images=n, val_images=args.val_images))

@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from vilbert_lite import tasks_viz as tv
     from vilbert_lite.data.world import make_world
     from vilbert_lite.tasks.common import evaluate_batches
+    from vilbert_lite.viz import tasks as tv
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+")

@@ -31,9 +31,9 @@ KEYS = ("alignment_acc", "mlm_acc", "color_acc", "shape_acc", "steps", "train_wa
 
 
 def main() -> None:
-    from vilbert_lite import experiments
-    from vilbert_lite.config import ViLBertConfig
+    from vilbert_lite.model.config import ViLBertConfig
     from vilbert_lite.profiles import get_profile
+    from vilbert_lite.repro import experiments
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="cpu")
@@ -112,7 +112,7 @@ def mean_std(evals: list[dict]) -> dict:
 def image_gain(default: list, text_only: list) -> dict:
     """{"color_acc" | "shape_acc": {"seeds", "per_seed", "mean", "std", "ci95"}}: the default model's held-out
     accuracy minus its text-only twin's, paired by seed (seeds with both runs only); {} when none pair up."""
-    from vilbert_lite.reports import t_quantile
+    from vilbert_lite.repro.reports import t_quantile
 
     with_image = {rc["seed"]: ev for _, rc, ev in default}
     seeds = sorted(set(with_image) & {s for s, _, _ in text_only})

@@ -33,7 +33,7 @@ ZEROSHOT_S = 15.0
 
 def jobs(profile: str, seeds: int) -> tuple[dict, dict]:
     """-> (pretraining jobs {key: fraction}, fine-tuning jobs {key: task}) over every table and seed."""
-    from vilbert_lite import experiments
+    from vilbert_lite.repro import experiments
 
     pre, fine = {}, {}
     for seed in range(seeds):

@@ -28,8 +28,8 @@ def main() -> None:
     from vilbert_lite.data.collate import collate_examples, make_collate
     from vilbert_lite.data.tokenize import get_tokenizer
     from vilbert_lite.data.world import COLORS, make_world
-    from vilbert_lite.objectives import special_ids
-    from vilbert_lite.pretrain import (
+    from vilbert_lite.pretrain.objectives import special_ids
+    from vilbert_lite.pretrain.run import (
         MAX_SEQ_LENGTH,
         CaptionImageDataset,
         _vilbert_forward,

@@ -37,9 +37,9 @@ NODROP = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
 
 def run_variant(name: str, data, args) -> dict:
     from vilbert_lite.data.collate import make_collate
-    from vilbert_lite.engine import TrainConfig, epoch_batches
-    from vilbert_lite.heads import ViLBertForPreTraining
-    from vilbert_lite.objectives import pretraining_loss_fn
+    from vilbert_lite.model.heads import ViLBertForPreTraining
+    from vilbert_lite.pretrain.objectives import pretraining_loss_fn
+    from vilbert_lite.train.engine import TrainConfig, epoch_batches
 
     parts = set(name.split("+"))
     unknown = parts - {"base", "bucket", "nodrop", "bs32", "compile", "threads1", "bf16"}
@@ -102,7 +102,7 @@ def run_variant(name: str, data, args) -> dict:
 
 def main() -> None:
     from vilbert_lite.data.tokenize import get_tokenizer
-    from vilbert_lite.pretrain import (
+    from vilbert_lite.pretrain.run import (
         MAX_SEQ_LENGTH,
         CaptionImageDataset,
         _store_widths,

@@ -44,10 +44,11 @@ def resolve(fn, *args, **kw) -> Probe:
 def table_progress(table: str, profile: str, seeds, root: Path) -> dict:
     """-> {"pretrain": [done, planned], "finetune": [done, planned], "pretrain_s", "finetune_s", "pending": [...]}
     for one table; seconds are the finished runs' own training wall times."""
-    from vilbert_lite import experiments, runs
-    from vilbert_lite.config import ViLBertConfig
-    from vilbert_lite.pretrain import pretrain
+    from vilbert_lite import runs
+    from vilbert_lite.model.config import ViLBertConfig
+    from vilbert_lite.pretrain.run import pretrain
     from vilbert_lite.profiles import get_profile
+    from vilbert_lite.repro import experiments
     from vilbert_lite.tasks import finetune
     from vilbert_lite.tasks.common import METRICS_FILE
 
@@ -106,7 +107,8 @@ def main() -> None:
 
     import vilbert_lite.data.world as world_mod
     import vilbert_lite.tasks as tasks_mod
-    from vilbert_lite import experiments, runs
+    from vilbert_lite import runs
+    from vilbert_lite.repro import experiments
 
     @functools.cache
     def make_world(profile="cpu", seed=0, sizes=None):  # one world and store per process, not one per run

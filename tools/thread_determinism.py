@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from vilbert_lite.pretrain import load_pretrained, pretrain
+    from vilbert_lite.pretrain.run import load_pretrained, pretrain
     from vilbert_lite.runs import load_done
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -78,10 +78,10 @@ def time_recipe(r: dict, args) -> dict:
     from vilbert_lite.data.collate import make_collate
     from vilbert_lite.data.tokenize import get_tokenizer
     from vilbert_lite.data.world import make_world
-    from vilbert_lite.engine import epoch_batches
-    from vilbert_lite.pretrain import MAX_SEQ_LENGTH, CaptionImageDataset, resolve_configs
-    from vilbert_lite.vilt import ViLTForPreTraining
-    from vilbert_lite.vilt_pretrain import recipe_weights, resolve_vilt_config, vilt_loss_fn, world_visual
+    from vilbert_lite.pretrain.run import MAX_SEQ_LENGTH, CaptionImageDataset, resolve_configs
+    from vilbert_lite.train.engine import epoch_batches
+    from vilbert_lite.vilt.model import ViLTForPreTraining
+    from vilbert_lite.vilt.pretrain import recipe_weights, resolve_vilt_config, vilt_loss_fn, world_visual
 
     kw = pretrain_kwargs(r, args.profile)
     prof, _, tcfg = resolve_configs(args.profile, 0)
@@ -144,8 +144,8 @@ def main() -> None:
         doc = {"what": "ms per ViLT pretraining step (mini, batch 64, AdamW) by recipe", "command": command,
                "torch": torch.__version__, "machine": f"{platform.machine()}, {os.cpu_count()} cores", "rows": rows}  # fmt: skip
     else:
-        from vilbert_lite.pretrain import pretrain, pretrain_text_only
-        from vilbert_lite.vilt_pretrain import pretrain_vilt
+        from vilbert_lite.pretrain.run import pretrain, pretrain_text_only
+        from vilbert_lite.vilt.pretrain import pretrain_vilt
 
         out = Path(a.out or out_dir / f"{a.profile}.json")
         doc = json.loads(out.read_text()) if out.exists() else {"rows": {}}

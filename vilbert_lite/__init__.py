@@ -1,10 +1,15 @@
 """vilbert_lite: a small, faithful ViLBERT for teaching, analysis and reproduction."""
 
-from .config import ViLBertConfig
-from .heads import PreTrainingOutput, ViLBertForPreTraining
-from .model import Attentions, HiddenStates, ViLBertModel, ViLBertOutput, layer_schedule
-from .predict import Predictor, load_run
-from .single_stream import SingleStreamForPreTraining, SingleStreamModel, build_model, load_any
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.heads import PreTrainingOutput, ViLBertForPreTraining
+from vilbert_lite.model.single_stream import (
+    SingleStreamForPreTraining,
+    SingleStreamModel,
+    build_model,
+    load_any,
+)
+from vilbert_lite.model.vilbert import Attentions, HiddenStates, ViLBertModel, ViLBertOutput, layer_schedule
+from vilbert_lite.predict import Predictor, load_run
 
 __all__ = [
     "ViLBertConfig",

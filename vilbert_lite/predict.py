@@ -87,7 +87,7 @@ def region_extractor(settings: dict | None, device, where: str):
 def _finetune_model(run: Path, info: dict):
     """The TaskModel of a finished fine-tune run: the recorded backbone and heads, weights from model.pt (a
     zeroshot run has none: its backbone and alignment head come from its --init run)."""
-    from vilbert_lite.config import ViLBertConfig
+    from vilbert_lite.model.config import ViLBertConfig
     from vilbert_lite.tasks import get_task
     from vilbert_lite.tasks.common import TaskData, TaskModel, backbone_factory, load_backbone
 
@@ -125,7 +125,7 @@ def _finetune_model(run: Path, info: dict):
 def _pretraining_model(run: Path):
     """The pretraining model of a finished run and its extractor settings (features.json, else the
     store's settings.json)."""
-    from vilbert_lite.single_stream import load_any
+    from vilbert_lite.model.single_stream import load_any
 
     if not runs.is_done(run) or not (run / "model" / "config.json").is_file():
         raise UserError(f"{run}: not a finished pretraining run (no DONE and model/); finish it with "
@@ -144,8 +144,8 @@ def load_run(path: str | Path, device: str = "auto", extractor=None) -> Predicto
     """A finished fine-tune run folder (vqa, refer, retrieval, zeroshot) or pretraining run folder -> a
     Predictor on `device`. extractor: a region extractor to use instead of the one rebuilt from the run's
     recorded settings (anything with `extract_many`, as for `finetune`)."""
-    from vilbert_lite.engine import resolve_device
     from vilbert_lite.tasks.common import MAX_REGIONS, METRICS_FILE, TASK_FILE
+    from vilbert_lite.train.engine import resolve_device
 
     run = Path(path)
     if not run.is_dir():
@@ -187,7 +187,7 @@ class Predictor:
 
     def __init__(self, path: Path, task: str, model, extractor, answers: list[str] | None, max_regions: int,
                  blank_images: bool, device: torch.device):  # fmt: skip
-        from vilbert_lite.pretrain import MAX_SEQ_LENGTH
+        from vilbert_lite.pretrain.run import MAX_SEQ_LENGTH
         from vilbert_lite.tasks import refer, retrieval, vqa
 
         self.path, self.task, self.model, self.extractor = path, task, model, extractor
@@ -246,8 +246,8 @@ class Predictor:
     def logits(self, image: Any, text: str, boxes=None) -> torch.Tensor:
         """The task head on one image and one text -> answer logits (n_answers,) for vqa, one logit per
         region (R,) for refer (region 0 is the global one)."""
-        from vilbert_lite.engine import to_device
         from vilbert_lite.tasks.common import collate_pairs, pair
+        from vilbert_lite.train.engine import to_device
 
         batch = collate_pairs([{"pairs": [pair(self._text(text, "text"), self.visual(image, boxes))]}])
         return self.model(to_device(batch, self.device))[0].float().cpu()
@@ -294,7 +294,7 @@ class Predictor:
         visuals = [self.visual(im) for im in images] if many else [self.visual(images, boxes)]
         if self.task == "pretraining":
             from vilbert_lite.data.tokenize import get_tokenizer
-            from vilbert_lite.pretrain import alignment_score
+            from vilbert_lite.pretrain.run import alignment_score
 
             v = collate_visual(visuals) if many else visuals[0]
             scores = alignment_score(self.model, get_tokenizer(), v, texts * len(visuals), self.max_length)

@@ -309,7 +309,7 @@ def roi_align(
 
 
 def _auto_device(device: str) -> torch.device:
-    from vilbert_lite.engine import resolve_device
+    from vilbert_lite.train.engine import resolve_device
 
     return resolve_device(device)
 

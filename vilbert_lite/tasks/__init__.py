@@ -117,7 +117,7 @@ def finetune(
     extractor (default the built-in RegionExtractor). out: the run folder (default
     ROOT/finetune/<task>-<config hash>).
     """
-    from vilbert_lite.config import ViLBertConfig
+    from vilbert_lite.model.config import ViLBertConfig
     from vilbert_lite.profiles import get_profile
 
     spec = get_task(task)
@@ -139,8 +139,8 @@ def finetune(
             raise UserError(f"a {kind} backbone fine-tunes {', '.join(VILT_TASKS)} on the synthetic world; "
                             f"not {spec.name!r} with data={data!r} (it has no region outputs)")  # fmt: skip
         if config is None:  # the init run's ViLT, or the profile's (ViLT†)
-            from vilbert_lite.vilt import ViLTConfig
-            from vilbert_lite.vilt_pretrain import resolve_vilt_config
+            from vilbert_lite.vilt.model import ViLTConfig
+            from vilbert_lite.vilt.pretrain import resolve_vilt_config
 
             embed = "patch" if kind == "vilt" else "grid"
             config = (ViLTConfig.from_json_file(model_folder(init) / "config.json") if has_init
@@ -161,7 +161,7 @@ def finetune(
         world = make_world(profile, seed=world_seed)
         options = dict(prof.task_data.get(spec.name, {}))
         if kind in VILT_KINDS:  # pixels or CNN grid cells per image, as in ViLT pretraining
-            from vilbert_lite.vilt_pretrain import world_visual
+            from vilbert_lite.vilt.pretrain import world_visual
 
             ids = [sc.scene_id for split in ("train", "val", "test") for sc in world.scenes[split]]
             visual, _ = world_visual(world, ids, config, progress)
@@ -215,7 +215,7 @@ def finetune(
 def finetune_train_config(spec: TaskSpec, prof, seed: int, train_overrides: dict | None = None):
     """The TrainConfig of a fine-tuning run: the profile's fine-tuning settings, the task's batch scale and budget,
     then the caller's overrides."""
-    from vilbert_lite.engine import TrainConfig
+    from vilbert_lite.train.engine import TrainConfig
 
     f = prof.finetune
     batch = max(1, round(f.batch_size * spec.batch_scale))  # items per batch for this task
@@ -266,8 +266,8 @@ def plan_finetune(task: str, init: str | Path | None = None, profile: str = "cpu
     init run may be a planned one (only its path enters the key). config: the model the fine-tuning builds (with
     an init run: that run's config, ViLBertConfig or ViLTConfig, as `experiments.run_cell` passes it); None =
     the profile's model at the region extractor's widths (ViLT†: the profile's ViLT)."""
-    from vilbert_lite.config import ViLBertConfig
-    from vilbert_lite.pretrain import extractor_settings
+    from vilbert_lite.model.config import ViLBertConfig
+    from vilbert_lite.pretrain.run import extractor_settings
     from vilbert_lite.profiles import get_profile
 
     spec, prof = get_task(task), get_profile(profile)
@@ -276,7 +276,7 @@ def plan_finetune(task: str, init: str | Path | None = None, profile: str = "cpu
         if config is None and has_init:
             raise ValueError("plan_finetune: pass the init run's ViLTConfig as config")
         if config is None:
-            from vilbert_lite.vilt_pretrain import grid_width, resolve_vilt_config
+            from vilbert_lite.vilt.pretrain import grid_width, resolve_vilt_config
 
             config = resolve_vilt_config(profile, "patch" if backbone == "vilt" else "grid")
             if config.visual_embed == "grid":
@@ -300,8 +300,8 @@ def plan_finetune(task: str, init: str | Path | None = None, profile: str = "cpu
 def _dagger_text_init(text_init: str | None, prof, kind: str | None, backbone, config):
     """The text init of a ViLBERT† (no --init), resolved and checked against the model before any data work;
     ViLT backbones have no BERT text stream (ViLT starts from ViT), so only 'random' (or nothing) applies."""
-    from vilbert_lite.config import ViLBertConfig
-    from vilbert_lite.pretrain import check_text_init, resolve_text_init
+    from vilbert_lite.model.config import ViLBertConfig
+    from vilbert_lite.pretrain.run import check_text_init, resolve_text_init
 
     if kind in VILT_KINDS:  # random is all there is: the same run as without --text-init
         if text_init not in (None, "random"):
@@ -318,7 +318,7 @@ def _dagger_text_key(text, prof) -> dict | str | None:
     """The fine-tuning run-config entry of a text init: None when it is the profile's choice (default runs keep
     their keys), the kind ("random" / "bundled") when it differs from it, else the BERT folder / hub entry
     (`pretrain.text_init_key`)."""
-    from vilbert_lite.pretrain import text_init_key
+    from vilbert_lite.pretrain.run import text_init_key
 
     default = "bundled" if prof.init_text_from_bert else "random"
     if text.asked is None or (text.kind == default and text_init_key(text) is None):
@@ -329,7 +329,7 @@ def _dagger_text_key(text, prof) -> dict | str | None:
 # ---------------------------------------------------------------------------------------------------- CLI
 def cli(argv: list[str]) -> int:
     """`vilbert-lite finetune TASK --init RUN_DIR|none --profile cpu --seed S --out DIR` (+ VQA v2 files)."""
-    from vilbert_lite.pretrain import TEXT_INIT_HELP
+    from vilbert_lite.pretrain.run import TEXT_INIT_HELP
 
     ap = argparse.ArgumentParser(prog="vilbert-lite finetune", description=__doc__.splitlines()[0])
     ap.add_argument("task", help=f"one of: {', '.join(TASKS)}")

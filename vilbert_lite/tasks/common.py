@@ -33,10 +33,10 @@ import torch
 from torch import nn
 
 from vilbert_lite import runs
-from vilbert_lite.config import ViLBertConfig
 from vilbert_lite.data.collate import collate_examples
 from vilbert_lite.errors import UserError
-from vilbert_lite.model import ViLBertModel, ViLBertOutput, init_weights
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.vilbert import ViLBertModel, ViLBertOutput, init_weights
 
 MAX_REGIONS = 36  # + the global region: as in pretraining (REFERENCE §3)
 METRICS_FILE = "metrics.json"
@@ -64,11 +64,11 @@ def backbone_factory(backbone: str | Backbone | None = "vilbert") -> Backbone:
     if backbone in (None, "vilbert"):
         return ViLBertModel
     if backbone == "single_stream":
-        from vilbert_lite.single_stream import SingleStreamModel, matched_config
+        from vilbert_lite.model.single_stream import SingleStreamModel, matched_config
 
         return lambda c: SingleStreamModel(matched_config(c))
     if backbone in VILT_KINDS:  # the config (a ViLTConfig) says patches or grid cells
-        from vilbert_lite.vilt import ViLTModel
+        from vilbert_lite.vilt.model import ViLTModel
 
         return ViLTModel
     raise UserError(
@@ -171,7 +171,7 @@ def load_backbone(init: str | Path | None, config: ViLBertConfig, backbone: str 
     d = model_folder(init)
     stored = check_init_shape(init, config, backbone)
     if stored.get("model_type") == "vilt":
-        from vilbert_lite.vilt import ViLTConfig
+        from vilbert_lite.vilt.model import ViLTConfig
 
         model, prefix = factory(ViLTConfig.from_dict(stored, source=str(d / "config.json"))), "vilt."
     else:
@@ -241,7 +241,7 @@ class TaskModel(nn.Module):
     def encode(self, batch: dict) -> ViLBertOutput:
         """The backbone on a collated batch (see `collate_pairs`): regions, or a ViLT's pixels / grid cells."""
         if "visual_feats" not in batch:
-            from vilbert_lite.vilt_pretrain import visual_kwargs
+            from vilbert_lite.vilt.pretrain import visual_kwargs
 
             return self.bert(batch["input_ids"], attention_mask=batch["attention_mask"],
                              token_type_ids=batch["token_type_ids"], **visual_kwargs(batch))  # fmt: skip
@@ -372,7 +372,7 @@ def extract_files(files: dict[str, Path], root: Path, extractor=None, progress: 
 def world_features(world, kind: str, splits=("train", "val", "test"), extractor=None, progress: bool = True):
     """Region features of the world's images in `splits`, cached: kind "gt" (ground-truth boxes, shared with
     pretraining's store) or "proposals" (`propose_boxes`, for referring expressions) -> (store, seconds)."""
-    from vilbert_lite.pretrain import cache_dir
+    from vilbert_lite.pretrain.run import cache_dir
 
     if kind not in ("gt", "proposals"):
         raise ValueError(f"kind must be 'gt' or 'proposals', got {kind!r}")
@@ -435,7 +435,7 @@ def per_scene_option(source: Source, task: str) -> int:
 
 def evaluate_batches(model: TaskModel, items, collate, step: Callable, batch_size: int) -> list:
     """`step(model, batch)` over the items in order, eval mode, no grad, on the model's device."""
-    from vilbert_lite.engine import evaluate
+    from vilbert_lite.train.engine import evaluate
 
     device = next(model.parameters()).device
     return evaluate(model, items, collate, step, batch_size, device, progress=False)
@@ -491,7 +491,7 @@ def run_task(spec: TaskSpec, source: Source, config: ViLBertConfig, init: str | 
     write out/metrics.json: task, split, seed, init, each metric, config hash, wall time, per-epoch history,
     and out/task.json (what `predict.load_run` needs; added to a reused run that lacks it). text_init: a
     ViLBERT†'s `pretrain.TextInit` (instead of `text_from_bert`), recorded in out/text_init.json."""
-    from vilbert_lite.engine import resolve_device, seed_everything, train
+    from vilbert_lite.train.engine import resolve_device, seed_everything, train
 
     h = runs.config_hash(run_cfg)
     runs.prepare_run(out, run_cfg)
@@ -507,7 +507,7 @@ def run_task(spec: TaskSpec, source: Source, config: ViLBertConfig, init: str | 
     seed_everything(train_cfg.seed)  # the heads' initialisation depends on the seed only
     bert = load_backbone(init, config, backbone, text_from_bert and text_init is None)
     if init is None and text_init is not None:  # ViLBERT†: the text stream from the chosen BERT (or random)
-        from vilbert_lite.pretrain import apply_text_init
+        from vilbert_lite.pretrain.run import apply_text_init
 
         runs.write_json(out / "text_init.json", apply_text_init(bert, text_init))
     model = TaskModel(bert, spec.forward, **spec.heads(getattr(bert, "config", config), data, init))

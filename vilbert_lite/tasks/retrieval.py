@@ -32,7 +32,7 @@ from torch import nn
 from vilbert_lite.data.collate import collate_examples, pad_text
 from vilbert_lite.data.regions import collate_visual
 from vilbert_lite.errors import UserError
-from vilbert_lite.objectives import ALIGNED_INDEX
+from vilbert_lite.pretrain.objectives import ALIGNED_INDEX
 from vilbert_lite.tasks.common import (
     Source,
     TaskData,
@@ -243,10 +243,10 @@ ZERO_SHOT = TaskSpec(
 def bench(argv: list[str]) -> int:
     """`vilbert-lite bench retrieval`: pairs/s of ranking captions x images with and without caching the
     pair-independent prefixes, and the largest score difference between the two -> reports/bench/retrieval.json."""
-    from vilbert_lite.config import ViLBertConfig
-    from vilbert_lite.engine import resolve_device
+    from vilbert_lite.model.config import ViLBertConfig
     from vilbert_lite.profiles import get_profile
     from vilbert_lite.tasks.common import TaskModel, load_backbone
+    from vilbert_lite.train.engine import resolve_device
 
     ap = argparse.ArgumentParser(prog="vilbert-lite bench retrieval", description=bench.__doc__)
     ap.add_argument("--profile", default="cpu", help="model of this profile (random weights unless --init)")

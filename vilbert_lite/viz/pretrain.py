@@ -24,7 +24,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from vilbert_lite.objectives import make_pretraining_batch, special_ids
+from vilbert_lite.pretrain.objectives import make_pretraining_batch, special_ids
 
 OUTCOMES = ("[MASK]", "random", "unchanged")  # what happens to a chosen token
 OUTCOME_COLORS = {"[MASK]": "#f4a3a3", "random": "#f6cf7d", "unchanged": "#9fd49f", "zeroed": "#f4a3a3"}
@@ -276,7 +276,7 @@ def alignment_scores(model, tokenizer, world, split: str, visual: dict, image_id
     """P(aligned) of each image of `split` (or `image_ids`) with its retrieval caption, its hard negative
     (one attribute changed) and the captions of the next `n_other` images -> long DataFrame
     (image_id, kind, caption, P(aligned))."""
-    from vilbert_lite.pretrain import alignment_score
+    from vilbert_lite.pretrain.run import alignment_score
 
     items = world.retrieval(split)
     pos = {it.image_id: k for k, it in enumerate(items)}

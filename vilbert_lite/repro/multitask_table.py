@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vilbert_lite.multitask import SIZES, StopAndGo, multitask
-from vilbert_lite.multitask_data import DATASETS, GROUPS
+from vilbert_lite.multitask.data import DATASETS, GROUPS
+from vilbert_lite.multitask.train import SIZES, StopAndGo, multitask
 
 TABLE = "multitask"
 MT_ROWS = {  # row -> multitask() keyword arguments
@@ -85,8 +85,8 @@ def run_table(profile: str, seeds, *, workers: int = 1, root: str | Path | None 
     comes from phase 1's single-task runs) and MT + finetune (from phase 1's token + DSG runs)."""
     from tqdm.auto import tqdm
 
-    from vilbert_lite.multitask import load_data
-    from vilbert_lite.pretrain import pretrain
+    from vilbert_lite.multitask.train import load_data
+    from vilbert_lite.pretrain.run import pretrain
     from vilbert_lite.runs import runs_root
 
     root = str(Path(root) if root is not None else runs_root())
@@ -148,7 +148,7 @@ def long_rows(results: dict) -> pd.DataFrame:
 def side_by_side(summary: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:
     """Per row: ours "mean ± std [95% interval]" and the paper's number for G1-G4 and the average; the models'
     parameters; a last row with the chance level of each column."""
-    from vilbert_lite import paper
+    from vilbert_lite.repro import paper
 
     out = []
     for row in dict.fromkeys(summary.row):
@@ -179,8 +179,8 @@ CLAIMS = (  # (id, statement, [(a, b), ...]): "a >= b" on the all-task average, 
 def claims(long: pd.DataFrame) -> pd.DataFrame:
     """The three 12-in-1 claims, each held (every comparison greater on a 95% Welch interval) / not held (one
     less) / inconclusive (ties), with our differences and the paper's."""
-    from vilbert_lite import paper
-    from vilbert_lite.reports import diff_interval
+    from vilbert_lite.repro import paper
+    from vilbert_lite.repro.reports import diff_interval
 
     rows = []
     for cid, statement, pairs in CLAIMS:
@@ -247,7 +247,7 @@ def report(long: pd.DataFrame, reports_dir: str | Path, run: dict | None = None)
     a run's metrics (`multitask(...)`), figures/multitask_dsg.png -> (summary, side, claims)"""
     import matplotlib.pyplot as plt
 
-    from vilbert_lite.reports import plot_bars, save_table, summarize
+    from vilbert_lite.repro.reports import plot_bars, save_table, summarize
 
     r = Path(reports_dir)
     (r / "tables").mkdir(parents=True, exist_ok=True)

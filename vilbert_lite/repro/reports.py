@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .paper import COLUMNS
+from vilbert_lite.repro.paper import COLUMNS
 
 RETRIEVAL = ["r@1", "r@5", "r@10", "zs_r@1", "zs_r@5", "zs_r@10"]
 UNDERSTANDING = ["vqa_accuracy", "q2a", "qa2r", "q2ar", "refer_accuracy"]
@@ -296,7 +296,7 @@ def all_claims(tables_dir: str | Path) -> pd.DataFrame:
 def compute_line(long: pd.DataFrame, runs_root: str | Path | None = None, seconds: dict | None = None) -> str:
     """One line: the training wall time of the distinct runs behind a table (`experiments.run_seconds`, or its
     result in `seconds`)."""
-    from .experiments import run_seconds
+    from vilbert_lite.repro.experiments import run_seconds
 
     t = seconds if seconds is not None else run_seconds(long, runs_root)
     line = (f"compute: {t['n_pretrain']} pretraining runs, {t['pretrain_s'] / 60:.1f} min; {t['n_finetune']} "
@@ -311,7 +311,7 @@ def table_compute_line(long: pd.DataFrame, cache: Path, runs_root: str | Path | 
     """The compute line of a table whose run folders may be gone (a fresh checkout keeps the committed tables,
     not `runs/`): computed and stored in `cache` when every run folder is here, else the stored line, else the
     partial sum with the count of missing folders."""
-    from .experiments import run_seconds
+    from vilbert_lite.repro.experiments import run_seconds
 
     t = run_seconds(long, runs_root)
     if not t["missing"]:
@@ -330,7 +330,7 @@ def write_summary(reports_dir: str | Path, profile: str, command: str | None = N
     import os
     import platform
 
-    from . import paper
+    from vilbert_lite.repro import paper
 
     r = Path(reports_dir)
     tables = r / "tables"
@@ -374,7 +374,7 @@ def report_table(long: pd.DataFrame, key: str, reports_dir: str | Path, title: s
     """Summarise one table's long rows and write its files under reports_dir: tables/KEY_summary.csv (mean, std,
     n, 95% interval), tables/KEY.csv/.md (ours next to the paper), figures/KEY.png -> (summary, side, figure).
     Table 3 is drawn as score against corpus fraction, the others as grouped bars."""
-    from . import paper
+    from vilbert_lite.repro import paper
 
     r = Path(reports_dir)
     summary = summarize(long)

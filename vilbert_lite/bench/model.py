@@ -28,15 +28,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .config import ViLBertConfig
-from .engine import resolve_device
-from .errors import UserError
+from vilbert_lite.errors import UserError
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.train.engine import resolve_device
 
 SUBCOMMANDS = {
     "extract": "vilbert_lite.data.regions:bench",
-    "pretrain": "vilbert_lite.pretrain:bench",
+    "pretrain": "vilbert_lite.pretrain.run:bench",
     "retrieval": "vilbert_lite.tasks.retrieval:bench",
-    "vilt": "vilbert_lite.vilt_bench:bench",
+    "vilt": "vilbert_lite.bench.vilt:bench",
 }
 
 
@@ -125,8 +125,8 @@ def load_official(path: str):
 def _measure(impl: str, preset: str, precision: str, B: int, T: int, R: int, steps: int, official: str | None,
              official_adamw: str | None, device: str, queue) -> None:  # fmt: skip
     """Run in a child process: time `steps` train steps and forward passes; put a result dict in `queue`."""
-    from .heads import ViLBertForPreTraining
-    from .official import to_official_state_dict
+    from vilbert_lite.model.heads import ViLBertForPreTraining
+    from vilbert_lite.model.official import to_official_state_dict
 
     torch.manual_seed(0)
     dev = resolve_device(device)

@@ -23,7 +23,7 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from .vilt import grid_inputs, preprocess, resize_for_vilt
+from vilbert_lite.vilt.model import grid_inputs, preprocess, resize_for_vilt
 
 
 @dataclass
@@ -41,8 +41,7 @@ def word_patch_maps(model, tokenizer, image, text: str, layer: int = -1, source:
     """One image and caption through a ViLTModel / ViLTForPreTraining -> each word's map over the patches.
     A grid model needs the CNN: `backbone` (default: `regions.load_backbone(config.image_size)`)."""
     from vilbert_lite.data.regions import load_image
-
-    from .vilt_pretrain import word_patch_distance
+    from vilbert_lite.vilt.pretrain import word_patch_distance
 
     if source not in ("attention", "transport"):
         raise ValueError(f"source must be 'attention' or 'transport', got {source!r}")
@@ -159,7 +158,7 @@ def plot_visual_tokens(
 
 def plot_augmentations(image, n: int = 7, seed: int = 0, magnitude: float = 9.0, save=None) -> Figure:
     """An image and `n` draws of `vilt_pretrain.rand_augment` (RandAugment without colour ops or cutout)."""
-    from .vilt_pretrain import rand_augment
+    from vilbert_lite.vilt.pretrain import rand_augment
 
     x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()[None] / 255
     g = torch.Generator().manual_seed(seed)
@@ -186,7 +185,7 @@ def accuracy_table(runs: dict) -> pd.DataFrame:
     import json
     from pathlib import Path
 
-    from .pretrain_viz import EVAL_ROWS
+    from vilbert_lite.viz.pretrain import EVAL_ROWS
 
     cols = {}
     for name, run in runs.items():

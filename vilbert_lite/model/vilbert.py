@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import CoAttention, SelfAttention
-from .config import NUM_TASK_TOKENS, ViLBertConfig
+from vilbert_lite.model.attention import CoAttention, SelfAttention
+from vilbert_lite.model.config import NUM_TASK_TOKENS, ViLBertConfig
 
 LN_EPS = 1e-12
 ACT = {"gelu": F.gelu, "relu": F.relu, "swish": F.silu}

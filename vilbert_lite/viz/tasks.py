@@ -68,8 +68,8 @@ def load_task_model(run: str | Path, world=None, device: str | torch.device = "c
 
     The task's data is rebuilt from the run's config (the world of its profile, unless `world` is given);
     a zero-shot run (no trained weights) is rebuilt from its --init run."""
-    from vilbert_lite.config import ViLBertConfig
     from vilbert_lite.data.world import make_world
+    from vilbert_lite.model.config import ViLBertConfig
     from vilbert_lite.tasks import get_task
     from vilbert_lite.tasks.common import ImageBank, Source, TaskModel, load_backbone, world_features
 

@@ -54,18 +54,13 @@ import torch
 from torch.utils.data import Dataset
 
 from vilbert_lite import runs
-from vilbert_lite.config import ViLBertConfig
 from vilbert_lite.data.collate import collate_examples, make_collate
 from vilbert_lite.data.store import settings_key
 from vilbert_lite.data.world import WORLD_VERSION
 from vilbert_lite.errors import UserError, json_object_arg, one_line
-from vilbert_lite.heads import ViLBertForPreTraining
-from vilbert_lite.objectives import (
-    DEFAULT_WEIGHTS,
-    aligned_prob,
-    pretraining_loss_fn,
-    special_ids,
-)
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.heads import ViLBertForPreTraining
+from vilbert_lite.pretrain.objectives import DEFAULT_WEIGHTS, aligned_prob, pretraining_loss_fn, special_ids
 from vilbert_lite.profiles import get_profile
 
 MAX_SEQ_LENGTH = 36  # REFERENCE §3
@@ -323,7 +318,7 @@ def evaluate_pretraining(model, dataset: CaptionImageDataset, tokenizer, seed: i
     model's pretraining forward (ViLBERT's by default; ViLT's in `vilt_pretrain.evaluate_vilt`), so that every
     model is scored on the same negatives and the same masks.
     """
-    from vilbert_lite.engine import resolve_device, to_device
+    from vilbert_lite.train.engine import resolve_device, to_device
 
     device = resolve_device(device)
     core = getattr(model, "module", model)
@@ -392,7 +387,7 @@ def resolve_configs(profile: str = "cpu", seed: int = 0, config_overrides: dict 
     replaces fields of the profile's WorldSize (e.g. {"object_counts": [1, 1, 1]})."""
     from dataclasses import fields
 
-    from vilbert_lite.engine import TrainConfig
+    from vilbert_lite.train.engine import TrainConfig
 
     prof = get_profile(profile)
     if world_overrides:
@@ -422,7 +417,7 @@ def resolve_pretraining(profile: str = "cpu", seed: int = 0, data: str = "synthe
                         captions: str | Path | None = None, images: str | Path | None = None):  # fmt: skip
     """Everything a pretraining run is before its data: arguments checked, (Profile, ViLBertConfig, TrainConfig,
     loss weights, TextInit); a BERT that does not fit the model is a UserError here, before any data work."""
-    from vilbert_lite.single_stream import MODEL_KINDS
+    from vilbert_lite.model.single_stream import MODEL_KINDS
 
     if model_kind not in MODEL_KINDS:
         raise ValueError(f"unknown model_kind {model_kind!r}; choose one of {sorted(MODEL_KINDS)}")
@@ -461,7 +456,7 @@ def pretrain_run_config(prof, config: ViLBertConfig, tcfg, weights: dict, text, 
     """The run config a pretraining run is keyed by (its folder is `kind-<config hash>`) and the model config
     it trains, from the resolved settings (`resolve_pretraining`) and what its data is: `source`, the feature
     store's key, the features' (width, classes) and the number of training captions."""
-    from vilbert_lite.single_stream import matched_config
+    from vilbert_lite.model.single_stream import matched_config
 
     d, c = widths
     c = d if config.visual_target == 1 else c  # feature regression predicts the feature itself
@@ -559,7 +554,7 @@ def pretrain(
     folder or a hub name; None = the profile's choice (init_text_from_bert=True / False is "bundled" / "random").
     A BERT that does not fit the model is a UserError before any data work.
     """
-    from vilbert_lite.single_stream import build_model
+    from vilbert_lite.model.single_stream import build_model
 
     prof, config, tcfg, w, text = resolve_pretraining(
         profile,
@@ -642,7 +637,7 @@ def pretrain(
             model.save_pretrained(run / "model")
             runs.write_json(run / runs.DONE, {"steps": 0, "note": "no pretraining (corpus_fraction 0)"})
     else:
-        from vilbert_lite.engine import train
+        from vilbert_lite.train.engine import train
 
         ds = CaptionImageDataset(train_caps, visual, tok, MAX_SEQ_LENGTH, blank_images=text_only)
         loss_fn = pretraining_loss_fn(tok, w, swap_prob=0.0 if text_only else 0.5)
@@ -1057,7 +1052,7 @@ def cli(argv: list[str]) -> int:
 
 
 def _bench_model(config: ViLBertConfig, batch: int, steps: int, device: torch.device) -> dict:
-    from vilbert_lite.objectives import make_pretraining_batch, pretraining_loss
+    from vilbert_lite.pretrain.objectives import make_pretraining_batch, pretraining_loss
 
     torch.manual_seed(0)
     model = ViLBertForPreTraining(config).to(device)
@@ -1096,7 +1091,7 @@ def _bench_model(config: ViLBertConfig, batch: int, steps: int, device: torch.de
 def bench(argv: list[str]) -> int:
     """`vilbert-lite bench pretrain`: training samples/s (forward, backward, AdamW step) of the cpu profile's
     model and of the base preset, B=8, 36 tokens, 37 regions -> reports/bench/pretrain.json."""
-    from vilbert_lite.engine import resolve_device
+    from vilbert_lite.train.engine import resolve_device
 
     ap = argparse.ArgumentParser(prog="vilbert-lite bench pretrain", description=bench.__doc__)
     ap.add_argument("--batch", type=int, default=8)

@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ViLBertConfig
-from .heads import PreTrainingHeads, ViLBertForPreTraining
-from .model import (
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.heads import PreTrainingHeads, ViLBertForPreTraining
+from vilbert_lite.model.vilbert import (
     Pooler,
     PreTrainedMixin,
     TextEmbeddings,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .config import ViLBertConfig
+from vilbert_lite.model.config import ViLBertConfig
 
 log = logging.getLogger(__name__)
 

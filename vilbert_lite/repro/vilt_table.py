@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vilbert_lite.experiments import COLUMN_OF
-from vilbert_lite.reports import summarize
+from vilbert_lite.repro.experiments import COLUMN_OF
+from vilbert_lite.repro.reports import summarize
 
 ROWS = {"region (ViLBERT)": "vilbert", "grid (ViLT transformer)": "vilt_grid", "patch (ViLT)": "vilt"}
 TASKS = ("vqa", "retrieval", "nlvr", "zeroshot")
@@ -37,11 +37,11 @@ def run_cell(
     row: str, profile: str, seed: int, root: str | Path | None = None, progress: bool = False
 ) -> list[dict]:
     """Pretrain the row's model (or reuse the run) and fine-tune every task -> long rows."""
-    from vilbert_lite.config import ViLBertConfig
-    from vilbert_lite.pretrain import pretrain
+    from vilbert_lite.model.config import ViLBertConfig
+    from vilbert_lite.pretrain.run import pretrain
     from vilbert_lite.runs import runs_root
     from vilbert_lite.tasks import finetune
-    from vilbert_lite.vilt_pretrain import pretrain_vilt
+    from vilbert_lite.vilt.pretrain import pretrain_vilt
 
     if row not in ROWS:
         raise ValueError(f"unknown row {row!r}; choose one of {list(ROWS)}")
@@ -78,7 +78,7 @@ def run_table(profile: str, seeds, *, workers: int = 1, root: str | Path | None 
     `workers` processes of one torch thread each; with `csv` also written there."""
     from tqdm.auto import tqdm
 
-    from vilbert_lite.experiments import prepare_data
+    from vilbert_lite.repro.experiments import prepare_data
     from vilbert_lite.runs import runs_root
 
     root = str(Path(root) if root is not None else runs_root())

@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .bench import machine_info, write_json
-from .engine import resolve_device
-from .errors import UserError
+from vilbert_lite.bench.model import machine_info, write_json
+from vilbert_lite.errors import UserError
+from vilbert_lite.train.engine import resolve_device
 
 # ViLT paper, Table 1 (the seed lecture's running-time slide): model (visual + text tokens), params M, GFLOPs,
 # ms
@@ -115,9 +115,9 @@ def _text(device, text: str, text_tokens: int) -> dict:
 def region_pipeline(image: np.ndarray, text: dict, preset: str, device: torch.device, max_regions: int = 36):
     """ViLBERT on region features -> (stages, info). Stages: proposals, cnn_roialign, region_embed,
     transformer."""
-    from vilbert_lite.config import ViLBertConfig
     from vilbert_lite.data.regions import RegionExtractor, propose_boxes, visual_inputs
-    from vilbert_lite.heads import ViLBertForPreTraining
+    from vilbert_lite.model.config import ViLBertConfig
+    from vilbert_lite.model.heads import ViLBertForPreTraining
 
     ext = RegionExtractor(max_regions=max_regions, device=str(device))
     cfg = ViLBertConfig.preset(preset).replace(v_feature_size=ext.feature_dim, v_target_size=ext.num_classes)
@@ -156,14 +156,14 @@ def vilt_pipeline(image: np.ndarray, text: dict, preset: str, device: torch.devi
     """ViLT with patch or grid embeddings -> (stages, info). Stages: resize, [cnn,] visual_embed,
     transformer."""
     from vilbert_lite.data.regions import IMAGENET_MEAN, IMAGENET_STD, load_backbone
-    from vilbert_lite.vilt import (
+    from vilbert_lite.vilt.model import (
         GRID_PAD,
         PIXEL_MEAN,
         PIXEL_STD,
         ViLTConfig,
         ViLTForPreTraining,
         backbone_grid,
-        preprocess,  # fmt: skip
+        preprocess,
     )
 
     cfg = ViLTConfig.preset(preset, image_size=image_size, visual_embed=visual_embed)
@@ -300,7 +300,7 @@ def plot_running_time(result: dict, title: str | None = None, save=None):
 def bench(argv: list[str]) -> int:
     """`vilbert-lite bench vilt`: region / grid / patch running time of one image-text pair ->
     reports/bench/vilt.json (+ vilt.md, the table beside the seed's numbers)."""
-    from .reports import markdown
+    from vilbert_lite.repro.reports import markdown
 
     ap = argparse.ArgumentParser(prog="vilbert-lite bench vilt", description=bench.__doc__)
     ap.add_argument(

@@ -47,8 +47,14 @@ import torch.nn.functional as F
 from vilbert_lite import runs
 from vilbert_lite.data.collate import make_collate
 from vilbert_lite.errors import UserError, json_object_arg
-from vilbert_lite.objectives import aligned_prob, alignment_loss, masked_lm_loss, special_ids, swap_captions
-from vilbert_lite.pretrain import (
+from vilbert_lite.pretrain.objectives import (
+    aligned_prob,
+    alignment_loss,
+    masked_lm_loss,
+    special_ids,
+    swap_captions,
+)
+from vilbert_lite.pretrain.run import (
     MAX_SEQ_LENGTH,
     CaptionImageDataset,
     _take_fraction,
@@ -57,7 +63,7 @@ from vilbert_lite.pretrain import (
     evaluate_pretraining,
     resolve_configs,
 )
-from vilbert_lite.vilt import PIXEL_MEAN, PIXEL_STD, ViLTConfig, ViLTForPreTraining, backbone_grid
+from vilbert_lite.vilt.model import PIXEL_MEAN, PIXEL_STD, ViLTConfig, ViLTForPreTraining, backbone_grid
 
 DEFAULT_WEIGHTS = {"mlm": 1.0, "itm": 1.0, "wpa": 0.1}  # ViLT: itm_wpa_loss = 0.1 * the OT term
 RAND_AUGMENT_OPS = ("identity", "shear_x", "shear_y", "translate_x", "translate_y", "rotate", "sharpness")
@@ -445,7 +451,7 @@ def pretrain_vilt(
     (`Profile.vilt_recipe`, else 2)."""
     from vilbert_lite.data.tokenize import get_tokenizer
     from vilbert_lite.data.world import make_world
-    from vilbert_lite.engine import train
+    from vilbert_lite.train.engine import train
 
     prof, config, tcfg, w, views = resolve_vilt_pretraining(profile, seed, visual_embed, corpus_fraction,
                                                             config_overrides, train_overrides, weights, augment,

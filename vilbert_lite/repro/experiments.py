@@ -12,8 +12,8 @@ import json
 import math
 from pathlib import Path
 
-from .config import ViLBertConfig, co_attention_ids
-from .profiles import get_profile
+from vilbert_lite.model.config import ViLBertConfig, co_attention_ids
+from vilbert_lite.profiles import get_profile
 
 TASKS = ("vqa", "vcr", "refer", "retrieval", "zeroshot", "nlvr")
 # (task, metric in metrics.json) -> column of paper.COLUMNS (plus nlvr_accuracy, which the paper lacks)
@@ -47,9 +47,9 @@ def run_cell(table: str, row, profile: str, seed: int, *, pretrained: bool = Tru
     blank_images: the fine-tuned model sees the text only (the question-only VQA row). Each row names the run
     folders it came from (`init`: the pretraining run, "" for none; `run`: the fine-tuning run), relative to
     `root`, so that `run_seconds` can add up what a table cost."""
-    from .pretrain import pretrain
-    from .runs import runs_root
-    from .tasks import finetune
+    from vilbert_lite.pretrain.run import pretrain
+    from vilbert_lite.runs import runs_root
+    from vilbert_lite.tasks import finetune
 
     root = Path(root) if root is not None else runs_root()
     init, config = None, None
@@ -122,9 +122,9 @@ def _cell_job(args: tuple) -> list[dict]:
 
 def prepare_data(profile: str, progress: bool = False) -> None:
     """Extract (or find cached) every feature store the cells need, once, before workers start in parallel."""
-    from .data.world import make_world
-    from .pretrain import synthetic_data
-    from .tasks.common import world_features
+    from vilbert_lite.data.world import make_world
+    from vilbert_lite.pretrain.run import synthetic_data
+    from vilbert_lite.tasks.common import world_features
 
     synthetic_data(profile, progress=progress)
     world = make_world(profile, seed=0)
@@ -142,7 +142,7 @@ def run_table(table: str, profile: str, seeds, *, workers: int = 1, root: str | 
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from .runs import runs_root
+    from vilbert_lite.runs import runs_root
 
     root = str(Path(root) if root is not None else runs_root())
     cells = table_cells(table, profile)
@@ -190,7 +190,7 @@ def run_seconds(long, root: str | Path | None = None) -> dict:
     wall time of each distinct pretraining and fine-tuning run, read from its folder under `root`, summed.
     -> {"pretrain_s", "finetune_s", "n_pretrain", "n_finetune", "missing"} (folders not found, e.g. another
     machine's runs)."""
-    from .runs import runs_root
+    from vilbert_lite.runs import runs_root
 
     root = Path(root) if root is not None else runs_root()
     out = {"pretrain_s": 0.0, "finetune_s": 0.0, "n_pretrain": 0, "n_finetune": 0, "missing": []}

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .config import ViLBertConfig
-from .model import ACT, LN_EPS, PreTrainedMixin, ViLBertModel, ViLBertOutput, init_weights
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.vilbert import ACT, LN_EPS, PreTrainedMixin, ViLBertModel, ViLBertOutput, init_weights
 
 
 class HeadTransform(nn.Module):
@@ -116,6 +116,6 @@ class ViLBertForPreTraining(PreTrainedMixin, nn.Module):
     def from_official_checkpoint(cls, checkpoint_path: str | os.PathLike, config_path: str | os.PathLike,
                                  strict: bool = False):  # fmt: skip
         """Load a vilbert-multi-task `pytorch_model*.bin` (safely: weights_only) with its config JSON."""
-        from .official import load_official_checkpoint
+        from vilbert_lite.model.official import load_official_checkpoint
 
         return load_official_checkpoint(cls, checkpoint_path, config_path, strict=strict)

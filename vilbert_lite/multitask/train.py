@@ -55,7 +55,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vilbert_lite import runs
-from vilbert_lite.engine import (
+from vilbert_lite.errors import UserError, json_object_arg
+from vilbert_lite.multitask.data import DATASETS, GROUPS, VERIFY_LABELS, MTTask, build_tasks
+from vilbert_lite.tasks.common import SimpleClassifier, new_heads
+from vilbert_lite.train.engine import (
     TrainConfig,
     epoch_batches,
     evaluate,
@@ -65,9 +68,6 @@ from vilbert_lite.engine import (
     seed_everything,
     to_device,
 )
-from vilbert_lite.errors import UserError, json_object_arg
-from vilbert_lite.multitask_data import DATASETS, GROUPS, VERIFY_LABELS, MTTask, build_tasks
-from vilbert_lite.tasks.common import SimpleClassifier, new_heads
 
 GROUP_HEADS = {"G1": "vil_prediction", "G2": "vil_logit", "G3": "vision_logit", "G4": "vil_verification"}
 METRIC = {"G1": "vqa_accuracy", "G2": "four_way_accuracy", "G3": "refer_accuracy", "G4": "accuracy"}  # val
@@ -298,12 +298,12 @@ def build_model(config, groups, n_answers: int, init: str | Path | None, text_fr
     multi-task run: its backbone, heads and task embeddings. A head of another shape is a UserError."""
     from safetensors.torch import load_file
 
-    from vilbert_lite.objectives import ALIGNED_INDEX
+    from vilbert_lite.pretrain.objectives import ALIGNED_INDEX
     from vilbert_lite.tasks.common import load_backbone, model_folder
 
     if init is None:
         return MultiTaskModel(load_backbone(None, config, "vilbert", text_from_bert), groups, n_answers)
-    from vilbert_lite.model import ViLBertModel
+    from vilbert_lite.model.vilbert import ViLBertModel
 
     model = MultiTaskModel(ViLBertModel(config), groups, n_answers)
     state = load_file(model_folder(init) / "model.safetensors")
@@ -598,7 +598,7 @@ def resolve_init(init, profile: str, seed: int, root: Path, progress: bool) -> P
     if init is None or str(init).lower() == "none":
         return None
     if str(init) == "auto":
-        from vilbert_lite.pretrain import pretrain
+        from vilbert_lite.pretrain.run import pretrain
 
         return Path(pretrain(profile, seed, out=root, progress=progress)).resolve()
     from vilbert_lite.tasks.common import model_folder
@@ -622,7 +622,7 @@ def data_desc(world_key: str, world_seed: int, stores: dict[str, str], size: MTS
 def model_config(prof, init_meta: dict | None, init, width: int, tokens: str):
     """The model a run trains: the init run's (its config.json, `init_meta`) or the profile's preset, reading
     `width`-d region features, with task tokens unless `tokens` is "none"."""
-    from vilbert_lite.config import ViLBertConfig
+    from vilbert_lite.model.config import ViLBertConfig
 
     if init_meta is None:
         return ViLBertConfig.preset(
@@ -667,7 +667,7 @@ def plan_multitask(profile: str = "cpu", seed: int = 0, tasks=tuple(DATASETS), *
     `init_is_multitask` whether it is a multi-task run (MT + finetune); None: no init."""
     from vilbert_lite.data.store import settings_key
     from vilbert_lite.data.world import make_world
-    from vilbert_lite.pretrain import extractor_settings
+    from vilbert_lite.pretrain.run import extractor_settings
     from vilbert_lite.profiles import get_profile
 
     cfg = MTConfig(tuple(tasks), tokens, dsg, curriculum=curriculum, curriculum_frac=curriculum_frac)

@@ -23,8 +23,8 @@ from matplotlib import cm, colormaps, colors
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch, Rectangle
 
-from .config import ViLBertConfig
-from .model import layer_schedule
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.vilbert import layer_schedule
 
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]")
 # direction -> (Attentions field, query kind, key kind)
@@ -535,8 +535,8 @@ def _run_pair(model, tokenizer, image, boxes, text, vis, device, extractor):
     """Tokenise `text`, extract regions if needed, run the model with output_attentions on the one pair."""
     import torch
 
-    from .data.regions import RegionExtractor, load_image
-    from .data.regions import visual_inputs as make_visual_inputs
+    from vilbert_lite.data.regions import RegionExtractor, load_image
+    from vilbert_lite.data.regions import visual_inputs as make_visual_inputs
 
     if not isinstance(text, str):
         raise ValueError(f"the explorer shows one image-text pair; got {type(text).__name__} of texts")

@@ -41,11 +41,17 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .attention import SelfAttention
-from .config import checked_fields, read_json
-from .errors import UserError
-from .heads import LMPredictionHead
-from .model import Intermediate, PreTrainedMixin, TextEmbeddings, check_model_type, init_weights
+from vilbert_lite.errors import UserError
+from vilbert_lite.model.attention import SelfAttention
+from vilbert_lite.model.config import checked_fields, read_json
+from vilbert_lite.model.heads import LMPredictionHead
+from vilbert_lite.model.vilbert import (
+    Intermediate,
+    PreTrainedMixin,
+    TextEmbeddings,
+    check_model_type,
+    init_weights,
+)
 
 PIXEL_MEAN = (0.5, 0.5, 0.5)  # ViLT normalises pixels to [-1, 1]
 PIXEL_STD = (0.5, 0.5, 0.5)

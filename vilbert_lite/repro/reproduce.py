@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: notebooks/ and reports/
 # Per cell, by profile: a table cell trains every run of its table (at `cpu` hours: 21 pretrainings and 138
 # fine-tunings for Tables 1-3), so only a cell far beyond that is a hung kernel; None = no limit
 CELL_TIMEOUT_S = {"smoke": 600, "cpu": 6 * 3600, "gpu": None}
@@ -57,8 +57,8 @@ def notebook_parameters(
 def finished_runs(root: Path) -> set[str]:
     """Finished run folders under `root`, relative to it: "pretrain-…", "finetune/vqa-…" (a DONE marker, written
     by `engine.train`), "multitask/…" (its metrics.json, written last by `multitask.multitask`)."""
-    from .multitask import METRICS_FILE
-    from .runs import DONE
+    from vilbert_lite.multitask.train import METRICS_FILE
+    from vilbert_lite.runs import DONE
 
     patterns = (f"*/{DONE}", f"*/*/{DONE}", f"multitask/*/{METRICS_FILE}")
     return {str(p.parent.relative_to(root)) for pattern in patterns for p in root.glob(pattern)}
@@ -90,7 +90,7 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
     extra papermill parameters, given only to the notebooks whose `parameters` cell declares them."""
     import papermill as pm
 
-    from .runs import runs_root
+    from vilbert_lite.runs import runs_root
 
     reports = Path(reports or ROOT / "reports")
     out_dir = reports / "notebooks"
@@ -132,7 +132,7 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
         append_log(reports, entry)
     write_index(reports, profile)
     if (reports / "tables").is_dir():
-        from vilbert_lite.reports import write_summary
+        from vilbert_lite.repro.reports import write_summary
 
         write_summary(reports, profile)
     return status
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         params = dict(parse_param(t) for t in a.param)
     except ValueError as e:
         ap.error(str(e))
-    from vilbert_lite.reports import reports_dir_for
+    from vilbert_lite.repro.reports import reports_dir_for
 
     reports = reports_dir_for(a.profile, a.reports, ROOT / "reports")
     status = run_suite(a.profile, a.seed, a.device, reports, a.only, params)

@@ -1,0 +1,1 @@
+"""`vilbert-lite bench TARGET`: throughput numbers written to reports/bench/*.json."""
