@@ -178,7 +178,8 @@ def test_wrong_task_and_width_mismatch_are_one_line_errors(vqa_run, png, tmp_pat
 # ------------------------------------------------------------------------------------ pretraining, refer
 def test_pretraining_run_ranks_captions_and_images(pretrain_run, world, capsys):
     from vilbert_lite.data.tokenize import get_tokenizer
-    from vilbert_lite.pretrain.run import alignment_score, load_pretrained
+    from vilbert_lite.pretrain.captions import alignment_score
+    from vilbert_lite.pretrain.run import load_pretrained
 
     p = load_run(pretrain_run, device="cpu")
     captions = ["a red circle", "two blue squares", "a small green star"]

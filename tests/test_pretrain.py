@@ -13,18 +13,10 @@ from vilbert_lite.data.collate import collate_examples, pad_text
 from vilbert_lite.data.items import Caption
 from vilbert_lite.data.tokenize import get_tokenizer
 from vilbert_lite.errors import UserError
-from vilbert_lite.pretrain.run import (
-    CaptionImageDataset,
-    alignment_score,
-    cli,
-    load_pretrained,
-    plan_pretrain,
-    pretrain,
-    reevaluate,
-    sample_best_caption,
-    sample_caption,
-    shape_name_groups,
-)
+from vilbert_lite.pretrain.captions import alignment_score, sample_best_caption, sample_caption
+from vilbert_lite.pretrain.data import CaptionImageDataset
+from vilbert_lite.pretrain.evaluate import shape_name_groups
+from vilbert_lite.pretrain.run import cli, load_pretrained, plan_pretrain, pretrain, reevaluate
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +85,7 @@ def test_bad_overrides_fail_before_training(env):
 
 
 def test_shape_name_groups():
-    from vilbert_lite.data.world import SHAPES
+    from vilbert_lite.data.scene import SHAPES
 
     tok = get_tokenizer()
     g = shape_name_groups(tok, tok.vocab_size)

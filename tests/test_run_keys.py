@@ -15,8 +15,9 @@ from vilbert_lite.model.config import ViLBertConfig
 from vilbert_lite.multitask.train import plan_multitask
 from vilbert_lite.pretrain.run import plan_pretrain
 from vilbert_lite.tasks import plan_finetune
+from vilbert_lite.vilt.inputs import grid_width
 from vilbert_lite.vilt.model import ViLTConfig
-from vilbert_lite.vilt.pretrain import grid_width, plan_pretrain_vilt
+from vilbert_lite.vilt.pretrain import plan_pretrain_vilt
 
 ROOT = "/work/main/runs"
 
@@ -80,7 +81,7 @@ def test_grid_width_is_the_width_of_the_stored_grid():
     import torch
 
     from vilbert_lite.data.regions import load_backbone
-    from vilbert_lite.vilt.model import backbone_grid
+    from vilbert_lite.vilt.inputs import backbone_grid
 
     for stage in ("head", "block10"):
         config = ViLTConfig.preset("tiny", visual_embed="grid", grid_stage=stage, image_size=64)

@@ -11,13 +11,8 @@ from vilbert_lite import runs
 from vilbert_lite.errors import UserError
 from vilbert_lite.model.config import ViLBertConfig
 from vilbert_lite.model.heads import ViLBertForPreTraining
-from vilbert_lite.pretrain.run import (
-    apply_text_init,
-    check_text_init,
-    pretrain,
-    resolve_text_init,
-    text_init_key,
-)
+from vilbert_lite.pretrain.run import pretrain
+from vilbert_lite.pretrain.text_init import apply_text_init, check_text_init, resolve_text_init, text_init_key
 
 # run keys of default calls, computed on the fake data below before text init existed (world version 3)
 PINNED = {

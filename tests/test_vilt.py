@@ -12,10 +12,10 @@ from matplotlib.figure import Figure
 from vilbert_lite import ViLBertConfig, ViLBertForPreTraining, ViLBertModel
 from vilbert_lite.data.tokenize import get_tokenizer
 from vilbert_lite.pretrain.objectives import aligned_prob, alignment_loss, special_ids
-from vilbert_lite.vilt.model import ViLTConfig, ViLTForPreTraining, ViLTModel, preprocess
+from vilbert_lite.vilt.inputs import preprocess, rand_augment
+from vilbert_lite.vilt.model import ViLTConfig, ViLTForPreTraining, ViLTModel
 from vilbert_lite.vilt.pretrain import (
     ipot,
-    rand_augment,
     vilt_pretraining_loss,
     whole_word_mask,
     word_patch_distance,
@@ -291,7 +291,8 @@ def test_the_profiles_vilt_recipe_reaches_the_config_and_the_run_key(tmp_path, m
     from dataclasses import replace
 
     from vilbert_lite import profiles
-    from vilbert_lite.vilt.pretrain import pretrain_vilt, resolve_vilt_config
+    from vilbert_lite.vilt.model import resolve_vilt_config
+    from vilbert_lite.vilt.pretrain import pretrain_vilt
 
     smoke = profiles.get_profile("smoke")
     assert resolve_vilt_config("smoke").patch_size == 16
@@ -425,7 +426,7 @@ def test_command_line_wiring(capsys):
 
 # ------------------------------------------------------------------------------------------- fine-tuning
 def _saved_vilt_run(path, visual_embed="patch"):
-    from vilbert_lite.vilt.pretrain import resolve_vilt_config
+    from vilbert_lite.vilt.model import resolve_vilt_config
 
     torch.manual_seed(0)
     pre = ViLTForPreTraining(resolve_vilt_config("smoke", visual_embed)).eval()

@@ -30,8 +30,8 @@ SETTINGS = ({"temperature": 1.0, "top_k": 0}, {"temperature": 0.7, "top_k": 0}, 
 
 def word_maps() -> tuple[set[str], dict[str, str]]:
     """(colour words, shape word -> shape): every single-word name of a shape, singular and plural."""
+    from vilbert_lite.data.scene import COLORS, SHAPES
     from vilbert_lite.data.texts import PLURAL, SYNONYMS
-    from vilbert_lite.data.world import COLORS, SHAPES
 
     shape_of = {}
     for shape in SHAPES:
@@ -66,7 +66,9 @@ def precision(texts: list[str], scenes: list) -> dict:
 def main() -> None:
     from vilbert_lite.data.tokenize import get_tokenizer
     from vilbert_lite.data.world import make_world
-    from vilbert_lite.pretrain.run import load_pretrained, sample_best_caption, synthetic_data
+    from vilbert_lite.pretrain.captions import sample_best_caption
+    from vilbert_lite.pretrain.data import synthetic_data
+    from vilbert_lite.pretrain.run import load_pretrained
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run")

@@ -34,11 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vilbert_lite.data.scene import COLORS, SHAPES
 from vilbert_lite.data.texts import PLURAL, SYNONYMS
 from vilbert_lite.data.tokenize import get_tokenizer
-from vilbert_lite.data.world import COLORS, SHAPES, make_world
+from vilbert_lite.data.world import make_world
+from vilbert_lite.pretrain.data import CaptionImageDataset, synthetic_data
 from vilbert_lite.pretrain.objectives import swap_captions
-from vilbert_lite.pretrain.run import CaptionImageDataset, synthetic_data
 from vilbert_lite.viz.visual_tokens import linear_probe
 
 SHAPE_WORD = {s: s for s in SHAPES} | {p: s for s, p in PLURAL.items()}

@@ -47,13 +47,14 @@ def main() -> None:
     from vilbert_lite.data.collate import make_collate
     from vilbert_lite.data.tokenize import get_tokenizer
     from vilbert_lite.model.heads import ViLBertForPreTraining
+    from vilbert_lite.pretrain.data import CaptionImageDataset, synthetic_data
     from vilbert_lite.pretrain.objectives import (
         aligned_prob,
         alignment_loss,
         make_pretraining_batch,
         special_ids,
     )
-    from vilbert_lite.pretrain.run import CaptionImageDataset, resolve_configs, synthetic_data
+    from vilbert_lite.pretrain.run import resolve_configs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=200)

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 def masked(tok, texts: list[str], image_ids: list[str]) -> list[tuple[tuple, list[int]]]:
     """(masked token ids as a tuple, the shape-word token ids in order) per text, with the yardstick's masks."""
     from vilbert_lite.data.items import Caption
-    from vilbert_lite.pretrain.run import CaptionImageDataset
+    from vilbert_lite.pretrain.data import CaptionImageDataset
 
     caps = [Caption(i, t) for i, t in zip(image_ids, texts)]
     dummy = {"visual_feats": torch.zeros(1, 1), "cls_prob": torch.zeros(1, 1)}

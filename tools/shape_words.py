@@ -26,17 +26,13 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
     from vilbert_lite.data.collate import collate_examples, make_collate
+    from vilbert_lite.data.scene import COLORS
     from vilbert_lite.data.tokenize import get_tokenizer
-    from vilbert_lite.data.world import COLORS, make_world
+    from vilbert_lite.data.world import make_world
+    from vilbert_lite.pretrain.data import MAX_SEQ_LENGTH, CaptionImageDataset, synthetic_data
+    from vilbert_lite.pretrain.evaluate import _vilbert_forward, shape_name_groups
     from vilbert_lite.pretrain.objectives import special_ids
-    from vilbert_lite.pretrain.run import (
-        MAX_SEQ_LENGTH,
-        CaptionImageDataset,
-        _vilbert_forward,
-        load_pretrained,
-        shape_name_groups,
-        synthetic_data,
-    )
+    from vilbert_lite.pretrain.run import load_pretrained
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+")

@@ -102,13 +102,8 @@ def run_variant(name: str, data, args) -> dict:
 
 def main() -> None:
     from vilbert_lite.data.tokenize import get_tokenizer
-    from vilbert_lite.pretrain.run import (
-        MAX_SEQ_LENGTH,
-        CaptionImageDataset,
-        _store_widths,
-        resolve_configs,
-        synthetic_data,
-    )
+    from vilbert_lite.pretrain.data import MAX_SEQ_LENGTH, CaptionImageDataset, _store_widths, synthetic_data
+    from vilbert_lite.pretrain.run import resolve_configs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", nargs="*", default=["base", "bucket", "nodrop", "bucket+nodrop", "bs32",

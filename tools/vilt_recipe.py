@@ -78,10 +78,12 @@ def time_recipe(r: dict, args) -> dict:
     from vilbert_lite.data.collate import make_collate
     from vilbert_lite.data.tokenize import get_tokenizer
     from vilbert_lite.data.world import make_world
-    from vilbert_lite.pretrain.run import MAX_SEQ_LENGTH, CaptionImageDataset, resolve_configs
+    from vilbert_lite.pretrain.data import MAX_SEQ_LENGTH, CaptionImageDataset
+    from vilbert_lite.pretrain.run import resolve_configs
     from vilbert_lite.train.engine import epoch_batches
-    from vilbert_lite.vilt.model import ViLTForPreTraining
-    from vilbert_lite.vilt.pretrain import recipe_weights, resolve_vilt_config, vilt_loss_fn, world_visual
+    from vilbert_lite.vilt.inputs import world_visual
+    from vilbert_lite.vilt.model import ViLTForPreTraining, resolve_vilt_config
+    from vilbert_lite.vilt.pretrain import recipe_weights, vilt_loss_fn
 
     kw = pretrain_kwargs(r, args.profile)
     prof, _, tcfg = resolve_configs(args.profile, 0)

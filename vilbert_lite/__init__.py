@@ -1,5 +1,7 @@
 """vilbert_lite: a small, faithful ViLBERT for teaching, analysis and reproduction."""
 
+import importlib
+
 from vilbert_lite.model.config import ViLBertConfig
 from vilbert_lite.model.heads import PreTrainingOutput, ViLBertForPreTraining
 from vilbert_lite.model.single_stream import (
@@ -9,7 +11,6 @@ from vilbert_lite.model.single_stream import (
     load_any,
 )
 from vilbert_lite.model.vilbert import Attentions, HiddenStates, ViLBertModel, ViLBertOutput, layer_schedule
-from vilbert_lite.predict import Predictor, load_run
 
 __all__ = [
     "ViLBertConfig",
@@ -28,3 +29,11 @@ __all__ = [
     "Predictor",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`load_run` and `Predictor` load on first use: they use every wing (tasks, pretraining, extraction), which
+    `import vilbert_lite.model` must not load."""
+    if name in ("load_run", "Predictor"):
+        return getattr(importlib.import_module("vilbert_lite.predict"), name)
+    raise AttributeError(f"module 'vilbert_lite' has no attribute {name!r}")

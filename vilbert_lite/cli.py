@@ -19,7 +19,7 @@ from vilbert_lite.errors import UserError, debug_requested, one_line
 
 # command -> "module:function"; each function takes argv (list[str]) and returns an exit code.
 COMMANDS = {
-    "extract": ("vilbert_lite.data.regions:cli", "extract region features from an image folder"),
+    "extract": ("vilbert_lite.data.extract:cli", "extract region features from an image folder"),
     "pretrain": ("vilbert_lite.pretrain.run:cli", "pretrain ViLBERT (synthetic world or real captions)"),
     "finetune": ("vilbert_lite.tasks:cli", "fine-tune on a downstream task"),
     "ask": ("vilbert_lite.predict:cli", "ask a trained run about a new image (answer, rank captions, point)"),
@@ -31,7 +31,7 @@ COMMANDS = {
         "vilbert_lite.multitask.train:cli",
         "12-in-1: one model for every task group (round robin, DSG)",
     ),
-    "bench": ("vilbert_lite.bench.model:cli", "benchmarks: model | extract | pretrain | retrieval | vilt"),
+    "bench": ("vilbert_lite.bench:cli", "benchmarks: model | extract | pretrain | retrieval | vilt"),
 }
 PACKAGE = Path(__file__).resolve().parent
 

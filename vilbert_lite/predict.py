@@ -144,8 +144,8 @@ def load_run(path: str | Path, device: str = "auto", extractor=None) -> Predicto
     """A finished fine-tune run folder (vqa, refer, retrieval, zeroshot) or pretraining run folder -> a
     Predictor on `device`. extractor: a region extractor to use instead of the one rebuilt from the run's
     recorded settings (anything with `extract_many`, as for `finetune`)."""
+    from vilbert_lite.device import resolve_device
     from vilbert_lite.tasks.common import MAX_REGIONS, METRICS_FILE, TASK_FILE
-    from vilbert_lite.train.engine import resolve_device
 
     run = Path(path)
     if not run.is_dir():
@@ -187,7 +187,7 @@ class Predictor:
 
     def __init__(self, path: Path, task: str, model, extractor, answers: list[str] | None, max_regions: int,
                  blank_images: bool, device: torch.device):  # fmt: skip
-        from vilbert_lite.pretrain.run import MAX_SEQ_LENGTH
+        from vilbert_lite.pretrain.data import MAX_SEQ_LENGTH
         from vilbert_lite.tasks import refer, retrieval, vqa
 
         self.path, self.task, self.model, self.extractor = path, task, model, extractor
@@ -246,8 +246,8 @@ class Predictor:
     def logits(self, image: Any, text: str, boxes=None) -> torch.Tensor:
         """The task head on one image and one text -> answer logits (n_answers,) for vqa, one logit per
         region (R,) for refer (region 0 is the global one)."""
+        from vilbert_lite.device import to_device
         from vilbert_lite.tasks.common import collate_pairs, pair
-        from vilbert_lite.train.engine import to_device
 
         batch = collate_pairs([{"pairs": [pair(self._text(text, "text"), self.visual(image, boxes))]}])
         return self.model(to_device(batch, self.device))[0].float().cpu()
@@ -294,7 +294,7 @@ class Predictor:
         visuals = [self.visual(im) for im in images] if many else [self.visual(images, boxes)]
         if self.task == "pretraining":
             from vilbert_lite.data.tokenize import get_tokenizer
-            from vilbert_lite.pretrain.run import alignment_score
+            from vilbert_lite.pretrain.captions import alignment_score
 
             v = collate_visual(visuals) if many else visuals[0]
             scores = alignment_score(self.model, get_tokenizer(), v, texts * len(visuals), self.max_length)

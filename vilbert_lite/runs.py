@@ -8,7 +8,7 @@
         result = train(..., out_dir=d)        # train() resumes from d/checkpoint.pt if a run was killed
 
 `cfg` is the whole run config (model, data and training settings) as plain JSON-able data. The engine
-(`vilbert_lite.engine.train`) additionally refuses a folder whose `train_config.json` differs, and returns the
+(`vilbert_lite.train.engine.train`) additionally refuses a folder whose `train_config.json` differs, and returns the
 stored result when the folder already holds a finished run with the same TrainConfig.
 """
 

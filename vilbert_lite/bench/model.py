@@ -1,6 +1,6 @@
-"""`vilbert-lite bench {model,extract,pretrain,retrieval}`: throughput numbers written to reports/bench/*.json.
+"""`vilbert-lite bench model`: the model's training step and forward pass, ours beside the official code.
 
-`bench model` times a full pretraining train step (forward, the three losses, backward, AdamW) and a
+It times a full pretraining train step (forward, the three losses, backward, AdamW) and a
 forward pass at a preset (default `base`, B=8, 36 tokens, 37 regions), in fp32 and under bf16 autocast.
 With `--official PATH/vilbert.py` (a checkout of facebookresearch/vilbert-multi-task, not shipped here)
 the official BertForMultiModalPreTraining is timed side by side on the same weights, batch and machine;
@@ -16,11 +16,8 @@ import importlib
 import importlib.util
 import json
 import multiprocessing as mp
-import os
-import platform
 import resource
 import sys
-import tempfile
 import time
 import types
 from pathlib import Path
@@ -28,29 +25,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from vilbert_lite.bench import machine_info, write_json
+from vilbert_lite.device import resolve_device
 from vilbert_lite.errors import UserError
 from vilbert_lite.model.config import ViLBertConfig
-from vilbert_lite.train.engine import resolve_device
-
-SUBCOMMANDS = {
-    "extract": "vilbert_lite.data.regions:bench",
-    "pretrain": "vilbert_lite.pretrain.run:bench",
-    "retrieval": "vilbert_lite.tasks.retrieval:bench",
-    "vilt": "vilbert_lite.bench.vilt:bench",
-}
-
-
-def machine_info(device: torch.device) -> dict:
-    info = {
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def make_batch(c: ViLBertConfig, B: int, T: int, R: int, device, seed: int = 0) -> dict:
@@ -243,29 +221,3 @@ def bench_model(argv: list[str]) -> int:
         )
     write_json(a.out, report)
     return 0
-
-
-def write_json(path: str | Path, data: dict) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
-
-
-def cli(argv: list[str]) -> int:
-    """`vilbert-lite bench {model,extract,pretrain,retrieval} [options]`."""
-    names = ", ".join(("model", *SUBCOMMANDS))
-    if argv and argv[0] in ("-h", "--help"):
-        print(f"usage: vilbert-lite bench {{{names.replace(', ', ',')}}} [options]")
-        return 0
-    if not argv:
-        raise UserError(f"which benchmark? expected one of: {names}")
-    if argv[0] not in ("model", *SUBCOMMANDS):
-        raise UserError(f"unknown benchmark {argv[0]!r}; expected one of: {names}")
-    if argv[0] == "model":
-        return bench_model(argv[1:])
-    module, func = SUBCOMMANDS[argv[0]].split(":")
-    return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)

@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vilbert_lite.bench.model import machine_info, write_json
+from vilbert_lite.bench import machine_info, write_json
+from vilbert_lite.device import resolve_device
 from vilbert_lite.errors import UserError
-from vilbert_lite.train.engine import resolve_device
 
 # ViLT paper, Table 1 (the seed lecture's running-time slide): model (visual + text tokens), params M, GFLOPs,
 # ms
@@ -156,15 +156,8 @@ def vilt_pipeline(image: np.ndarray, text: dict, preset: str, device: torch.devi
     """ViLT with patch or grid embeddings -> (stages, info). Stages: resize, [cnn,] visual_embed,
     transformer."""
     from vilbert_lite.data.regions import IMAGENET_MEAN, IMAGENET_STD, load_backbone
-    from vilbert_lite.vilt.model import (
-        GRID_PAD,
-        PIXEL_MEAN,
-        PIXEL_STD,
-        ViLTConfig,
-        ViLTForPreTraining,
-        backbone_grid,
-        preprocess,
-    )
+    from vilbert_lite.vilt.inputs import GRID_PAD, PIXEL_MEAN, PIXEL_STD, backbone_grid, preprocess
+    from vilbert_lite.vilt.model import ViLTConfig, ViLTForPreTraining
 
     cfg = ViLTConfig.preset(preset, image_size=image_size, visual_embed=visual_embed)
     model = ViLTForPreTraining(cfg).to(device).eval()

@@ -400,3 +400,11 @@ def write_tsv_features(
             w.writerow(row + ([d["cls_prob"].decode()] if with_cls_prob else []))
             n += 1
     return n
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """Every .jpg/.jpeg/.png in a folder (not recursive), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())

@@ -35,8 +35,8 @@ import torch
 
 from vilbert_lite.data import texts
 from vilbert_lite.data.items import RefExp, RetrievalItem, VQAItem
+from vilbert_lite.data.scene import COLORS, SHAPES
 from vilbert_lite.data.texts import ATTRS, PLURAL, REL_PHRASE, Desc, a_, fact_holds, matches, unique_desc
-from vilbert_lite.data.world import COLORS, SHAPES
 from vilbert_lite.errors import UserError
 
 SPLITS = ("train", "val", "test")

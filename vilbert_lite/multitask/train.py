@@ -15,17 +15,17 @@ Model: one shared ViLBertModel (`bert`) and one head per task group (official na
         on the two images' pooled outputs side by side (NLVR2: the first two classes) or one image's twice
         (SNLI-VE)
 Task tokens (`tokens`): "none"; "dataset": one learned embedding per data set inserted after [CLS], as the
-official code (config.task_specific_tokens; id = position in multitask_data.DATASETS); "head": one per group.
+official code (config.task_specific_tokens; id = position in multitask.data.DATASETS); "head": one per group.
 
 Round-robin batch-level sampling: iteration i visits the data sets in order; each takes its own next batch
-(its own batch size, BATCH_SCALE x the profile's, and its own data order: `engine.epoch_batches` seeded by
+(its own batch size, BATCH_SCALE x the profile's, and its own data order: `train.engine.epoch_batches` seeded by
 (seed, data set)) and makes one AdamW update of θ = shared ∪ its head: the other heads get no gradient, and
 no data set is padded to another's length. MaxIter = the train config's max_steps, else epochs x max n_t.
 Dynamic Stop-and-Go (Algorithm 1): n_t = batches per epoch of data set t; when i mod n_t = 0 its validation
 score s_t is computed and `StopAndGo.step(s_t)` decides go / stop; a stopped data set updates only when
 i mod Δ = 0. Curriculum (`curriculum="G3"`): that group trains alone for the first `curriculum_frac` of the
 iterations, then every data set joins the round robin (the paper's curriculum starts with the fastest-
-converging group, the anti-curriculum with the slowest: `multitask_table.convergence_order` measures it).
+converging group, the anti-curriculum with the slowest: `repro.multitask_table.convergence_order` measures it).
 
 Run folder (ROOT/multitask/<label>-<config hash>): run_config.json; metrics.jsonl (per data set a "train" row
 every log_every iterations; an "eval" row per validation holding every data set's DSG state); metrics.csv;
@@ -41,7 +41,6 @@ import argparse
 import json
 import math
 import os
-import random
 import time
 from dataclasses import asdict, dataclass, replace
 from functools import partial
@@ -55,19 +54,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vilbert_lite import runs
+from vilbert_lite.device import resolve_device, to_device
 from vilbert_lite.errors import UserError, json_object_arg
 from vilbert_lite.multitask.data import DATASETS, GROUPS, VERIFY_LABELS, MTTask, build_tasks
 from vilbert_lite.tasks.common import SimpleClassifier, new_heads
-from vilbert_lite.train.engine import (
-    TrainConfig,
-    epoch_batches,
-    evaluate,
-    lr_factor,
-    process_device,
-    resolve_device,
-    seed_everything,
-    to_device,
-)
+from vilbert_lite.train.engine import TrainConfig, epoch_batches, evaluate, lr_factor, process_device
+from vilbert_lite.train.state import rng_state, seed_everything, set_rng_state
 
 GROUP_HEADS = {"G1": "vil_prediction", "G2": "vil_logit", "G3": "vision_logit", "G4": "vil_verification"}
 METRIC = {"G1": "vqa_accuracy", "G2": "four_way_accuracy", "G3": "refer_accuracy", "G4": "accuracy"}  # val
@@ -394,24 +386,6 @@ def fit(model: MultiTaskModel, tasks: dict[str, MTTask], cfg: MTConfig, tcfg: Tr
             dist.destroy_process_group()
 
 
-def _rng_state() -> dict:
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": cuda,
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-    }
-
-
-def _set_rng_state(s: dict) -> None:
-    torch.set_rng_state(s["torch"])
-    if s["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
-
-
 def _fit(model, tasks, cfg, tcfg, out, device, rank, world, resume, progress, interrupt_after) -> dict:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -444,7 +418,7 @@ def _fit(model, tasks, cfg, tcfg, out, device, rank, world, resume, progress, in
         if ck["optimizer"] is not None:
             opt.load_state_dict(ck["optimizer"])
         st = ck["state"]
-        _set_rng_state(ck["rng"][rank] if len(ck["rng"]) == world else ck["rng"][0])
+        set_rng_state(ck["rng"][rank] if len(ck["rng"]) == world else ck["rng"][0])
         if rank == 0 and metrics_path.exists():  # drop rows logged after the checkpoint (and a torn line)
             lines = metrics_path.read_text().splitlines()
             kept = "".join(line + "\n" for line in lines if _row_iter(line) <= st["iter"])
@@ -485,9 +459,9 @@ def _fit(model, tasks, cfg, tcfg, out, device, rank, world, resume, progress, in
         st["wall"], st["dsg"] = wall0 + time.perf_counter() - t0, {t: asdict(d) for t, d in dsg.items()}
         rng = [None] * world
         if world > 1:
-            dist.all_gather_object(rng, _rng_state())
+            dist.all_gather_object(rng, rng_state())
         else:
-            rng = [_rng_state()]
+            rng = [rng_state()]
         if rank == 0:  # a finished run keeps no optimizer state (2x the model): it is reused, never continued
             optimizer = None if final else opt.state_dict()
             ck = {"model": model.state_dict(), "optimizer": optimizer, "state": st, "rng": rng}
@@ -667,7 +641,7 @@ def plan_multitask(profile: str = "cpu", seed: int = 0, tasks=tuple(DATASETS), *
     `init_is_multitask` whether it is a multi-task run (MT + finetune); None: no init."""
     from vilbert_lite.data.store import settings_key
     from vilbert_lite.data.world import make_world
-    from vilbert_lite.pretrain.run import extractor_settings
+    from vilbert_lite.pretrain.data import extractor_settings
     from vilbert_lite.profiles import get_profile
 
     cfg = MTConfig(tuple(tasks), tokens, dsg, curriculum=curriculum, curriculum_frac=curriculum_frac)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import Executor
 from pathlib import Path
 
 from vilbert_lite.model.config import ViLBertConfig, co_attention_ids
 from vilbert_lite.profiles import get_profile
+from vilbert_lite.repro.runner import run_jobs
 
 TASKS = ("vqa", "vcr", "refer", "retrieval", "zeroshot", "nlvr")
 # (task, metric in metrics.json) -> column of paper.COLUMNS (plus nlvr_accuracy, which the paper lacks)
@@ -123,7 +125,7 @@ def _cell_job(args: tuple) -> list[dict]:
 def prepare_data(profile: str, progress: bool = False) -> None:
     """Extract (or find cached) every feature store the cells need, once, before workers start in parallel."""
     from vilbert_lite.data.world import make_world
-    from vilbert_lite.pretrain.run import synthetic_data
+    from vilbert_lite.pretrain.data import synthetic_data
     from vilbert_lite.tasks.common import world_features
 
     synthetic_data(profile, progress=progress)
@@ -133,12 +135,13 @@ def prepare_data(profile: str, progress: bool = False) -> None:
 
 
 def run_table(table: str, profile: str, seeds, *, workers: int = 1, root: str | Path | None = None,
-              csv: str | Path | None = None, progress: bool = True):  # fmt: skip
+              csv: str | Path | None = None, progress: bool = True, executor: Executor | None = None):  # fmt: skip
     """Every cell of `table` for every seed -> long DataFrame (table, row, seed, column, value in percent).
 
     Cells run in `workers` processes (one torch thread each: on a small CPU, two one-thread processes beat one
-    two-thread process for these models). Finished runs are reused, so a stopped table resumes. With `csv` the
-    rows are also written there (the file that reports read)."""
+    two-thread process for these models), or on `executor` (any concurrent.futures.Executor, `runner.run_jobs`).
+    Finished runs are reused, so a stopped table resumes. With `csv` the rows are also written there (the file
+    that reports read)."""
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -158,21 +161,8 @@ def run_table(table: str, profile: str, seeds, *, workers: int = 1, root: str | 
     # longest first (a pretraining costs about ten fine-tunings), so that no long cell starts last and leaves the
     # other workers idle; each run's result does not depend on when it runs
     jobs = dict(sorted(jobs.items(), key=lambda kv: -_cost(kv[1][4])))
-    results: dict[tuple, list[dict]] = {}
     bar = tqdm(total=len(jobs), desc=f"{table} ({profile})", disable=not progress)
-    if workers <= 1:
-        for key, job in jobs.items():
-            results[key] = _cell_job(job)
-            bar.update()
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_cell_job, job): key for key, job in jobs.items()}
-            for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
-                bar.update()
+    results = run_jobs(_cell_job, jobs, workers=workers, executor=executor, bar=bar)
     bar.close()
     rows = [{**r, "row": row} for key, same in groups.items() for row in same for r in results[key]]
     order = {row: i for i, (row, _) in enumerate(cells)}

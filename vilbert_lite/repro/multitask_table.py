@@ -15,6 +15,7 @@ are those of notebooks 04-09 (`pretrain(profile, seed)`).
 from __future__ import annotations
 
 import math
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ import pandas as pd
 
 from vilbert_lite.multitask.data import DATASETS, GROUPS
 from vilbert_lite.multitask.train import SIZES, StopAndGo, multitask
+from vilbert_lite.repro.runner import run_jobs
 
 TABLE = "multitask"
 MT_ROWS = {  # row -> multitask() keyword arguments
@@ -60,29 +62,13 @@ def _job(kw: dict) -> dict:
     return multitask(**kw, progress=False)
 
 
-def _run_all(jobs: dict, workers: int, bar) -> dict:
-    results = {}
-    if workers <= 1:
-        for key, kw in jobs.items():
-            results[key] = _job(kw)
-            bar.update()
-        return results
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_job, kw): key for key, kw in jobs.items()}
-        for fut in as_completed(futures):
-            results[futures[fut]] = fut.result()
-            bar.update()
-    return results
-
-
 def run_table(profile: str, seeds, *, workers: int = 1, root: str | Path | None = None,
-              csv: str | Path | None = None, progress: bool = True) -> pd.DataFrame:  # fmt: skip
+              csv: str | Path | None = None, progress: bool = True,
+              executor: Executor | None = None) -> pd.DataFrame:  # fmt: skip
     """Every row of the ablation for every seed -> long DataFrame (see the module docstring); with `csv` also
-    written there. Phase 1: single-task and the multi-task rows; phase 2: curriculum rows (their group order
-    comes from phase 1's single-task runs) and MT + finetune (from phase 1's token + DSG runs)."""
+    written there; runs in `workers` processes or on `executor` (`runner.run_jobs`). Phase 1: single-task and
+    the multi-task rows; phase 2: curriculum rows (their group order comes from phase 1's single-task runs) and
+    MT + finetune (from phase 1's token + DSG runs)."""
     from tqdm.auto import tqdm
 
     from vilbert_lite.multitask.train import load_data
@@ -98,7 +84,7 @@ def run_table(profile: str, seeds, *, workers: int = 1, root: str | Path | None 
     bar = tqdm(
         total=len(jobs) + len(seeds) * (2 + len(DATASETS)), desc=f"12-in-1 ({profile})", disable=not progress
     )
-    results = _run_all(jobs, workers, bar)
+    results = run_jobs(_job, jobs, workers=workers, executor=executor, bar=bar)
     order = convergence_order([m for (row, _, _), m in results.items() if row == "single-task"])
     first = {"curriculum": order[0], "anti-curriculum": order[-1]}  # easiest / hardest group first
     later = {(row, s, None): {**base[s], "curriculum": g} for s in seeds for row, g in first.items()}
@@ -106,7 +92,7 @@ def run_table(profile: str, seeds, *, workers: int = 1, root: str | Path | None 
                                         "init": results[("token + DSG", s, None)]["out_dir"],
                                         "train_overrides": {"max_steps": SIZES[profile].finetune_iterations}}
               for s in seeds for t in DATASETS}  # fmt: skip
-    results |= _run_all(later, workers, bar)
+    results |= run_jobs(_job, later, workers=workers, executor=executor, bar=bar)
     bar.close()
     long = long_rows(results)
     if csv is not None:

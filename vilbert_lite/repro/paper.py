@@ -47,7 +47,7 @@ TABLES = {"table1": TABLE1, "table2": TABLE2, "table3": TABLE3}  # by the names 
 
 # 12-in-1 (Lu et al. 2020) ablation, as the lecture's seed shows it: the task groups G1 (vocabulary-based
 # VQA), G2 (caption-based retrieval), G3 (referring expressions), G4 (multimodal verification) and the
-# all-task average, keyed by the rows of notebook 10 (multitask_table.ROWS). The seed has no single-task or
+# all-task average, keyed by the rows of notebook 10 (repro.multitask_table.ROWS). The seed has no single-task or
 # "MT + finetune" row.
 TWELVE_IN_ONE_COLUMNS = ["G1", "G2", "G3", "G4", "average"]
 TWELVE_IN_ONE = {  # "token + DSG": one token per data set, with Dynamic Stop-and-Go (the paper's model)

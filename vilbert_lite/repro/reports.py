@@ -363,7 +363,7 @@ def write_summary(reports_dir: str | Path, profile: str, command: str | None = N
                         ("multitask_claims", "12-in-1 · claims"),
                         ("vilt", "ViLT beside ViLBERT · accuracy at equal budgets (notebook 11)")):  # fmt: skip
         f = tables / f"{stem}.md"
-        if f.exists():  # written by notebook 10 (multitask_table.report) and notebook 11
+        if f.exists():  # written by notebook 10 (repro.multitask_table.report) and notebook 11
             lines += [f"## {title}", "", f.read_text().rstrip(), ""]
     out = r / "README.md"
     out.write_text("\n".join(lines) + "\n")

@@ -56,7 +56,7 @@ def notebook_parameters(
 
 def finished_runs(root: Path) -> set[str]:
     """Finished run folders under `root`, relative to it: "pretrain-…", "finetune/vqa-…" (a DONE marker, written
-    by `engine.train`), "multitask/…" (its metrics.json, written last by `multitask.multitask`)."""
+    by `train.engine.train`), "multitask/…" (its metrics.json, written last by `multitask.train.multitask`)."""
     from vilbert_lite.multitask.train import METRICS_FILE
     from vilbert_lite.runs import DONE
 

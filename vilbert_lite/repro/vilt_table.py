@@ -5,9 +5,9 @@ the same budget, then fine-tuned on the same tasks with the same budgets, for se
     summary = summarize(long)                             # mean, std, n, 95% interval per (row, column)
     plot_accuracy_vs_time(summary, running_time_result)   # each column's mean against ms per pair
 
-Rows: "region (ViLBERT)" is `pretrain.pretrain` then `finetune(..., backbone="vilbert")`, the very calls of
+Rows: "region (ViLBERT)" is `pretrain.run.pretrain` then `finetune(..., backbone="vilbert")`, the very calls of
 Table 1's ViLBERT cell (`experiments.run_cell`), so those runs are shared, not repeated; "grid (ViLT
-transformer)" and "patch (ViLT)" are `vilt_pretrain.pretrain_vilt` then `finetune(..., backbone="vilt_grid" /
+transformer)" and "patch (ViLT)" are `vilt.pretrain.pretrain_vilt` then `finetune(..., backbone="vilt_grid" /
 "vilt")`. Columns (percent, `experiments.COLUMN_OF`): VQA accuracy, retrieval R@1, NLVR-style accuracy and
 zero-shot R@1 (each model's own pretrained matching head, no fine-tuning). Every run is a folder keyed by its
 config and reused when finished.
@@ -16,6 +16,7 @@ config and reused when finished.
 from __future__ import annotations
 
 import math
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,11 @@ import pandas as pd
 
 from vilbert_lite.repro.experiments import COLUMN_OF
 from vilbert_lite.repro.reports import summarize
+from vilbert_lite.repro.runner import run_jobs
 
 ROWS = {"region (ViLBERT)": "vilbert", "grid (ViLT transformer)": "vilt_grid", "patch (ViLT)": "vilt"}
 TASKS = ("vqa", "retrieval", "nlvr", "zeroshot")
-TIME_ROW = {"vilbert": "region", "vilt_grid": "grid", "vilt": "patch"}  # rows of vilt_bench.running_time
+TIME_ROW = {"vilbert": "region", "vilt_grid": "grid", "vilt": "patch"}  # rows of bench.vilt.running_time
 # the rows by what one (row, seed) cell costs at `cpu`, longest first, so that workers finish together: patch
 # 1,129 ms per pretraining step, grid 976 (design log section 10), ViLBERT 648 (one thread, bench/pretrain_step.json)
 COST_ORDER = ("patch (ViLT)", "grid (ViLT transformer)", "region (ViLBERT)")
@@ -73,9 +75,11 @@ def _job(args: tuple) -> list[dict]:
 
 
 def run_table(profile: str, seeds, *, workers: int = 1, root: str | Path | None = None,
-              csv: str | Path | None = None, progress: bool = True) -> pd.DataFrame:  # fmt: skip
+              csv: str | Path | None = None, progress: bool = True,
+              executor: Executor | None = None) -> pd.DataFrame:  # fmt: skip
     """Every row for every seed -> long DataFrame (row, seed, column, value, chance, init, run), in ROWS order;
-    `workers` processes of one torch thread each; with `csv` also written there."""
+    `workers` processes of one torch thread each, or `executor` (`runner.run_jobs`); with `csv` also written
+    there."""
     from tqdm.auto import tqdm
 
     from vilbert_lite.repro.experiments import prepare_data
@@ -83,24 +87,12 @@ def run_table(profile: str, seeds, *, workers: int = 1, root: str | Path | None 
 
     root = str(Path(root) if root is not None else runs_root())
     prepare_data(profile)  # region feature stores extracted once, before the workers
-    jobs = [(row, profile, s, root) for row in COST_ORDER for s in seeds]  # longest cells first
+    jobs = {(row, s): (row, profile, s, root) for row in COST_ORDER for s in seeds}  # longest cells first
     bar = tqdm(total=len(jobs), desc=f"ViLT columns ({profile})", disable=not progress)
-    results = []
-    if workers <= 1:
-        for job in jobs:
-            results += _job(job)
-            bar.update()
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            for fut in as_completed([pool.submit(_job, job) for job in jobs]):
-                results += fut.result()
-                bar.update()
+    results = run_jobs(_job, jobs, workers=workers, executor=executor, bar=bar)
     bar.close()
     order = {row: i for i, row in enumerate(ROWS)}
-    long = pd.DataFrame(results).sort_values(
+    long = pd.DataFrame([r for rows in results.values() for r in rows]).sort_values(
         ["row", "seed", "column"], key=lambda c: c.map(order) if c.name == "row" else c
     )
     long = long.reset_index(drop=True)
@@ -113,7 +105,7 @@ def run_table(profile: str, seeds, *, workers: int = 1, root: str | Path | None 
 def plot_accuracy_vs_time(summary: pd.DataFrame, timing: dict, long: pd.DataFrame | None = None, title: str = "",
                           save=None):  # fmt: skip
     """One panel per column: each row's mean (95% interval as error bars; with `long`, each seed as a small dot)
-    against its milliseconds per image-text pair (`vilt_bench.running_time(...)["rows"][kind]["total_ms"]`, log
+    against its milliseconds per image-text pair (`bench.vilt.running_time(...)["rows"][kind]["total_ms"]`, log
     scale, ticks at the rows' times); chance dashed."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import FixedLocator, NullLocator, StrMethodFormatter

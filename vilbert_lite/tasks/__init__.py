@@ -17,7 +17,7 @@ with the same config is reused, not retrained. Real data is checked before the f
 whose image is missing or unreadable, answers outside the vocabulary) are counted, named in a warning or a
 UserError, and listed in the run folder's `gaps.jsonl`; `skip_gaps` / `--skip-gaps` leaves them out.
 
-ViLBERT† (--init none) starts its text stream as pretraining does (`pretrain.resolve_text_init`): the profile's
+ViLBERT† (--init none) starts its text stream as pretraining does (`pretrain.text_init.resolve_text_init`): the profile's
 choice, or `--text-init bundled | random | BERT_FOLDER | HUB_NAME`; a BERT that does not fit the model is a
 UserError before any data work (the gpu profile's `base` model needs a BERT of width 768), and the run folder's
 `text_init.json` says what was loaded. A chosen BERT enters the run key; default calls keep theirs.
@@ -112,7 +112,7 @@ def finetune(
     `vqa.load_vqa_v2`): missing or unreadable images raise a UserError naming them unless `skip_gaps`, which
     leaves those questions out. blank_images: every image becomes one zero region, so the model sees the text
     only (Table 1's question-only VQA row, the language prior). text_init: where a ViLBERT†'s text stream starts
-    (init none only; see `pretrain.resolve_text_init`): "bundled", "random", a BERT folder or a hub name, None =
+    (init none only; see `text_init.resolve_text_init`): "bundled", "random", a BERT folder or a hub name, None =
     the profile's choice; a BERT that does not fit is a UserError before any data work. extractor: the region
     extractor (default the built-in RegionExtractor). out: the run folder (default
     ROOT/finetune/<task>-<config hash>).
@@ -139,8 +139,7 @@ def finetune(
             raise UserError(f"a {kind} backbone fine-tunes {', '.join(VILT_TASKS)} on the synthetic world; "
                             f"not {spec.name!r} with data={data!r} (it has no region outputs)")  # fmt: skip
         if config is None:  # the init run's ViLT, or the profile's (ViLT†)
-            from vilbert_lite.vilt.model import ViLTConfig
-            from vilbert_lite.vilt.pretrain import resolve_vilt_config
+            from vilbert_lite.vilt.model import ViLTConfig, resolve_vilt_config
 
             embed = "patch" if kind == "vilt" else "grid"
             config = (ViLTConfig.from_json_file(model_folder(init) / "config.json") if has_init
@@ -161,7 +160,7 @@ def finetune(
         world = make_world(profile, seed=world_seed)
         options = dict(prof.task_data.get(spec.name, {}))
         if kind in VILT_KINDS:  # pixels or CNN grid cells per image, as in ViLT pretraining
-            from vilbert_lite.vilt.pretrain import world_visual
+            from vilbert_lite.vilt.inputs import world_visual
 
             ids = [sc.scene_id for split in ("train", "val", "test") for sc in world.scenes[split]]
             visual, _ = world_visual(world, ids, config, progress)
@@ -267,7 +266,7 @@ def plan_finetune(task: str, init: str | Path | None = None, profile: str = "cpu
     an init run: that run's config, ViLBertConfig or ViLTConfig, as `experiments.run_cell` passes it); None =
     the profile's model at the region extractor's widths (ViLT†: the profile's ViLT)."""
     from vilbert_lite.model.config import ViLBertConfig
-    from vilbert_lite.pretrain.run import extractor_settings
+    from vilbert_lite.pretrain.data import extractor_settings
     from vilbert_lite.profiles import get_profile
 
     spec, prof = get_task(task), get_profile(profile)
@@ -276,7 +275,8 @@ def plan_finetune(task: str, init: str | Path | None = None, profile: str = "cpu
         if config is None and has_init:
             raise ValueError("plan_finetune: pass the init run's ViLTConfig as config")
         if config is None:
-            from vilbert_lite.vilt.pretrain import grid_width, resolve_vilt_config
+            from vilbert_lite.vilt.inputs import grid_width
+            from vilbert_lite.vilt.model import resolve_vilt_config
 
             config = resolve_vilt_config(profile, "patch" if backbone == "vilt" else "grid")
             if config.visual_embed == "grid":
@@ -301,7 +301,7 @@ def _dagger_text_init(text_init: str | None, prof, kind: str | None, backbone, c
     """The text init of a ViLBERT† (no --init), resolved and checked against the model before any data work;
     ViLT backbones have no BERT text stream (ViLT starts from ViT), so only 'random' (or nothing) applies."""
     from vilbert_lite.model.config import ViLBertConfig
-    from vilbert_lite.pretrain.run import check_text_init, resolve_text_init
+    from vilbert_lite.pretrain.text_init import check_text_init, resolve_text_init
 
     if kind in VILT_KINDS:  # random is all there is: the same run as without --text-init
         if text_init not in (None, "random"):
@@ -317,8 +317,8 @@ def _dagger_text_init(text_init: str | None, prof, kind: str | None, backbone, c
 def _dagger_text_key(text, prof) -> dict | str | None:
     """The fine-tuning run-config entry of a text init: None when it is the profile's choice (default runs keep
     their keys), the kind ("random" / "bundled") when it differs from it, else the BERT folder / hub entry
-    (`pretrain.text_init_key`)."""
-    from vilbert_lite.pretrain.run import text_init_key
+    (`text_init.text_init_key`)."""
+    from vilbert_lite.pretrain.text_init import text_init_key
 
     default = "bundled" if prof.init_text_from_bert else "random"
     if text.asked is None or (text.kind == default and text_init_key(text) is None):
@@ -329,7 +329,7 @@ def _dagger_text_key(text, prof) -> dict | str | None:
 # ---------------------------------------------------------------------------------------------------- CLI
 def cli(argv: list[str]) -> int:
     """`vilbert-lite finetune TASK --init RUN_DIR|none --profile cpu --seed S --out DIR` (+ VQA v2 files)."""
-    from vilbert_lite.pretrain.run import TEXT_INIT_HELP
+    from vilbert_lite.pretrain.text_init import TEXT_INIT_HELP
 
     ap = argparse.ArgumentParser(prog="vilbert-lite finetune", description=__doc__.splitlines()[0])
     ap.add_argument("task", help=f"one of: {', '.join(TASKS)}")

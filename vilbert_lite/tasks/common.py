@@ -15,8 +15,8 @@ matched depth), None (the kind named in the --init run's config.json, else "vilb
 attention_mask, visual_attention_mask, token_type_ids) and returns sequence_output_t / sequence_output_v /
 pooled_output. Models that also have text_prefix / vision_prefix / forward_from_prefix get cached retrieval.
 "vilt" / "vilt_grid" (VILT_KINDS) are ViLT's single stream over the image's patches / CNN grid cells
-(`vilt.ViLTModel`, config a `ViLTConfig`): their items carry "image" or "grid_features" instead of regions
-(`vilt_pretrain.world_visual`, as in ViLT pretraining), and they fine-tune the tasks that read the pooled
+(`vilt.model.ViLTModel`, config a `ViLTConfig`): their items carry "image" or "grid_features" instead of regions
+(`vilt.inputs.world_visual`, as in ViLT pretraining), and they fine-tune the tasks that read the pooled
 output only (VILT_TASKS).
 """
 
@@ -241,7 +241,7 @@ class TaskModel(nn.Module):
     def encode(self, batch: dict) -> ViLBertOutput:
         """The backbone on a collated batch (see `collate_pairs`): regions, or a ViLT's pixels / grid cells."""
         if "visual_feats" not in batch:
-            from vilbert_lite.vilt.pretrain import visual_kwargs
+            from vilbert_lite.vilt.inputs import visual_kwargs
 
             return self.bert(batch["input_ids"], attention_mask=batch["attention_mask"],
                              token_type_ids=batch["token_type_ids"], **visual_kwargs(batch))  # fmt: skip
@@ -372,7 +372,7 @@ def extract_files(files: dict[str, Path], root: Path, extractor=None, progress: 
 def world_features(world, kind: str, splits=("train", "val", "test"), extractor=None, progress: bool = True):
     """Region features of the world's images in `splits`, cached: kind "gt" (ground-truth boxes, shared with
     pretraining's store) or "proposals" (`propose_boxes`, for referring expressions) -> (store, seconds)."""
-    from vilbert_lite.pretrain.run import cache_dir
+    from vilbert_lite.data.store import cache_dir
 
     if kind not in ("gt", "proposals"):
         raise ValueError(f"kind must be 'gt' or 'proposals', got {kind!r}")
@@ -490,8 +490,10 @@ def run_task(spec: TaskSpec, source: Source, config: ViLBertConfig, init: str | 
     """Fine-tune `spec` in the run folder `out` (or reuse it when it already finished with this config) and
     write out/metrics.json: task, split, seed, init, each metric, config hash, wall time, per-epoch history,
     and out/task.json (what `predict.load_run` needs; added to a reused run that lacks it). text_init: a
-    ViLBERT†'s `pretrain.TextInit` (instead of `text_from_bert`), recorded in out/text_init.json."""
-    from vilbert_lite.train.engine import resolve_device, seed_everything, train
+    ViLBERT†'s `text_init.TextInit` (instead of `text_from_bert`), recorded in out/text_init.json."""
+    from vilbert_lite.device import resolve_device
+    from vilbert_lite.train.engine import train
+    from vilbert_lite.train.state import seed_everything
 
     h = runs.config_hash(run_cfg)
     runs.prepare_run(out, run_cfg)
@@ -507,7 +509,7 @@ def run_task(spec: TaskSpec, source: Source, config: ViLBertConfig, init: str | 
     seed_everything(train_cfg.seed)  # the heads' initialisation depends on the seed only
     bert = load_backbone(init, config, backbone, text_from_bert and text_init is None)
     if init is None and text_init is not None:  # ViLBERT†: the text stream from the chosen BERT (or random)
-        from vilbert_lite.pretrain.run import apply_text_init
+        from vilbert_lite.pretrain.text_init import apply_text_init
 
         runs.write_json(out / "text_init.json", apply_text_init(bert, text_init))
     model = TaskModel(bert, spec.forward, **spec.heads(getattr(bert, "config", config), data, init))

@@ -151,8 +151,7 @@ def load_vqa_v2(paths: dict, extractor=None, progress: bool = True,
     UserError that counts and names them, unless `skip_gaps`, which leaves those questions out (and the "oov"
     ones). Without `skip_gaps`, "oov" questions are kept and count as wrong, as the metric defines."""
     from vilbert_lite.data.formats import LMDBFeatures, image_paths_by_id, read_vqa
-    from vilbert_lite.data.store import FeatureStore
-    from vilbert_lite.pretrain.run import cache_dir
+    from vilbert_lite.data.store import FeatureStore, cache_dir
     from vilbert_lite.runs import config_hash, content_digest
 
     paths = {k: v for k, v in paths.items() if v}

@@ -28,15 +28,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -44,7 +41,9 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vilbert_lite import runs
+from vilbert_lite.device import resolve_device, to_device
 from vilbert_lite.errors import UserError
+from vilbert_lite.train.state import rng_state, seed_everything, set_rng_state
 
 AMP_MODES = ("auto", "bf16", "off")  # auto: bf16 autocast on CUDA only
 _TYPES = {"int": int, "float": int | float, "str": str, "bool": bool, "int | None": int | None,
@@ -119,29 +118,6 @@ class TrainConfig:
         return cls(**d)
 
 
-def resolve_device(spec: str | torch.device = "auto") -> torch.device:
-    """The device for `spec`: "auto" is cuda if available, else cpu; anything else goes to torch.device.
-    A name torch does not know, or cuda on a machine without CUDA, is a UserError."""
-    if str(spec) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except (RuntimeError, TypeError) as e:
-        raise UserError(
-            f"device {str(spec)!r} is not a device name (expected auto, cpu, cuda or cuda:N)"
-        ) from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {str(spec)!r}: CUDA is not available on this machine; use cpu or auto")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 def lr_factor(step: int, total: int, warmup_frac: float) -> float:
     """LR multiplier for update `step` (0-based) of `total`. With w = int(warmup_frac * total): linear warm-up
     1/(w+1), 2/(w+1), ... up to the peak 1 at update w, then linear decay reaching 0 after the last update."""
@@ -179,18 +155,6 @@ def epoch_batches(
     return batches
 
 
-def to_device(x: Any, device: torch.device) -> Any:
-    """Move tensors (also inside dicts, lists and tuples) to `device`; other values are returned as is."""
-    if isinstance(x, torch.Tensor):
-        return x.to(device, non_blocking=True)
-    if isinstance(x, dict):
-        return {k: to_device(v, device) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        items = [to_device(v, device) for v in x]
-        return type(x)(*items) if hasattr(x, "_fields") else type(x)(items)  # namedtuples too
-    return x
-
-
 def evaluate(
     model: torch.nn.Module, dataset, collate_fn: Callable | None, step_fn: Callable, batch_size: int,
     device: str | torch.device = "auto", *, progress: bool = True, desc: str = "eval",
@@ -214,21 +178,6 @@ def _json_or_none(line: str) -> dict | None:
         return json.loads(line)
     except json.JSONDecodeError:
         return None
-
-
-def _rng_state() -> dict:
-    s = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        s["cuda"] = torch.cuda.get_rng_state_all()
-    return s
-
-
-def _set_rng_state(s: dict) -> None:
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
-    torch.set_rng_state(s["torch"])
-    if "cuda" in s and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
 
 
 def _mean_over_ranks(d: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
@@ -344,7 +293,7 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         st = ck["state"]
-        _set_rng_state(ck["rng"][rank] if len(ck["rng"]) == world else ck["rng"][0])
+        set_rng_state(ck["rng"][rank] if len(ck["rng"]) == world else ck["rng"][0])
         if rank == 0 and metrics_path.exists():  # drop lines logged after the checkpoint
             # (a process killed while appending leaves a torn last line: it is dropped too)
             rows = [_json_or_none(x) for x in metrics_path.read_text().splitlines()]
@@ -367,9 +316,9 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
         st["wall"], st["saved"] = wall0 + time.perf_counter() - t0, st["step"]
         rng = [None] * world
         if world > 1:
-            dist.all_gather_object(rng, _rng_state())
+            dist.all_gather_object(rng, rng_state())
         else:
-            rng = [_rng_state()]
+            rng = [rng_state()]
         if rank == 0:
             ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": st, "rng": rng}
             runs.atomic_torch_save({**ck, "config": cfg.to_dict()}, ckpt_path)

@@ -14,7 +14,7 @@ middle row of ViLT's running-time table): each cell of the (C, h, w) map is a vi
 -> hidden), with the same positions, modality type and transformer.
 
 Odd image sizes (never an error):
-- `preprocess` (numpy / PIL / path images) resizes as ViLT does: the shorter side to `config.image_size`, the
+- `inputs.preprocess` (numpy / PIL / path images) resizes as ViLT does: the shorter side to `config.image_size`, the
   longer side at most 640/384 of that; an image is never smaller than one patch after it.
 - the model pads any (B, 3, H, W) tensor on the right and bottom to a multiple of P (an image smaller than a
   patch becomes one padded patch); `pixel_mask` (B, H, W) marks real pixels, a patch with no real pixel is
@@ -35,10 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from vilbert_lite.errors import UserError
@@ -53,11 +51,7 @@ from vilbert_lite.model.vilbert import (
     init_weights,
 )
 
-PIXEL_MEAN = (0.5, 0.5, 0.5)  # ViLT normalises pixels to [-1, 1]
-PIXEL_STD = (0.5, 0.5, 0.5)
-MAX_LONGER_RATIO = 640 / 384  # ViLT: shorter side 384, longer side at most 640
 VISUAL_EMBEDS = ("patch", "grid")
-GRID_PAD = 32  # grid images are padded to a multiple of the CNN's largest stride
 TIED = ("mlm_score.decoder.weight", "vilt.embeddings.text_embeddings.word_embeddings.weight")
 
 
@@ -168,49 +162,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-# ---------------------------------------------------------------------------------------------- images
-def resize_for_vilt(img: np.ndarray, size: int, min_side: int = 1) -> np.ndarray:
-    """ViLT's resize of an (H, W, 3) uint8 image: shorter side to `size`, longer side at most 640/384 of it
-    (aspect kept), and neither side below `min_side` (one patch)."""
-    H, W = img.shape[:2]
-    s = size / min(H, W)
-    s = min(s, size * MAX_LONGER_RATIO / max(H, W))
-    h, w = max(min_side, round(H * s)), max(min_side, round(W * s))
-    if (h, w) == (H, W):
-        return img
-    return np.asarray(Image.fromarray(img).resize((w, h), Image.BICUBIC))
-
-
-def preprocess(images, image_size: int, patch_size: int, mean=PIXEL_MEAN, std=PIXEL_STD,
-               resize: bool = True) -> dict[str, torch.Tensor]:  # fmt: skip
-    """Images (arrays, PIL images or paths) -> pixel_values (B, 3, H, W) normalised, pixel_mask (B, H, W)
-    long.
-
-    Each image is resized with `resize_for_vilt` (or, with resize=False, only enlarged to one patch when
-    smaller), then padded on the right and bottom to the batch's largest size rounded up to a multiple of
-    `patch_size`."""
-    from vilbert_lite.data.regions import load_image
-
-    imgs = [load_image(im) for im in (images if isinstance(images, (list, tuple)) else [images])]
-    if resize:
-        imgs = [resize_for_vilt(im, image_size, patch_size) for im in imgs]
-    else:  # only an image smaller than a patch is enlarged (shorter side to one patch)
-        imgs = [
-            resize_for_vilt(im, patch_size, patch_size) if min(im.shape[:2]) < patch_size else im
-            for im in imgs
-        ]
-    H = -(-max(im.shape[0] for im in imgs) // patch_size) * patch_size
-    W = -(-max(im.shape[1] for im in imgs) // patch_size) * patch_size
-    x = torch.zeros(len(imgs), 3, H, W)
-    m = torch.zeros(len(imgs), H, W, dtype=torch.long)
-    mean, std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
-    for i, im in enumerate(imgs):
-        h, w = im.shape[:2]
-        x[i, :, :h, :w] = (torch.from_numpy(np.array(im)).permute(2, 0, 1).float() / 255 - mean) / std
-        m[i, :h, :w] = 1
-    return {"pixel_values": x, "pixel_mask": m}
-
-
 def pad_to_multiple(x: torch.Tensor, mask: torch.Tensor | None, P: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, C, H, W) and an optional (B, H, W) real-pixel mask -> both padded on the right/bottom to multiples
     of P (at least P): an image smaller than a patch becomes one partly padded patch."""
@@ -227,33 +178,6 @@ def to_patches(x: torch.Tensor, P: int) -> torch.Tensor:
     B, C, H, W = x.shape
     p = x.unfold(2, P, P).unfold(3, P, P)  # (B, C, H/P, W/P, P, P)
     return p.permute(0, 2, 3, 1, 4, 5).reshape(B, (H // P) * (W // P), C * P * P)
-
-
-def backbone_grid(backbone: nn.Module, x: torch.Tensor, stage: str = "head") -> torch.Tensor:
-    """ImageNet-normalised images (B, 3, H, W) -> the EfficientNet-Lite0 feature map of `stage`: "head" (the
-    1280-d last conv stage, stride 32) or "blockN" (the output of MBConv block N)."""
-    m = backbone
-    h = m._swish(m._bn0(m._conv_stem(x)))
-    last = len(m._blocks) - 1 if stage == "head" else int(stage[5:])
-    for block in m._blocks[: last + 1]:
-        h = block(h, drop_connect_rate=None)
-    return m._swish(m._bn1(m._conv_head(h))) if stage == "head" else h
-
-
-@torch.no_grad()
-def grid_inputs(
-    backbone: nn.Module, images, config: ViLTConfig, resize: bool = True
-) -> dict[str, torch.Tensor]:
-    """Images -> the grid model's inputs: grid_features (B, C, h, w) from the frozen CNN and grid_mask (B,
-    h, w) (cells that see a real pixel). Images are resized like ViLT's, ImageNet-normalised and padded to a
-    multiple of GRID_PAD, the CNN's largest stride."""
-    from vilbert_lite.data.regions import IMAGENET_MEAN, IMAGENET_STD
-
-    device = next(backbone.parameters()).device
-    px = preprocess(images, config.image_size, GRID_PAD, IMAGENET_MEAN, IMAGENET_STD, resize)
-    fmap = backbone_grid(backbone, px["pixel_values"].to(device), config.grid_stage)
-    mask = F.adaptive_max_pool2d(px["pixel_mask"][:, None].float().to(device), fmap.shape[-2:])[:, 0].long()
-    return {"grid_features": fmap, "grid_mask": mask}
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -521,3 +445,17 @@ class ViLTForPreTraining(ViLTPreTrainedMixin, nn.Module):
         out.prediction_logits_t = self.mlm_score(t)
         out.seq_relationship_logits = self.itm_score(out.pooled_output)
         return out
+
+
+# ------------------------------------------------------------------------------------------------------ runs
+def resolve_vilt_config(
+    profile: str, visual_embed: str = "patch", config_overrides: dict | None = None
+) -> ViLTConfig:
+    """The profile's ViLT: the preset named like its ViLBERT preset, at the world's image size, with the
+    profile's recipe (`Profile.vilt_recipe["config"]`), then overrides."""
+    from vilbert_lite.profiles import get_profile
+
+    prof = get_profile(profile)
+    base = {**ViLTConfig.preset(prof.model_preset).to_dict(), "image_size": prof.world.image_size,
+            **prof.vilt_recipe.get("config", {}), "visual_embed": visual_embed}  # fmt: skip
+    return ViLTConfig.from_dict({**base, **(config_overrides or {})}, source="config_overrides")

@@ -1,5 +1,5 @@
 """Pretraining ViLT on the synthetic world's captions, with the same data, run folders and held-out numbers as
-`pretrain.pretrain` (ViLBERT), so that the region, grid and patch rows can be compared column by column.
+`pretrain.run.pretrain` (ViLBERT), so that the region, grid and patch rows can be compared column by column.
 
     run = pretrain_vilt("cpu", seed=0)                        # runs/pretrain_vilt-<hash>/ (patch embeddings)
     run = pretrain_vilt("cpu", seed=0, visual_embed="grid")   # the CNN grid row (Pixel-BERT style)
@@ -26,7 +26,7 @@ The objectives are ViLT's:
   reason (it applies RandAugment while fine-tuning; here it is a pretraining option). Grid models read CNN
   features cached once per image, so they are not augmented.
 
-The held-out numbers (`evaluate_vilt`) are pretrain.evaluate_pretraining's: the same negatives and the same
+The held-out numbers (`evaluate_vilt`) are `pretrain.evaluate.evaluate_pretraining`'s: the same negatives and the same
 masked positions for the same seed and captions (random 15% of tokens, then all colour words, all shape
 words).
 """
@@ -40,13 +40,14 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vilbert_lite import runs
 from vilbert_lite.data.collate import make_collate
 from vilbert_lite.errors import UserError, json_object_arg
+from vilbert_lite.pretrain.data import MAX_SEQ_LENGTH, CaptionImageDataset, caption_count, take_fraction
+from vilbert_lite.pretrain.evaluate import evaluate_pretraining
 from vilbert_lite.pretrain.objectives import (
     aligned_prob,
     alignment_loss,
@@ -54,19 +55,11 @@ from vilbert_lite.pretrain.objectives import (
     special_ids,
     swap_captions,
 )
-from vilbert_lite.pretrain.run import (
-    MAX_SEQ_LENGTH,
-    CaptionImageDataset,
-    _take_fraction,
-    cache_dir,
-    caption_count,
-    evaluate_pretraining,
-    resolve_configs,
-)
-from vilbert_lite.vilt.model import PIXEL_MEAN, PIXEL_STD, ViLTConfig, ViLTForPreTraining, backbone_grid
+from vilbert_lite.pretrain.run import resolve_configs
+from vilbert_lite.vilt.inputs import grid_width, visual_kwargs, world_visual
+from vilbert_lite.vilt.model import ViLTConfig, ViLTForPreTraining, resolve_vilt_config
 
 DEFAULT_WEIGHTS = {"mlm": 1.0, "itm": 1.0, "wpa": 0.1}  # ViLT: itm_wpa_loss = 0.1 * the OT term
-RAND_AUGMENT_OPS = ("identity", "shear_x", "shear_y", "translate_x", "translate_y", "rotate", "sharpness")
 
 
 # ------------------------------------------------------------------------------------------ whole-word
@@ -108,49 +101,6 @@ def whole_word_mask(input_ids, attention_mask, continuation, tokenizer_or_specia
     ids = torch.where(chosen & (v < 0.8), torch.full_like(input_ids, mask_id), input_ids)
     ids = torch.where(chosen & (v >= 0.8) & (v < 0.9), rnd, ids)
     return ids, labels
-
-
-# ----------------------------------------------------------------------------------------------- augmentation
-def rand_augment(x: torch.Tensor, generator: torch.Generator | None = None, n_ops: int = 2,
-                 magnitude: float = 9.0) -> torch.Tensor:  # fmt: skip
-    """RandAugment without colour ops or cutout on images (B, 3, H, W) in [0, 1]: each image gets `n_ops` ops
-    drawn from RAND_AUGMENT_OPS (with replacement), each at `magnitude` of 30 with a random sign: shear up to
-    0.3, translation up to 0.45 of the side, rotation up to 30 degrees, sharpness factor 1 +- 0.9
-    (torchvision's scales). The geometric ops are composed into one affine warp per image (edges repeat the
-    border: no black fill, which would read as a black object); colours are never changed."""
-    B, _, H, W = x.shape
-    m = magnitude / 30
-    ops = torch.randint(len(RAND_AUGMENT_OPS), (B, n_ops), generator=generator)
-    sign = torch.randint(0, 2, (B, n_ops), generator=generator).float() * 2 - 1
-    theta = torch.eye(3).repeat(B, 1, 1)  # output -> input coordinates, normalised to [-1, 1]
-    sharp = torch.ones(B)
-    for k in range(n_ops):
-        step = torch.eye(3).repeat(B, 1, 1)
-        for i, name in enumerate(RAND_AUGMENT_OPS):
-            sel, s = ops[:, k] == i, sign[:, k]
-            if name == "shear_x":
-                step[sel, 0, 1] = (0.3 * m * s)[sel] * H / W
-            elif name == "shear_y":
-                step[sel, 1, 0] = (0.3 * m * s)[sel] * W / H
-            elif name == "translate_x":
-                step[sel, 0, 2] = (2 * 0.45 * m * s)[sel]
-            elif name == "translate_y":
-                step[sel, 1, 2] = (2 * 0.45 * m * s)[sel]
-            elif name == "rotate":
-                a = torch.deg2rad(30 * m * s)[sel]
-                step[sel, 0, 0], step[sel, 0, 1] = torch.cos(a), -torch.sin(a) * H / W
-                step[sel, 1, 0], step[sel, 1, 1] = torch.sin(a) * W / H, torch.cos(a)
-            elif name == "sharpness":
-                sharp[sel] = sharp[sel] * (1 + 0.9 * m * s)[sel]
-        theta = theta @ step
-    theta, sharp = theta.to(x), sharp.to(x).view(B, 1, 1, 1)
-    grid = F.affine_grid(theta[:, :2], list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    kernel = (
-        torch.tensor([[1.0, 1, 1], [1, 5, 1], [1, 1, 1]], device=x.device, dtype=x.dtype) / 13
-    )  # PIL's SMOOTH
-    smooth = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel.expand(3, 1, 3, 3), groups=3)
-    return (smooth + sharp * (x - smooth)).clamp(0, 1)
 
 
 # ------------------------------------------------------------------------------------- word-patch alignment
@@ -207,19 +157,6 @@ def loss_weights(weights: dict | None = None) -> dict[str, float]:
         unknown = sorted(set(w) - set(DEFAULT_WEIGHTS))
         raise UserError(f"unknown loss weight(s) {unknown}; known: {sorted(DEFAULT_WEIGHTS)}")
     return w
-
-
-def visual_kwargs(batch: dict, generator: torch.Generator | None = None, augment: bool = False) -> dict:
-    """A collated batch's image part -> the model's visual keyword arguments: "image" (B, 3, H, W) uint8
-    becomes normalised pixel_values (augmented if asked), "grid_features" (B, C, h, w) is passed on as
-    float."""
-    if "image" in batch:
-        x = batch["image"].float() / 255
-        if augment:
-            x = rand_augment(x, generator)
-        mean, std = (torch.tensor(s, device=x.device).view(1, 3, 1, 1) for s in (PIXEL_MEAN, PIXEL_STD))
-        return {"pixel_values": (x - mean) / std, "pixel_mask": batch.get("pixel_mask")}
-    return {"grid_features": batch["grid_features"].float(), "grid_mask": batch.get("grid_mask")}
 
 
 def vilt_pretraining_loss(model, batch: dict, continuation: torch.Tensor, special,
@@ -304,41 +241,6 @@ def vilt_loss_fn(tokenizer, weights: dict | None = None, augment: bool = False, 
     return loss_fn
 
 
-# ------------------------------------------------------------------------------------------------------ data
-def world_visual(
-    world, image_ids: list[str], config: ViLTConfig, progress: bool = False
-) -> tuple[dict, dict]:
-    """image_id -> dataset item keys for `config.visual_embed`: {"image": (3, H, W) uint8} (patch), or
-    {"grid_features": (C, h, w) float16} from the frozen EfficientNet-Lite0 (grid), cached under
-    <cache>/grid/ by world, stage and size. Returns (the map, info)."""
-    t0 = time.perf_counter()
-    if config.visual_embed == "patch":
-        visual = {
-            i: {"image": torch.from_numpy(np.ascontiguousarray(world.image(i).transpose(2, 0, 1)))}
-            for i in image_ids
-        }
-        return visual, {"seconds": round(time.perf_counter() - t0, 2), "cached": False}
-    from vilbert_lite.data.regions import IMAGENET_MEAN, IMAGENET_STD, load_backbone
-
-    path = cache_dir() / "grid" / f"world-{world.key}-{config.grid_stage}-{config.image_size}.pt"
-    cached = torch.load(path, weights_only=True) if path.exists() else {}
-    todo = [i for i in image_ids if i not in cached]
-    if todo:
-        from tqdm.auto import tqdm
-
-        backbone = load_backbone(config.image_size)
-        mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in (IMAGENET_MEAN, IMAGENET_STD))
-        for s in tqdm(range(0, len(todo), 32), desc="grid", disable=not progress):
-            ids = todo[s : s + 32]
-            x = torch.stack([torch.from_numpy(world.image(i)) for i in ids]).permute(0, 3, 1, 2).float() / 255
-            with torch.no_grad():
-                fmap = backbone_grid(backbone, (x - mean) / std, config.grid_stage).half()
-            cached.update(zip(ids, fmap))
-        runs.atomic_torch_save(cached, path)
-    visual = {i: {"grid_features": cached[i]} for i in image_ids}
-    return visual, {"seconds": round(time.perf_counter() - t0, 2), "cached": not todo, "path": str(path)}
-
-
 # ------------------------------------------------------------------------------------------------ evaluation
 @torch.no_grad()
 def _vilt_forward(core, b: dict, lm_pos: torch.Tensor):
@@ -348,24 +250,10 @@ def _vilt_forward(core, b: dict, lm_pos: torch.Tensor):
 
 def evaluate_vilt(model, dataset: CaptionImageDataset, tokenizer, seed: int = 0, batch_size: int = 64,
                   device: str | torch.device = "auto") -> dict[str, float]:  # fmt: skip
-    """Held-out numbers of a ViLT model: pretrain.evaluate_pretraining with ViLT's forward, so the negatives,
+    """Held-out numbers of a ViLT model: `evaluate_pretraining` with ViLT's forward, so the negatives,
     masks and definitions are ViLBERT's (alignment_acc, mlm_acc, color_acc / shape_acc / shape_name_acc,
     color_shape_acc)."""
     return evaluate_pretraining(model, dataset, tokenizer, seed, batch_size, device, forward=_vilt_forward)
-
-
-# ------------------------------------------------------------------------------------------------------ runs
-def resolve_vilt_config(
-    profile: str, visual_embed: str = "patch", config_overrides: dict | None = None
-) -> ViLTConfig:
-    """The profile's ViLT: the preset named like its ViLBERT preset, at the world's image size, with the
-    profile's recipe (`Profile.vilt_recipe["config"]`), then overrides."""
-    from vilbert_lite.profiles import get_profile
-
-    prof = get_profile(profile)
-    base = {**ViLTConfig.preset(prof.model_preset).to_dict(), "image_size": prof.world.image_size,
-            **prof.vilt_recipe.get("config", {}), "visual_embed": visual_embed}  # fmt: skip
-    return ViLTConfig.from_dict({**base, **(config_overrides or {})}, source="config_overrides")
 
 
 def resolve_vilt_pretraining(profile: str = "cpu", seed: int = 0, visual_embed: str = "patch",
@@ -445,7 +333,7 @@ def pretrain_vilt(
 ) -> Path:
     """Pretrain ViLT (or reuse a finished run) on the synthetic world of `profile` -> the run folder
     `out/pretrain_vilt[_grid]-<hash>` (out defaults to ./runs). Same captions, TrainConfig and held-out split
-    as `pretrain.pretrain`, and the profile's alignment weight (`Profile.pretrain_weights["align"]`) on ITM.
+    as `pretrain.run.pretrain`, and the profile's alignment weight (`Profile.pretrain_weights["align"]`) on ITM.
     weights: {"mlm", "itm", "wpa"} over that (wpa 0 turns word-patch alignment off). views: 2 = ViLT's two
     views of every batch, 1 = one view as ViLBERT's (`vilt_pretraining_loss`); None = the profile's recipe
     (`Profile.vilt_recipe`, else 2)."""
@@ -457,7 +345,7 @@ def pretrain_vilt(
                                                             config_overrides, train_overrides, weights, augment,
                                                             views)  # fmt: skip
     world = make_world(profile, seed=world_seed)
-    train_caps, val_caps = _take_fraction(world.captions("pretrain"), corpus_fraction), world.captions("val")
+    train_caps, val_caps = take_fraction(world.captions("pretrain"), corpus_fraction), world.captions("val")
     ids = list(dict.fromkeys(c.image_id for c in train_caps + val_caps))
     rank = int(os.environ.get("RANK", 0))
     visual, feat_info = world_visual(world, ids, config, progress and rank == 0)
@@ -535,13 +423,3 @@ def cli(argv: list[str]) -> int:
         print(json.dumps(json.loads((run / "eval.json").read_text()), indent=2))
         print(f"run folder: {run}")
     return 0
-
-
-def grid_width(config: ViLTConfig) -> int:
-    """Channels of one grid cell of `config` (its `grid_feature_size`): the width of the EfficientNet-Lite0
-    stage `config.grid_stage` that `world_visual` stores, read from the backbone without running it."""
-    from vilbert_lite.data.regions import load_backbone
-
-    m = load_backbone(config.image_size)
-    stage = config.grid_stage
-    return m._fc.in_features if stage == "head" else m._blocks[int(stage[5:])]._block_args.output_filters

@@ -34,9 +34,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from vilbert_lite.data.scene import COLORS, SHAPES, SIZES, Scene
 from vilbert_lite.data.texts import HYPERNYMS, PLURAL, SYNONYMS
-from vilbert_lite.data.world import COLORS, SHAPES, SIZES, Scene
-from vilbert_lite.pretrain.run import MAX_REGIONS, MAX_SEQ_LENGTH
+from vilbert_lite.pretrain.data import MAX_REGIONS, MAX_SEQ_LENGTH
 
 _WORD = re.compile(r"[a-z0-9]+")  # the BERT pre-tokenizer's words in our captions: no accents, no apostrophes
 
@@ -255,7 +255,7 @@ def _backbone(model):
 def _forward(bert, dataset, idx: list[int], pad_id: int, device) -> tuple[dict, object]:
     """(collated batch, ViLBertOutput with attentions) of the captions `idx` with their own images."""
     from vilbert_lite.data.collate import collate_examples
-    from vilbert_lite.train.engine import to_device
+    from vilbert_lite.device import to_device
 
     batch = collate_examples([dataset[i] for i in idx], pad_id=pad_id)
     b = to_device(batch, device)
@@ -270,7 +270,7 @@ def count_pointing(model, dataset, world, indices=None, tokenizer=None, batch_si
     """Pointing tallies of `model` on captions `indices` (default: all) of a CaptionImageDataset, each with its
     own image; deterministic (eval mode, no sampling). `skip_trivial`: see `pointing_hits`."""
     from vilbert_lite.data.tokenize import get_tokenizer
-    from vilbert_lite.train.engine import resolve_device
+    from vilbert_lite.device import resolve_device
 
     tokenizer = tokenizer or get_tokenizer()
     device = resolve_device(device)
@@ -342,7 +342,7 @@ def pointing_accuracy(model, train_dataset, val_dataset, world, n_train: int | N
 def _one_pair(model, dataset, world, index: int, tokenizer, device):
     """One caption with its image: (tokens, targets, t2v maps [(heads, T, R)] per layer, image, boxes (R, 4))."""
     from vilbert_lite.data.tokenize import get_tokenizer
-    from vilbert_lite.train.engine import resolve_device
+    from vilbert_lite.device import resolve_device
 
     tokenizer = tokenizer or get_tokenizer()
     device = resolve_device(device)

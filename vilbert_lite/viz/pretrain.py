@@ -276,7 +276,7 @@ def alignment_scores(model, tokenizer, world, split: str, visual: dict, image_id
     """P(aligned) of each image of `split` (or `image_ids`) with its retrieval caption, its hard negative
     (one attribute changed) and the captions of the next `n_other` images -> long DataFrame
     (image_id, kind, caption, P(aligned))."""
-    from vilbert_lite.pretrain.run import alignment_score
+    from vilbert_lite.pretrain.captions import alignment_score
 
     items = world.retrieval(split)
     pos = {it.image_id: k for k, it in enumerate(items)}

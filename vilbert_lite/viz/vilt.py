@@ -23,7 +23,7 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from vilbert_lite.vilt.model import grid_inputs, preprocess, resize_for_vilt
+from vilbert_lite.vilt.inputs import grid_inputs, preprocess, resize_for_vilt
 
 
 @dataclass
@@ -157,8 +157,8 @@ def plot_visual_tokens(
 
 
 def plot_augmentations(image, n: int = 7, seed: int = 0, magnitude: float = 9.0, save=None) -> Figure:
-    """An image and `n` draws of `vilt_pretrain.rand_augment` (RandAugment without colour ops or cutout)."""
-    from vilbert_lite.vilt.pretrain import rand_augment
+    """An image and `n` draws of `vilt.inputs.rand_augment` (RandAugment without colour ops or cutout)."""
+    from vilbert_lite.vilt.inputs import rand_augment
 
     x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()[None] / 255
     g = torch.Generator().manual_seed(seed)
@@ -179,7 +179,7 @@ def plot_augmentations(image, n: int = 7, seed: int = 0, magnitude: float = 9.0,
 
 
 def accuracy_table(runs: dict) -> pd.DataFrame:
-    """Held-out numbers (pretrain_viz.EVAL_ROWS) of several pretraining run folders side by side, one column per
+    """Held-out numbers (viz.pretrain.EVAL_ROWS) of several pretraining run folders side by side, one column per
     name in `runs` (e.g. {"region (ViLBERT)": ..., "grid": ..., "patch (ViLT)": ...}), with steps, training
     seconds and parameters."""
     import json

@@ -235,8 +235,7 @@ def world_region_features(
     """Region features (ground-truth boxes) of every scene in `splits`, cached under
     root/world-<world.key>/<extractor key>/ -> the FeatureStore (root None: the shared cache that pretraining and
     the tasks use too). Only missing scenes are rendered and extracted, so a second call costs nothing."""
-    from vilbert_lite.data.store import FeatureStore, extract_features
-    from vilbert_lite.pretrain.run import cache_dir
+    from vilbert_lite.data.store import FeatureStore, cache_dir, extract_features
 
     root = Path(root if root is not None else cache_dir() / "features") / f"world-{world.key}"
     ids = [s.scene_id for split in splits for s in world.scenes[split]]
