@@ -81,7 +81,6 @@ def _pretrain_run_cfg(monkeypatch, tmp_path, profile, **kw) -> dict:
 
 def _finetune_run_cfg(monkeypatch, tmp_path, task, profile, **kw) -> dict:
     """The run_cfg a ViLBERT† fine-tuning call would key its folder by, on a fake store, without training."""
-    import vilbert_lite.data.world as W
     import vilbert_lite.tasks as T
 
     region = SimpleNamespace(features=torch.zeros(2, 1280), cls_prob=torch.zeros(2, 1000))
@@ -105,7 +104,7 @@ def _finetune_run_cfg(monkeypatch, tmp_path, task, profile, **kw) -> dict:
         m.setattr(T, "world_features", lambda *a, **k: (Store(), None))
         m.setattr(T, "run_task", run_task)
         m.setattr(T, "WORLD_VERSION", 3, raising=False)
-        m.setattr(W, "make_world", lambda profile, seed=0, **k: SimpleNamespace())
+        m.setattr(T, "make_world", lambda profile, seed=0, **k: SimpleNamespace())
         with pytest.raises(_Stop):
             T.finetune(task, None, profile, 0, out=tmp_path / "ft", progress=False, **kw)
     return got["cfg"]

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+import torch
+
 from vilbert_lite.errors import UserError
 
 RUN_CONFIG = "run_config.json"
@@ -112,8 +114,6 @@ def write_json(path: str | Path, obj) -> None:
 
 def atomic_torch_save(obj, path: str | Path) -> None:
     """`torch.save` atomically (see `atomic_write`)."""
-    import torch
-
     atomic_write(path, lambda f: torch.save(obj, f))
 
 

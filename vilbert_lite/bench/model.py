@@ -29,6 +29,8 @@ from vilbert_lite.bench import machine_info, write_json
 from vilbert_lite.device import resolve_device
 from vilbert_lite.errors import UserError
 from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.heads import ViLBertForPreTraining
+from vilbert_lite.model.official import to_official_state_dict
 
 
 def make_batch(c: ViLBertConfig, B: int, T: int, R: int, device, seed: int = 0) -> dict:
@@ -103,9 +105,6 @@ def load_official(path: str):
 def _measure(impl: str, preset: str, precision: str, B: int, T: int, R: int, steps: int, official: str | None,
              official_adamw: str | None, device: str, queue) -> None:  # fmt: skip
     """Run in a child process: time `steps` train steps and forward passes; put a result dict in `queue`."""
-    from vilbert_lite.model.heads import ViLBertForPreTraining
-    from vilbert_lite.model.official import to_official_state_dict
-
     torch.manual_seed(0)
     dev = resolve_device(device)
     c = ViLBertConfig.preset(preset)

@@ -12,15 +12,15 @@ from typing import Any
 import torch
 
 from vilbert_lite import runs
+from vilbert_lite.device import resolve_device
 from vilbert_lite.model.config import ViLBertConfig
 from vilbert_lite.model.heads import ViLBertForPreTraining
 from vilbert_lite.pretrain.data import MAX_REGIONS, MAX_SEQ_LENGTH
+from vilbert_lite.pretrain.objectives import make_pretraining_batch, pretraining_loss
 from vilbert_lite.profiles import get_profile
 
 
 def _bench_model(config: ViLBertConfig, batch: int, steps: int, device: torch.device) -> dict:
-    from vilbert_lite.pretrain.objectives import make_pretraining_batch, pretraining_loss
-
     torch.manual_seed(0)
     model = ViLBertForPreTraining(config).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -58,8 +58,6 @@ def _bench_model(config: ViLBertConfig, batch: int, steps: int, device: torch.de
 def bench(argv: list[str]) -> int:
     """`vilbert-lite bench pretrain`: training samples/s (forward, backward, AdamW step) of the cpu profile's
     model and of the base preset, B=8, 36 tokens, 37 regions -> reports/bench/pretrain.json."""
-    from vilbert_lite.device import resolve_device
-
     ap = argparse.ArgumentParser(prog="vilbert-lite bench pretrain", description=bench.__doc__)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=3)

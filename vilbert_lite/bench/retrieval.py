@@ -11,6 +11,10 @@ from pathlib import Path
 
 import torch
 
+from vilbert_lite.device import resolve_device
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.profiles import get_profile
+from vilbert_lite.tasks.common import TaskModel, load_backbone
 from vilbert_lite.tasks.retrieval import forward, heads, random_inputs, score_matrix
 
 
@@ -18,11 +22,6 @@ from vilbert_lite.tasks.retrieval import forward, heads, random_inputs, score_ma
 def bench(argv: list[str]) -> int:
     """`vilbert-lite bench retrieval`: pairs/s of ranking captions x images with and without caching the
     pair-independent prefixes, and the largest score difference between the two -> reports/bench/retrieval.json."""
-    from vilbert_lite.device import resolve_device
-    from vilbert_lite.model.config import ViLBertConfig
-    from vilbert_lite.profiles import get_profile
-    from vilbert_lite.tasks.common import TaskModel, load_backbone
-
     ap = argparse.ArgumentParser(prog="vilbert-lite bench retrieval", description=bench.__doc__)
     ap.add_argument("--profile", default="cpu", help="model of this profile (random weights unless --init)")
     ap.add_argument("--init", default="none", help="a pretraining run folder, or none")

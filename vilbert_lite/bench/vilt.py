@@ -33,13 +33,31 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
 from vilbert_lite.bench import machine_info, write_json
+from vilbert_lite.data.regions import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RegionExtractor,
+    load_backbone,
+    load_image,
+    propose_boxes,
+    visual_inputs,
+)
+from vilbert_lite.data.tokenize import encode
 from vilbert_lite.device import resolve_device
 from vilbert_lite.errors import UserError
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.heads import ViLBertForPreTraining
+from vilbert_lite.repro.reports import markdown
+from vilbert_lite.vilt.inputs import GRID_PAD, PIXEL_MEAN, PIXEL_STD, backbone_grid, preprocess
+from vilbert_lite.vilt.model import ViLTConfig, ViLTForPreTraining
 
 # ViLT paper, Table 1 (the seed lecture's running-time slide): model (visual + text tokens), params M, GFLOPs,
 # ms
@@ -53,7 +71,7 @@ DEFAULT_TEXT = "a photo of a small cat with green eyes sitting on a wooden floor
 
 def default_image() -> np.ndarray:
     """A real photo: skimage's `chelsea` (300 x 451, a cat)."""
-    from skimage import data
+    from skimage import data  # heavy: only the default sample photo needs scikit-image
 
     return data.chelsea()
 
@@ -86,9 +104,6 @@ def time_stages(
 
 def count_flops(stages: list[tuple[str, Callable]]) -> dict[str, int]:
     """FLOPs of each stage (FlopCounterMode, 2 per multiply-add; attention through the math kernel)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
     flops, x = {}, None
     with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
         for name, fn in stages:
@@ -107,18 +122,12 @@ def _params(*modules: nn.Module | nn.Parameter) -> int:
 
 
 def _text(device, text: str, text_tokens: int) -> dict:
-    from vilbert_lite.data.tokenize import encode
-
     return {k: v.to(device) for k, v in encode([text], text_tokens).items()}
 
 
 def region_pipeline(image: np.ndarray, text: dict, preset: str, device: torch.device, max_regions: int = 36):
     """ViLBERT on region features -> (stages, info). Stages: proposals, cnn_roialign, region_embed,
     transformer."""
-    from vilbert_lite.data.regions import RegionExtractor, propose_boxes, visual_inputs
-    from vilbert_lite.model.config import ViLBertConfig
-    from vilbert_lite.model.heads import ViLBertForPreTraining
-
     ext = RegionExtractor(max_regions=max_regions, device=str(device))
     cfg = ViLBertConfig.preset(preset).replace(v_feature_size=ext.feature_dim, v_target_size=ext.num_classes)
     model = ViLBertForPreTraining(cfg).to(device).eval()
@@ -155,10 +164,6 @@ def vilt_pipeline(image: np.ndarray, text: dict, preset: str, device: torch.devi
                   image_size: int = 384):  # fmt: skip
     """ViLT with patch or grid embeddings -> (stages, info). Stages: resize, [cnn,] visual_embed,
     transformer."""
-    from vilbert_lite.data.regions import IMAGENET_MEAN, IMAGENET_STD, load_backbone
-    from vilbert_lite.vilt.inputs import GRID_PAD, PIXEL_MEAN, PIXEL_STD, backbone_grid, preprocess
-    from vilbert_lite.vilt.model import ViLTConfig, ViLTForPreTraining
-
     cfg = ViLTConfig.preset(preset, image_size=image_size, visual_embed=visual_embed)
     model = ViLTForPreTraining(cfg).to(device).eval()
     vilt, emb = model.vilt, model.vilt.embeddings
@@ -241,8 +246,6 @@ def running_time(image: np.ndarray | None = None, text: str = DEFAULT_TEXT, pres
 def running_time_table(result: dict):
     """The result as a table: our rows (visual embedding / transformer / total ms, GFLOPs, M params) beside
     the seed's, each with its ratio to the patch row."""
-    import pandas as pd
-
     rows, base = result["rows"], result["rows"]["patch"]
     seed_base = SEED_TABLE["patch"]
     out = []
@@ -263,7 +266,7 @@ def running_time_table(result: dict):
 def plot_running_time(result: dict, title: str | None = None, save=None):
     """Bars, log scale: the visual embedding and transformer milliseconds of our three rows, beside the seed's
     totals (ViLT paper, Table 1)."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # matplotlib loads only when a figure is drawn
 
     rows = result["rows"]
     kinds = list(rows)
@@ -293,8 +296,6 @@ def plot_running_time(result: dict, title: str | None = None, save=None):
 def bench(argv: list[str]) -> int:
     """`vilbert-lite bench vilt`: region / grid / patch running time of one image-text pair ->
     reports/bench/vilt.json (+ vilt.md, the table beside the seed's numbers)."""
-    from vilbert_lite.repro.reports import markdown
-
     ap = argparse.ArgumentParser(prog="vilbert-lite bench vilt", description=bench.__doc__)
     ap.add_argument(
         "--preset", default="base", help="ViLBERT and ViLT preset (base = ViLT-B/32, official ViLBERT)"
@@ -311,8 +312,6 @@ def bench(argv: list[str]) -> int:
                         f"{a.image_size}")  # fmt: skip
     image = None
     if a.image:
-        from vilbert_lite.data.regions import load_image
-
         image = load_image(a.image)
     result = running_time(image, preset=a.preset, device=a.device, repeats=a.repeats, warmup=a.warmup,
                           image_size=a.image_size)  # fmt: skip

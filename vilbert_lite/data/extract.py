@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vilbert_lite.data.formats import image_files
 from vilbert_lite.data.regions import RegionExtractor
 from vilbert_lite.data.store import REPORT, change_summary, extract_features
 from vilbert_lite.errors import UserError
@@ -52,8 +53,6 @@ def extract_folder(
     """The body of `vilbert-lite extract`: every image of `folder` into the store under `out`, then a summary
     on stdout -> exit status 0, or 1 when images were skipped (listed, and in the store's skipped.jsonl).
     The folder is checked before `make_extractor()` loads the model."""
-    from vilbert_lite.data.formats import image_files
-
     if batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {batch_size}")
     files = image_files(folder)

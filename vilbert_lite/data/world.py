@@ -18,10 +18,14 @@ Scenes and their rendering are scene.py, the texts of every task texts.py. Conve
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
+from dataclasses import asdict
 
 import numpy as np
 
+from vilbert_lite.data import texts
 from vilbert_lite.data.items import Caption, NLVRItem, RefExp, RetrievalItem, VCRItem, VQAItem
 from vilbert_lite.data.scene import Scene, generate_scene, render
 from vilbert_lite.profiles import WorldSize, get_profile
@@ -68,10 +72,6 @@ class World:
     @property
     def key(self) -> str:
         """A short hash of everything that defines this world's images and texts: caches are keyed on it."""
-        import hashlib
-        import json
-        from dataclasses import asdict
-
         spec = {"sizes": asdict(self.sizes), "seed": self.seed, "version": WORLD_VERSION}
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -103,8 +103,6 @@ class World:
             raise ValueError(f"{task} exists for the downstream splits {DOWNSTREAM_SPLITS}, not {split!r}")
         key = (task, split, *sorted(options.items()))
         if key not in self._cache:
-            from vilbert_lite.data import texts
-
             self._cache[key] = texts.GENERATORS[task](self, split, **options)
         return self._cache[key]
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.official import load_official_checkpoint
 from vilbert_lite.model.vilbert import ACT, LN_EPS, PreTrainedMixin, ViLBertModel, ViLBertOutput, init_weights
 
 
@@ -116,6 +117,4 @@ class ViLBertForPreTraining(PreTrainedMixin, nn.Module):
     def from_official_checkpoint(cls, checkpoint_path: str | os.PathLike, config_path: str | os.PathLike,
                                  strict: bool = False):  # fmt: skip
         """Load a vilbert-multi-task `pytorch_model*.bin` (safely: weights_only) with its config JSON."""
-        from vilbert_lite.model.official import load_official_checkpoint
-
         return load_official_checkpoint(cls, checkpoint_path, config_path, strict=strict)

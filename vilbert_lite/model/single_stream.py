@@ -133,7 +133,7 @@ class SingleStreamModel(PreTrainedMixin, nn.Module):
     def init_text_from_bert(self, path: str | os.PathLike) -> list[str]:
         """Copy a local Hugging Face BERT's embeddings and its first layers (as many as both have) by name;
         deeper joint layers stay random. Returns the copied keys."""
-        from transformers import BertModel
+        from transformers import BertModel  # heavy: only copying a BERT needs it
 
         src = BertModel.from_pretrained(str(path), local_files_only=True).state_dict()
         own, copied = self.state_dict(), []

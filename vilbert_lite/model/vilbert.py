@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_model
 from torch import nn
 
 from vilbert_lite.model.attention import CoAttention, SelfAttention
@@ -289,8 +290,6 @@ class PreTrainedMixin:
     config: ViLBertConfig
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        from safetensors.torch import save_model
-
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         meta = {**self.config.to_dict(), "architectures": [type(self).__name__]}
@@ -311,8 +310,6 @@ class PreTrainedMixin:
     def from_pretrained(cls, directory: str | os.PathLike, strict: bool = True, **config_overrides):
         """Load from a `save_pretrained` folder. A ViLBertModel can be read from a folder of any model that
         contains one under `bert.` (pretraining or task models); other missing weights are an error if strict."""
-        from safetensors.torch import load_file
-
         d = Path(directory)
         for name in ("config.json", "model.safetensors"):
             if not (d / name).exists():
@@ -451,7 +448,7 @@ class ViLBertModel(PreTrainedMixin, nn.Module):
 
     def init_text_from_bert(self, path: str | os.PathLike) -> list[str]:
         """Copy a local Hugging Face BERT folder's embeddings and layers into the text stream; returns the keys."""
-        from transformers import BertModel
+        from transformers import BertModel  # heavy: only copying a BERT needs it
 
         bert = BertModel.from_pretrained(str(path), local_files_only=True)
         bc, c = bert.config, self.config

@@ -38,6 +38,10 @@ from vilbert_lite.data.items import RefExp, RetrievalItem, VQAItem
 from vilbert_lite.data.scene import COLORS, SHAPES
 from vilbert_lite.data.texts import ATTRS, PLURAL, REL_PHRASE, Desc, a_, fact_holds, matches, unique_desc
 from vilbert_lite.errors import UserError
+from vilbert_lite.tasks import nlvr, refer, vqa
+from vilbert_lite.tasks.common import collate_pairs, pair, tokenize
+from vilbert_lite.tasks.retrieval import MAX_LENGTH, FourWay
+from vilbert_lite.tasks.vqa import normalize_answer
 
 SPLITS = ("train", "val", "test")
 # data set -> (group, the official data set it stands for, region features "gt" boxes or "proposals")
@@ -235,8 +239,6 @@ class MTTask:
 
 def answer_vocab(recs: dict[str, dict[str, list]]) -> list[str]:
     """G1's one answer vocabulary: every answer of the train splits of the G1 data sets, sorted."""
-    from vilbert_lite.tasks.vqa import normalize_answer
-
     return sorted({normalize_answer(a) for n, by in recs.items() if DATASETS[n][0] == "G1"
                    for r in by["train"] for a in r.answers})  # fmt: skip
 
@@ -247,10 +249,6 @@ def build_tasks(world, names, banks: dict, images: dict[str, int | None] | None 
     one of the split's first `images[split]` images (None or absent: all), so every data set keeps its own
     size per image; banks {"gt": ImageBank, "proposals": ImageBank}; G2's test pool: the first `pool` images.
     vocab: G1's answer vocabulary (default: from every G1 data set's train split, whichever are built)."""
-    from vilbert_lite.tasks import nlvr, refer, vqa
-    from vilbert_lite.tasks.common import collate_pairs, pair, tokenize
-    from vilbert_lite.tasks.retrieval import MAX_LENGTH, FourWay
-
     unknown = [n for n in names if n not in DATASETS]
     if unknown:
         raise UserError(f"unknown data set(s) {unknown}; known: {', '.join(DATASETS)}")

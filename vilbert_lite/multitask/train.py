@@ -50,14 +50,33 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from safetensors.torch import load_file, save
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from vilbert_lite import runs
+from vilbert_lite.data.store import settings_key
+from vilbert_lite.data.world import make_world
 from vilbert_lite.device import resolve_device, to_device
 from vilbert_lite.errors import UserError, json_object_arg
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.vilbert import ViLBertModel
 from vilbert_lite.multitask.data import DATASETS, GROUPS, VERIFY_LABELS, MTTask, build_tasks
-from vilbert_lite.tasks.common import SimpleClassifier, new_heads
+from vilbert_lite.pretrain.data import extractor_settings
+from vilbert_lite.pretrain.objectives import ALIGNED_INDEX
+from vilbert_lite.pretrain.run import pretrain
+from vilbert_lite.profiles import get_profile
+from vilbert_lite.tasks.common import (
+    ImageBank,
+    SimpleClassifier,
+    load_backbone,
+    model_folder,
+    new_heads,
+    pair,
+    world_features,
+)
+from vilbert_lite.tasks.retrieval import recall_at
 from vilbert_lite.train.engine import TrainConfig, epoch_batches, evaluate, lr_factor, process_device
 from vilbert_lite.train.state import rng_state, seed_everything, set_rng_state
 
@@ -86,7 +105,7 @@ class MTSize:
     batch_size: int | None = None  # base items per batch (None: the profile's fine-tuning batch size)
 
 
-# cpu (`mini` model, 2 cores), chosen on ViLBERT† single-task validation curves (tools/multitask_curves.py ->
+# cpu (`mini` model, 2 cores), chosen on ViLBERT† single-task validation curves (studies/multitask_curves.py ->
 # reports/multitask_curves/cpu.json: 150 iterations, 100 val images): 300 train images give a mean final val
 # score within 0.01 of all 600 (0.530 / 0.532; 150 images 0.516, 48 images 0.464) with half the epoch length
 # n_t (14-38 iterations, flickr 188), so DSG validates most data sets 4-10 times; by 150 iterations VQA,
@@ -270,9 +289,6 @@ def evaluate_task(
     """{metric: value} of one data set on `split` (val: the score DSG reads; G2's test: R@1/5/10)."""
     fn = task_collate(task, token)
     if task.group == "G2" and split == "test":  # R@K over the pool only (the 4-way items are for validation)
-        from vilbert_lite.tasks.common import pair
-        from vilbert_lite.tasks.retrieval import recall_at
-
         pool, images, queries = task.extra["pool"], task.extra["images"], task.extra["queries"]
         rows = [{"pairs": [pair(q, images[i])]} for q in queries for i in pool]  # (N*M) rows, caption-major
         scores = evaluate(model, rows, fn, lambda m, b: m(b).float().cpu(), N_WAY * batch_size, device,
@@ -288,14 +304,8 @@ def build_model(config, groups, n_answers: int, init: str | Path | None, text_fr
     """The multi-task model; init None: random backbone (the text stream from BERT with `text_from_bert`); a
     pretraining run: its backbone (and G2's head starts as its alignment head's log-odds, as in retrieval); a
     multi-task run: its backbone, heads and task embeddings. A head of another shape is a UserError."""
-    from safetensors.torch import load_file
-
-    from vilbert_lite.pretrain.objectives import ALIGNED_INDEX
-    from vilbert_lite.tasks.common import load_backbone, model_folder
-
     if init is None:
         return MultiTaskModel(load_backbone(None, config, "vilbert", text_from_bert), groups, n_answers)
-    from vilbert_lite.model.vilbert import ViLBertModel
 
     model = MultiTaskModel(ViLBertModel(config), groups, n_answers)
     state = load_file(model_folder(init) / "model.safetensors")
@@ -357,8 +367,6 @@ def check_heads(model: MultiTaskModel, tasks: dict[str, MTTask]) -> None:
 
 def save_model(model: MultiTaskModel, cfg: MTConfig, n_answers: int, folder: Path) -> None:
     """folder/config.json (the backbone's config + what the heads need) and folder/model.safetensors."""
-    from safetensors.torch import save
-
     meta = {**model.bert.config.to_dict(), "architectures": ["MultiTaskModel"]}
     runs.write_json(folder / "config.json", meta)
     runs.write_json(folder / "heads.json", {"groups": sorted({DATASETS[t][0] for t in cfg.tasks}),
@@ -387,8 +395,6 @@ def fit(model: MultiTaskModel, tasks: dict[str, MTTask], cfg: MTConfig, tcfg: Tr
 
 
 def _fit(model, tasks, cfg, tcfg, out, device, rank, world, resume, progress, interrupt_after) -> dict:
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
     seed_everything(tcfg.seed + rank)
     model.to(device)
     names = list(cfg.tasks)
@@ -550,9 +556,6 @@ _DATA: dict = {}  # per process: the built data sets (the table's workers build 
 def load_data(profile: str, size: MTSize, world_seed: int = 0, extractor=None, progress: bool = True):
     """Every data set of DATASETS on the profile's world (region features extracted once, cached on disk),
     built once per process -> (tasks, description for the run config)."""
-    from vilbert_lite.data.world import make_world
-    from vilbert_lite.tasks.common import ImageBank, world_features
-
     key = json.dumps([profile, world_seed, asdict(size), getattr(extractor, "settings", None)], default=str)
     if key not in _DATA:
         world = make_world(profile, seed=world_seed)
@@ -572,10 +575,7 @@ def resolve_init(init, profile: str, seed: int, root: Path, progress: bool) -> P
     if init is None or str(init).lower() == "none":
         return None
     if str(init) == "auto":
-        from vilbert_lite.pretrain.run import pretrain
-
         return Path(pretrain(profile, seed, out=root, progress=progress)).resolve()
-    from vilbert_lite.tasks.common import model_folder
 
     model_folder(init)  # a FileNotFoundError naming what is missing
     return Path(init).resolve()
@@ -596,8 +596,6 @@ def data_desc(world_key: str, world_seed: int, stores: dict[str, str], size: MTS
 def model_config(prof, init_meta: dict | None, init, width: int, tokens: str):
     """The model a run trains: the init run's (its config.json, `init_meta`) or the profile's preset, reading
     `width`-d region features, with task tokens unless `tokens` is "none"."""
-    from vilbert_lite.model.config import ViLBertConfig
-
     if init_meta is None:
         return ViLBertConfig.preset(
             prof.model_preset, v_feature_size=width, task_specific_tokens=tokens != "none"
@@ -639,11 +637,6 @@ def plan_multitask(profile: str = "cpu", seed: int = 0, tasks=tuple(DATASETS), *
     extracting or training: `init` is a run folder, planned or finished (only its path enters the key), with
     `init_model` its model config.json (for a pretraining run: its run config's "model") and
     `init_is_multitask` whether it is a multi-task run (MT + finetune); None: no init."""
-    from vilbert_lite.data.store import settings_key
-    from vilbert_lite.data.world import make_world
-    from vilbert_lite.pretrain.data import extractor_settings
-    from vilbert_lite.profiles import get_profile
-
     cfg = MTConfig(tuple(tasks), tokens, dsg, curriculum=curriculum, curriculum_frac=curriculum_frac)
     prof = get_profile(profile)
     size = replace(SIZES[prof.name], **(size_overrides or {}))
@@ -669,8 +662,6 @@ def multitask(profile: str = "cpu", seed: int = 0, tasks=tuple(DATASETS), *, tok
     every test split -> metrics (also OUT/metrics.json): per data set scores and headline, group means, the
     all-task average, parameters, updates, the DSG log. init: "auto" (the profile's pretraining run for
     `seed`), "none", a pretraining run, or a multi-task run (heads and task embeddings too: MT + finetune)."""
-    from vilbert_lite.profiles import get_profile
-
     cfg = MTConfig(tuple(tasks), tokens, dsg, curriculum=curriculum, curriculum_frac=curriculum_frac)
     prof = get_profile(profile)
     size = replace(SIZES[prof.name], **(size_overrides or {}))
@@ -682,8 +673,6 @@ def multitask(profile: str = "cpu", seed: int = 0, tasks=tuple(DATASETS), *, tok
     width = int(data["vqa"].train[0]["pairs"][0]["visual_feats"].shape[1])  # region features of the stores
     meta = None
     if init is not None:
-        from vilbert_lite.tasks.common import model_folder
-
         meta = json.loads((model_folder(init) / "config.json").read_text())
     config = model_config(prof, meta, init, width, tokens)
     tcfg = train_config(prof, size, seed, train_overrides)

@@ -16,7 +16,12 @@ import torch
 from torch.utils.data import Dataset
 
 from vilbert_lite import runs
-from vilbert_lite.data.store import cache_dir
+from vilbert_lite.data.formats import read_coco_captions
+from vilbert_lite.data.regions import RegionExtractor, visual_inputs
+from vilbert_lite.data.scene import COLORS, SHAPES
+from vilbert_lite.data.store import FeatureStore, cache_dir, extract_features
+from vilbert_lite.data.texts import PLURAL, SYNONYMS
+from vilbert_lite.data.world import make_world
 from vilbert_lite.errors import UserError
 
 MAX_SEQ_LENGTH = 36  # REFERENCE §3
@@ -25,9 +30,6 @@ HELD_OUT_FRACTION = 0.05  # real data: share of images held out for evaluation
 
 
 def _word_sets() -> dict[str, set[str]]:
-    from vilbert_lite.data.scene import COLORS, SHAPES
-    from vilbert_lite.data.texts import PLURAL, SYNONYMS
-
     shapes = set(SHAPES) | set(PLURAL.values()) | {w for v in SYNONYMS.values() for w in v if " " not in w}
     return {"color": set(COLORS), "shape": shapes}
 
@@ -92,8 +94,6 @@ class CaptionImageDataset(Dataset):
 
 
 def _visual_map(store, image_ids, max_regions: int = MAX_REGIONS) -> dict[str, dict]:
-    from vilbert_lite.data.regions import visual_inputs
-
     return {i: visual_inputs(store.get(i), max_regions) for i in image_ids}
 
 
@@ -109,9 +109,6 @@ def _extract(items: list[tuple[str, Any]] | dict[str, Path], root: Path, progres
     """Region features of (image_id, loader() -> (image, boxes or None)) items into the store under `root`;
     only missing images are loaded, except image files, which are all checked against what is stored (a changed
     file is extracted again, see `store.refresh`). Under torchrun rank 0 extracts and the other ranks wait."""
-    from vilbert_lite.data.regions import RegionExtractor
-    from vilbert_lite.data.store import FeatureStore, extract_features
-
     rank = int(os.environ.get("RANK", 0))
     t0 = time.perf_counter()
     ext = RegionExtractor(max_regions=MAX_REGIONS)
@@ -143,8 +140,6 @@ def _extract(items: list[tuple[str, Any]] | dict[str, Path], root: Path, progres
 @functools.cache
 def extractor_settings() -> dict:
     """The settings of the region extractor every synthetic-world store is made with (they key the store)."""
-    from vilbert_lite.data.regions import RegionExtractor
-
     return RegionExtractor(max_regions=MAX_REGIONS, device="cpu").settings
 
 
@@ -153,8 +148,6 @@ def synthetic_data(profile: str, world_seed: int = 0, progress: bool = True, cor
     """The synthetic world's pretrain captions (the first `corpus_fraction` of its images) and val captions with
     region features (only those images are extracted) -> (train captions, val captions, visual map, store,
     extraction info). `sizes` (a WorldSize) replaces the profile's world."""
-    from vilbert_lite.data.world import make_world
-
     world = make_world(profile, seed=world_seed, sizes=sizes)
     root = cache_dir() / "features" / f"world-{world.key}"
     train, val = take_fraction(world.captions("pretrain"), corpus_fraction), world.captions("val")
@@ -168,8 +161,6 @@ def coco_data(captions_json: str | Path, image_dir: str | Path, progress: bool =
     """COCO-format captions + image folder (proposal boxes) -> the same tuple as `synthetic_data`; the last 5%
     of the images (sorted ids) are held out. Images that cannot be read are left out with their captions,
     named in a warning (and in the feature store's skipped.jsonl)."""
-    from vilbert_lite.data.formats import read_coco_captions
-
     caps, paths = read_coco_captions(captions_json, image_dir)
     if len(paths) < 2:
         raise UserError(f"{captions_json}: pretraining needs at least 2 images, found {len(paths)}")
@@ -209,8 +200,6 @@ def take_fraction(captions: list, fraction: float) -> list:
 
 @functools.lru_cache(maxsize=4)
 def _pretrain_caption_images(sizes, world_seed: int) -> tuple[str, ...]:
-    from vilbert_lite.data.world import make_world
-
     return tuple(c.image_id for c in make_world(sizes=sizes, seed=world_seed).captions("pretrain"))
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 
 from vilbert_lite.data.collate import collate_examples, make_collate
+from vilbert_lite.data.scene import SHAPES
+from vilbert_lite.data.texts import PLURAL, SYNONYMS
+from vilbert_lite.device import resolve_device, to_device
 from vilbert_lite.pretrain.data import CaptionImageDataset
 from vilbert_lite.pretrain.objectives import aligned_prob, special_ids
 
@@ -13,9 +16,6 @@ def shape_name_groups(tokenizer, vocab_size: int) -> torch.Tensor:
     """(vocab_size,) long: for each token that is a whole shape name (any synonym or plural, e.g. "ball",
     "circles"), the index of its shape in world.SHAPES; -1 for every other token. Names of several WordPieces
     ("rhombus", "hexagon") are left out: their pieces are scored as exact tokens."""
-    from vilbert_lite.data.scene import SHAPES
-    from vilbert_lite.data.texts import PLURAL, SYNONYMS
-
     groups = torch.full((vocab_size,), -1, dtype=torch.long)
     for k, shape in enumerate(SHAPES):
         for name in {*SYNONYMS.get(shape, (shape,)), shape, PLURAL[shape]}:
@@ -52,8 +52,6 @@ def evaluate_pretraining(model, dataset: CaptionImageDataset, tokenizer, seed: i
     model's pretraining forward (ViLBERT's by default; ViLT's in `vilt.pretrain.evaluate_vilt`), so that every
     model is scored on the same negatives and the same masks.
     """
-    from vilbert_lite.device import resolve_device, to_device
-
     device = resolve_device(device)
     core = getattr(model, "module", model)
     was_training = core.training

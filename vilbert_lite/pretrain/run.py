@@ -44,7 +44,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 import torch
@@ -52,10 +52,12 @@ import torch
 from vilbert_lite import runs
 from vilbert_lite.data.collate import make_collate
 from vilbert_lite.data.store import settings_key
+from vilbert_lite.data.tokenize import get_tokenizer
 from vilbert_lite.data.world import WORLD_VERSION
 from vilbert_lite.errors import UserError, json_object_arg
 from vilbert_lite.model.config import ViLBertConfig
 from vilbert_lite.model.heads import ViLBertForPreTraining
+from vilbert_lite.model.single_stream import MODEL_KINDS, build_model, matched_config
 from vilbert_lite.pretrain.data import (
     MAX_REGIONS,
     MAX_SEQ_LENGTH,
@@ -77,7 +79,8 @@ from vilbert_lite.pretrain.text_init import (
     resolve_text_init,
     text_init_key,
 )
-from vilbert_lite.profiles import get_profile
+from vilbert_lite.profiles import WorldSize, get_profile
+from vilbert_lite.train.engine import TrainConfig, train
 
 CURVE_CAPTIONS = 300  # val captions scored after every epoch (the final evaluation scores every val caption)
 
@@ -88,10 +91,6 @@ def resolve_configs(profile: str = "cpu", seed: int = 0, config_overrides: dict 
     """(Profile, ViLBertConfig, TrainConfig) for a pretraining run; user overrides are checked key by key
     (unknown key or wrong type -> ValueError naming it) before any data is touched. `world_overrides`
     replaces fields of the profile's WorldSize (e.g. {"object_counts": [1, 1, 1]})."""
-    from dataclasses import fields
-
-    from vilbert_lite.train.engine import TrainConfig
-
     prof = get_profile(profile)
     if world_overrides:
         known = {f.name: f for f in fields(prof.world)}
@@ -120,8 +119,6 @@ def resolve_pretraining(profile: str = "cpu", seed: int = 0, data: str = "synthe
                         captions: str | Path | None = None, images: str | Path | None = None):  # fmt: skip
     """Everything a pretraining run is before its data: arguments checked, (Profile, ViLBertConfig, TrainConfig,
     loss weights, TextInit); a BERT that does not fit the model is a UserError here, before any data work."""
-    from vilbert_lite.model.single_stream import MODEL_KINDS
-
     if model_kind not in MODEL_KINDS:
         raise ValueError(f"unknown model_kind {model_kind!r}; choose one of {sorted(MODEL_KINDS)}")
     if not 0.0 <= corpus_fraction <= 1.0:
@@ -159,8 +156,6 @@ def pretrain_run_config(prof, config: ViLBertConfig, tcfg, weights: dict, text, 
     """The run config a pretraining run is keyed by (its folder is `kind-<config hash>`) and the model config
     it trains, from the resolved settings (`resolve_pretraining`) and what its data is: `source`, the feature
     store's key, the features' (width, classes) and the number of training captions."""
-    from vilbert_lite.model.single_stream import matched_config
-
     d, c = widths
     c = d if config.visual_target == 1 else c  # feature regression predicts the feature itself
     for key, width in (("v_feature_size", d), ("v_target_size", c)):
@@ -257,8 +252,6 @@ def pretrain(
     folder or a hub name; None = the profile's choice (init_text_from_bert=True / False is "bundled" / "random").
     A BERT that does not fit the model is a UserError before any data work.
     """
-    from vilbert_lite.model.single_stream import build_model
-
     prof, config, tcfg, w, text = resolve_pretraining(
         profile,
         seed,
@@ -275,8 +268,6 @@ def pretrain(
         captions=captions,
         images=images,
     )
-
-    from vilbert_lite.data.tokenize import get_tokenizer
 
     tok = get_tokenizer()
     if data == "synthetic":
@@ -340,8 +331,6 @@ def pretrain(
             model.save_pretrained(run / "model")
             runs.write_json(run / runs.DONE, {"steps": 0, "note": "no pretraining (corpus_fraction 0)"})
     else:
-        from vilbert_lite.train.engine import train
-
         ds = CaptionImageDataset(train_caps, visual, tok, MAX_SEQ_LENGTH, blank_images=text_only)
         loss_fn = pretraining_loss_fn(tok, w, swap_prob=0.0 if text_only else 0.5)
         cpu0 = time.process_time()
@@ -396,8 +385,6 @@ def reevaluate(run: str | Path, progress: bool = False) -> dict:
     """Score a finished synthetic-world ViLBERT pretraining run (or its text-only twin) again with the current
     `evaluate_pretraining` (e.g. after a metric was added): the same val captions and seed as at the end of
     training. Updates and returns the run's eval.json (training fields such as the wall time are kept)."""
-    from vilbert_lite.profiles import WorldSize
-
     run = Path(run)
     cfg = json.loads((run / "run_config.json").read_text())
     if cfg.get("kind") not in ("pretrain", "pretrain_text_only") or cfg["data"].get("kind") != "synthetic":
@@ -407,8 +394,6 @@ def reevaluate(run: str | Path, progress: bool = False) -> dict:
     world = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["data"]["world"].items()}
     _, val_caps, visual, _, _ = synthetic_data(cfg["profile"], cfg["data"]["world_seed"], progress,
                                                sizes=WorldSize(**world))  # fmt: skip
-    from vilbert_lite.data.tokenize import get_tokenizer
-
     tok = get_tokenizer()
     val = CaptionImageDataset(
         val_caps, visual, tok, MAX_SEQ_LENGTH, blank_images=cfg["kind"] == "pretrain_text_only"

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vilbert_lite.data.tokenize import bert_model_path
 from vilbert_lite.errors import UserError, one_line
 from vilbert_lite.model.config import ViLBertConfig
 
@@ -35,7 +36,7 @@ class TextInit:
 
 def _hf_offline() -> bool:
     """True when HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE forbids downloads."""
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # only a BERT from the hub needs the hub client
 
     flags = (os.environ.get(k, "").upper() for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
     return constants.HF_HUB_OFFLINE or any(f in ("1", "ON", "YES", "TRUE") for f in flags)
@@ -64,7 +65,7 @@ def _weights_digest(folder: Path, label: str) -> str:
 
 def _bert_sizes(folder: Path, label: str) -> dict:
     """The sizes of a BERT folder's config.json that decide whether it fits a text stream."""
-    from transformers import BertConfig
+    from transformers import BertConfig  # heavy: only a chosen BERT needs it
 
     cfg = folder / "config.json"
     if not cfg.is_file():
@@ -80,7 +81,7 @@ def _bert_sizes(folder: Path, label: str) -> dict:
 def _hub_snapshot(name: str) -> Path:
     """A hub name -> its snapshot folder (config.json + weights) in the local Hugging Face cache, downloaded
     there first unless HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # only a BERT from the hub needs the hub client
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
     offline = _hf_offline()
@@ -112,8 +113,6 @@ def resolve_text_init(value: str | None, profile_wants_bert: bool = False) -> Te
     if choice == "random":
         return TextInit(value, "random")
     if choice == "bundled":
-        from vilbert_lite.data.tokenize import bert_model_path
-
         path, kind = bert_model_path(), "bundled"
     elif Path(choice).expanduser().exists():
         path, kind = Path(choice).expanduser().resolve(), "folder"

@@ -13,9 +13,19 @@ import math
 from concurrent.futures import Executor
 from pathlib import Path
 
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from vilbert_lite.data.world import make_world
 from vilbert_lite.model.config import ViLBertConfig, co_attention_ids
+from vilbert_lite.pretrain.data import synthetic_data
+from vilbert_lite.pretrain.run import pretrain
 from vilbert_lite.profiles import get_profile
 from vilbert_lite.repro.runner import run_jobs
+from vilbert_lite.runs import runs_root
+from vilbert_lite.tasks import finetune
+from vilbert_lite.tasks.common import world_features
 
 TASKS = ("vqa", "vcr", "refer", "retrieval", "zeroshot", "nlvr")
 # (task, metric in metrics.json) -> column of paper.COLUMNS (plus nlvr_accuracy, which the paper lacks)
@@ -49,10 +59,6 @@ def run_cell(table: str, row, profile: str, seed: int, *, pretrained: bool = Tru
     blank_images: the fine-tuned model sees the text only (the question-only VQA row). Each row names the run
     folders it came from (`init`: the pretraining run, "" for none; `run`: the fine-tuning run), relative to
     `root`, so that `run_seconds` can add up what a table cost."""
-    from vilbert_lite.pretrain.run import pretrain
-    from vilbert_lite.runs import runs_root
-    from vilbert_lite.tasks import finetune
-
     root = Path(root) if root is not None else runs_root()
     init, config = None, None
     if pretrained and fraction > 0:
@@ -115,8 +121,6 @@ def _cost(kw: dict) -> float:
 
 def _cell_job(args: tuple) -> list[dict]:
     """One (table, row, profile, seed, kwargs, root) cell in a worker process (one torch thread)."""
-    import torch
-
     table, row, profile, seed, kw, root = args
     torch.set_num_threads(1)
     return run_cell(table, row, profile, seed, root=root, **kw)
@@ -124,10 +128,6 @@ def _cell_job(args: tuple) -> list[dict]:
 
 def prepare_data(profile: str, progress: bool = False) -> None:
     """Extract (or find cached) every feature store the cells need, once, before workers start in parallel."""
-    from vilbert_lite.data.world import make_world
-    from vilbert_lite.pretrain.data import synthetic_data
-    from vilbert_lite.tasks.common import world_features
-
     synthetic_data(profile, progress=progress)
     world = make_world(profile, seed=0)
     for kind in ("gt", "proposals"):
@@ -142,11 +142,6 @@ def run_table(table: str, profile: str, seeds, *, workers: int = 1, root: str | 
     two-thread process for these models), or on `executor` (any concurrent.futures.Executor, `runner.run_jobs`).
     Finished runs are reused, so a stopped table resumes. With `csv` the rows are also written there (the file
     that reports read)."""
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from vilbert_lite.runs import runs_root
-
     root = str(Path(root) if root is not None else runs_root())
     cells = table_cells(table, profile)
     # rows with identical settings (e.g. depths that a small model maps to one) run once: key -> rows, key -> job
@@ -180,8 +175,6 @@ def run_seconds(long, root: str | Path | None = None) -> dict:
     wall time of each distinct pretraining and fine-tuning run, read from its folder under `root`, summed.
     -> {"pretrain_s", "finetune_s", "n_pretrain", "n_finetune", "missing"} (folders not found, e.g. another
     machine's runs)."""
-    from vilbert_lite.runs import runs_root
-
     root = Path(root) if root is not None else runs_root()
     out = {"pretrain_s": 0.0, "finetune_s": 0.0, "n_pretrain": 0, "n_finetune": 0, "missing": []}
     for kind, column, file, key in (("pretrain", "init", "eval.json", "train_wall_time_s"),

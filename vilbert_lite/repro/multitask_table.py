@@ -20,10 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from tqdm.auto import tqdm
 
 from vilbert_lite.multitask.data import DATASETS, GROUPS
-from vilbert_lite.multitask.train import SIZES, StopAndGo, multitask
+from vilbert_lite.multitask.train import SIZES, StopAndGo, load_data, multitask
+from vilbert_lite.pretrain.run import pretrain
+from vilbert_lite.repro import paper
+from vilbert_lite.repro.reports import diff_interval, plot_bars, save_table, summarize
 from vilbert_lite.repro.runner import run_jobs
+from vilbert_lite.runs import runs_root
 
 TABLE = "multitask"
 MT_ROWS = {  # row -> multitask() keyword arguments
@@ -56,8 +62,6 @@ def convergence_order(single: list[dict]) -> list[str]:
 
 def _job(kw: dict) -> dict:
     """One multitask run in a worker process (one torch thread)."""
-    import torch
-
     torch.set_num_threads(1)
     return multitask(**kw, progress=False)
 
@@ -69,12 +73,6 @@ def run_table(profile: str, seeds, *, workers: int = 1, root: str | Path | None 
     written there; runs in `workers` processes or on `executor` (`runner.run_jobs`). Phase 1: single-task and
     the multi-task rows; phase 2: curriculum rows (their group order comes from phase 1's single-task runs) and
     MT + finetune (from phase 1's token + DSG runs)."""
-    from tqdm.auto import tqdm
-
-    from vilbert_lite.multitask.train import load_data
-    from vilbert_lite.pretrain.run import pretrain
-    from vilbert_lite.runs import runs_root
-
     root = str(Path(root) if root is not None else runs_root())
     load_data(profile, SIZES[profile], progress=progress)  # feature stores extracted once, before the workers
     init = {s: str(pretrain(profile, s, out=root, progress=progress)) for s in seeds}  # reused when finished
@@ -134,8 +132,6 @@ def long_rows(results: dict) -> pd.DataFrame:
 def side_by_side(summary: pd.DataFrame, long: pd.DataFrame) -> pd.DataFrame:
     """Per row: ours "mean ± std [95% interval]" and the paper's number for G1-G4 and the average; the models'
     parameters; a last row with the chance level of each column."""
-    from vilbert_lite.repro import paper
-
     out = []
     for row in dict.fromkeys(summary.row):
         rec = {"row": row}
@@ -165,9 +161,6 @@ CLAIMS = (  # (id, statement, [(a, b), ...]): "a >= b" on the all-task average, 
 def claims(long: pd.DataFrame) -> pd.DataFrame:
     """The three 12-in-1 claims, each held (every comparison greater on a 95% Welch interval) / not held (one
     less) / inconclusive (ties), with our differences and the paper's."""
-    from vilbert_lite.repro import paper
-    from vilbert_lite.repro.reports import diff_interval
-
     rows = []
     for cid, statement, pairs in CLAIMS:
         verdicts, ours, theirs = [], [], []
@@ -202,7 +195,7 @@ def claims(long: pd.DataFrame) -> pd.DataFrame:
 def plot_dsg(evals: list[dict], iterations: int, tasks=None, title: str = "Dynamic Stop-and-Go"):
     """Each data set's DSG state over the iterations (green go, red stop; dots: validations) above its
     validation score -> a matplotlib Figure. tasks: the run's data sets (default: those validated)."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # matplotlib loads only when a figure is drawn
 
     names = list(tasks or dict.fromkeys(e["task"] for e in evals))
     fig = Figure(figsize=(9, 1.2 + 0.75 * len(names)))
@@ -231,9 +224,7 @@ def report(long: pd.DataFrame, reports_dir: str | Path, run: dict | None = None)
     """Write tables/multitask_summary.csv (mean, std, n, 95% interval), tables/multitask.csv/.md (ours beside
     the paper), tables/multitask_claims.csv/.md, figures/multitask.png (bars with 95% intervals) and, given
     a run's metrics (`multitask(...)`), figures/multitask_dsg.png -> (summary, side, claims)"""
-    import matplotlib.pyplot as plt
-
-    from vilbert_lite.repro.reports import plot_bars, save_table, summarize
+    import matplotlib.pyplot as plt  # matplotlib loads only when a figure is drawn
 
     r = Path(reports_dir)
     (r / "tables").mkdir(parents=True, exist_ok=True)

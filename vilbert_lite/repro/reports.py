@@ -7,12 +7,17 @@ percentage. Everything here is computed from those rows: nothing is typed in by 
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import os
+import platform
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from vilbert_lite.repro import paper
+from vilbert_lite.repro.experiments import run_seconds
 from vilbert_lite.repro.paper import COLUMNS
 
 RETRIEVAL = ["r@1", "r@5", "r@10", "zs_r@1", "zs_r@5", "zs_r@10"]
@@ -23,7 +28,7 @@ def t_quantile(n: int, level: float = 0.95) -> float:
     """Two-sided Student-t quantile for n samples (n-1 degrees of freedom)."""
     if n < 2:
         return math.nan
-    from scipy.stats import t
+    from scipy.stats import t  # heavy: only an interval needs scipy
 
     return float(t.ppf(0.5 + level / 2, n - 1))
 
@@ -50,7 +55,7 @@ def diff_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[fl
     if se == 0:
         return d, d, d
     dof = (va + vb) ** 2 / ((va**2) / (len(a) - 1) + (vb**2) / (len(b) - 1))
-    from scipy.stats import t
+    from scipy.stats import t  # heavy: only an interval needs scipy
 
     q = float(t.ppf(0.5 + level / 2, dof))
     return d, d - q * se, d + q * se
@@ -217,7 +222,7 @@ def markdown(df: pd.DataFrame) -> str:
 
 def plot_bars(summary: pd.DataFrame, columns: list[str] | None = None, title: str = "", save=None):
     """Grouped bars (one group per metric, one bar per row) with 95% interval error bars."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib loads only when a figure is drawn
 
     cols = [c for c in (columns or COLUMNS) if c in set(summary.column)]
     rows = list(dict.fromkeys(summary.row))
@@ -240,7 +245,7 @@ def plot_bars(summary: pd.DataFrame, columns: list[str] | None = None, title: st
 def plot_trend(summary: pd.DataFrame, columns: list[str] | None = None, xlabel: str = "", title: str = "",
                save=None):  # fmt: skip
     """Score against a numeric row key (corpus fraction, depth), one line per metric, 95% bands."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib loads only when a figure is drawn
 
     cols = [c for c in (columns or COLUMNS) if c in set(summary.column)]
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
@@ -296,8 +301,6 @@ def all_claims(tables_dir: str | Path) -> pd.DataFrame:
 def compute_line(long: pd.DataFrame, runs_root: str | Path | None = None, seconds: dict | None = None) -> str:
     """One line: the training wall time of the distinct runs behind a table (`experiments.run_seconds`, or its
     result in `seconds`)."""
-    from vilbert_lite.repro.experiments import run_seconds
-
     t = seconds if seconds is not None else run_seconds(long, runs_root)
     line = (f"compute: {t['n_pretrain']} pretraining runs, {t['pretrain_s'] / 60:.1f} min; {t['n_finetune']} "
             f"fine-tuning runs, {t['finetune_s'] / 60:.1f} min (training wall time of each run folder, summed; "
@@ -311,8 +314,6 @@ def table_compute_line(long: pd.DataFrame, cache: Path, runs_root: str | Path | 
     """The compute line of a table whose run folders may be gone (a fresh checkout keeps the committed tables,
     not `runs/`): computed and stored in `cache` when every run folder is here, else the stored line, else the
     partial sum with the count of missing folders."""
-    from vilbert_lite.repro.experiments import run_seconds
-
     t = run_seconds(long, runs_root)
     if not t["missing"]:
         line = compute_line(long, seconds=t)
@@ -326,12 +327,6 @@ def write_summary(reports_dir: str | Path, profile: str, command: str | None = N
     """reports/README.md: every table (ours mean ± std next to the paper), the claims, the figures, what the
     runs behind each table cost, the 12-in-1 and ViLT tables when notebooks 10 and 11 have written them, and the
     command, date and machine that made them. Computed from the tables' files and run folders, nothing typed by hand."""
-    import datetime as dt
-    import os
-    import platform
-
-    from vilbert_lite.repro import paper
-
     r = Path(reports_dir)
     tables = r / "tables"
     lines = ["# Reproduction report", "",
@@ -374,8 +369,6 @@ def report_table(long: pd.DataFrame, key: str, reports_dir: str | Path, title: s
     """Summarise one table's long rows and write its files under reports_dir: tables/KEY_summary.csv (mean, std,
     n, 95% interval), tables/KEY.csv/.md (ours next to the paper), figures/KEY.png -> (summary, side, figure).
     Table 3 is drawn as score against corpus fraction, the others as grouped bars."""
-    from vilbert_lite.repro import paper
-
     r = Path(reports_dir)
     summary = summarize(long)
     (r / "tables").mkdir(parents=True, exist_ok=True)
@@ -389,7 +382,7 @@ def report_table(long: pd.DataFrame, key: str, reports_dir: str | Path, title: s
                          save=r / "figures" / f"{key}.png")  # fmt: skip
     else:
         fig = plot_bars(summary, title=title, save=r / "figures" / f"{key}.png")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib loads only when a figure is drawn
 
     plt.close(fig)  # returned, not shown twice by the inline backend
     return summary, side, fig

@@ -20,6 +20,10 @@ import sys
 import time
 from pathlib import Path
 
+from vilbert_lite.multitask.train import METRICS_FILE
+from vilbert_lite.repro.reports import reports_dir_for, write_summary
+from vilbert_lite.runs import DONE, runs_root
+
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: notebooks/ and reports/
 # Per cell, by profile: a table cell trains every run of its table (at `cpu` hours: 21 pretrainings and 138
 # fine-tunings for Tables 1-3), so only a cell far beyond that is a hung kernel; None = no limit
@@ -45,7 +49,7 @@ def notebook_parameters(
 ) -> dict:
     """papermill parameters for one notebook: `params`, plus `reports_dir` and those of `extra` that the notebook
     declares (`reports_dir`: notebooks 07-11, so that tables and figures land where the caller wants them)."""
-    import papermill as pm
+    import papermill as pm  # optional (notebooks extra): only running notebooks needs it
 
     declared = pm.inspect_notebook(str(path))
     params.update({k: v for k, v in (extra or {}).items() if k in declared})
@@ -57,9 +61,6 @@ def notebook_parameters(
 def finished_runs(root: Path) -> set[str]:
     """Finished run folders under `root`, relative to it: "pretrain-…", "finetune/vqa-…" (a DONE marker, written
     by `train.engine.train`), "multitask/…" (its metrics.json, written last by `multitask.train.multitask`)."""
-    from vilbert_lite.multitask.train import METRICS_FILE
-    from vilbert_lite.runs import DONE
-
     patterns = (f"*/{DONE}", f"*/*/{DONE}", f"multitask/*/{METRICS_FILE}")
     return {str(p.parent.relative_to(root)) for pattern in patterns for p in root.glob(pattern)}
 
@@ -88,9 +89,7 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
               only: list[str] | None = None, params: dict | None = None) -> list[dict]:  # fmt: skip
     """Execute every notebook of the suite that exists; returns one status dict per notebook. `params` are
     extra papermill parameters, given only to the notebooks whose `parameters` cell declares them."""
-    import papermill as pm
-
-    from vilbert_lite.runs import runs_root
+    import papermill as pm  # optional (notebooks extra): only running notebooks needs it
 
     reports = Path(reports or ROOT / "reports")
     out_dir = reports / "notebooks"
@@ -132,8 +131,6 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
         append_log(reports, entry)
     write_index(reports, profile)
     if (reports / "tables").is_dir():
-        from vilbert_lite.repro.reports import write_summary
-
         write_summary(reports, profile)
     return status
 
@@ -195,7 +192,6 @@ def main(argv: list[str] | None = None) -> int:
         params = dict(parse_param(t) for t in a.param)
     except ValueError as e:
         ap.error(str(e))
-    from vilbert_lite.repro.reports import reports_dir_for
 
     reports = reports_dir_for(a.profile, a.reports, ROOT / "reports")
     status = run_suite(a.profile, a.seed, a.device, reports, a.only, params)

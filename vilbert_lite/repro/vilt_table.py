@@ -21,10 +21,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from tqdm.auto import tqdm
 
-from vilbert_lite.repro.experiments import COLUMN_OF
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.pretrain.run import pretrain
+from vilbert_lite.repro.experiments import COLUMN_OF, prepare_data
 from vilbert_lite.repro.reports import summarize
 from vilbert_lite.repro.runner import run_jobs
+from vilbert_lite.runs import runs_root
+from vilbert_lite.tasks import finetune
+from vilbert_lite.vilt.pretrain import pretrain_vilt
 
 ROWS = {"region (ViLBERT)": "vilbert", "grid (ViLT transformer)": "vilt_grid", "patch (ViLT)": "vilt"}
 TASKS = ("vqa", "retrieval", "nlvr", "zeroshot")
@@ -39,12 +46,6 @@ def run_cell(
     row: str, profile: str, seed: int, root: str | Path | None = None, progress: bool = False
 ) -> list[dict]:
     """Pretrain the row's model (or reuse the run) and fine-tune every task -> long rows."""
-    from vilbert_lite.model.config import ViLBertConfig
-    from vilbert_lite.pretrain.run import pretrain
-    from vilbert_lite.runs import runs_root
-    from vilbert_lite.tasks import finetune
-    from vilbert_lite.vilt.pretrain import pretrain_vilt
-
     if row not in ROWS:
         raise ValueError(f"unknown row {row!r}; choose one of {list(ROWS)}")
     kind, root = ROWS[row], Path(root) if root is not None else runs_root()
@@ -68,8 +69,6 @@ def run_cell(
 
 
 def _job(args: tuple) -> list[dict]:
-    import torch
-
     torch.set_num_threads(1)
     return run_cell(*args)
 
@@ -80,11 +79,6 @@ def run_table(profile: str, seeds, *, workers: int = 1, root: str | Path | None 
     """Every row for every seed -> long DataFrame (row, seed, column, value, chance, init, run), in ROWS order;
     `workers` processes of one torch thread each, or `executor` (`runner.run_jobs`); with `csv` also written
     there."""
-    from tqdm.auto import tqdm
-
-    from vilbert_lite.repro.experiments import prepare_data
-    from vilbert_lite.runs import runs_root
-
     root = str(Path(root) if root is not None else runs_root())
     prepare_data(profile)  # region feature stores extracted once, before the workers
     jobs = {(row, s): (row, profile, s, root) for row in COST_ORDER for s in seeds}  # longest cells first
@@ -107,7 +101,7 @@ def plot_accuracy_vs_time(summary: pd.DataFrame, timing: dict, long: pd.DataFram
     """One panel per column: each row's mean (95% interval as error bars; with `long`, each seed as a small dot)
     against its milliseconds per image-text pair (`bench.vilt.running_time(...)["rows"][kind]["total_ms"]`, log
     scale, ticks at the rows' times); chance dashed."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # matplotlib loads only when a figure is drawn
     from matplotlib.ticker import FixedLocator, NullLocator, StrMethodFormatter
 
     columns = list(dict.fromkeys(summary["column"]))

@@ -35,8 +35,12 @@ from typing import Any
 
 from vilbert_lite import runs
 from vilbert_lite.data.store import settings_key
-from vilbert_lite.data.world import WORLD_VERSION
+from vilbert_lite.data.world import WORLD_VERSION, make_world
 from vilbert_lite.errors import UserError, json_object_arg
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.pretrain.data import extractor_settings
+from vilbert_lite.pretrain.text_init import TEXT_INIT_HELP, check_text_init, resolve_text_init, text_init_key
+from vilbert_lite.profiles import get_profile
 from vilbert_lite.tasks.common import (
     METRICS_FILE,
     VILT_KINDS,
@@ -55,6 +59,10 @@ from vilbert_lite.tasks.common import (
     run_task,
     world_features,
 )
+from vilbert_lite.tasks.vqa import gap_summary, load_vqa_v2
+from vilbert_lite.train.engine import TrainConfig
+from vilbert_lite.vilt.inputs import grid_width, world_visual
+from vilbert_lite.vilt.model import ViLTConfig, resolve_vilt_config
 
 # task name -> "module:attribute" of its TaskSpec
 TASKS = {
@@ -117,9 +125,6 @@ def finetune(
     extractor (default the built-in RegionExtractor). out: the run folder (default
     ROOT/finetune/<task>-<config hash>).
     """
-    from vilbert_lite.model.config import ViLBertConfig
-    from vilbert_lite.profiles import get_profile
-
     spec = get_task(task)
     prof = get_profile(profile)
     if data not in DATA_KINDS:
@@ -139,8 +144,6 @@ def finetune(
             raise UserError(f"a {kind} backbone fine-tunes {', '.join(VILT_TASKS)} on the synthetic world; "
                             f"not {spec.name!r} with data={data!r} (it has no region outputs)")  # fmt: skip
         if config is None:  # the init run's ViLT, or the profile's (ViLT†)
-            from vilbert_lite.vilt.model import ViLTConfig, resolve_vilt_config
-
             embed = "patch" if kind == "vilt" else "grid"
             config = (ViLTConfig.from_json_file(model_folder(init) / "config.json") if has_init
                       else resolve_vilt_config(profile, embed))  # fmt: skip
@@ -155,13 +158,10 @@ def finetune(
     if data == "synthetic":
         if real_data_paths:
             raise UserError(f"unexpected arguments {sorted(real_data_paths)} (real data needs data='vqa_v2')")
-        from vilbert_lite.data.world import make_world
 
         world = make_world(profile, seed=world_seed)
         options = dict(prof.task_data.get(spec.name, {}))
         if kind in VILT_KINDS:  # pixels or CNN grid cells per image, as in ViLT pretraining
-            from vilbert_lite.vilt.inputs import world_visual
-
             ids = [sc.scene_id for split in ("train", "val", "test") for sc in world.scenes[split]]
             visual, _ = world_visual(world, ids, config, progress)
             if config.visual_embed == "grid" and not has_init:
@@ -179,7 +179,6 @@ def finetune(
     else:
         if task != "vqa":
             raise UserError(f"real data (data='vqa_v2') is supported for vqa only, not {task!r}")
-        from vilbert_lite.tasks.vqa import load_vqa_v2
 
         records, images, data_desc, gaps = load_vqa_v2(real_data_paths, extractor, progress, skip_gaps)
         source = Source("vqa_v2", images, records=records)
@@ -198,8 +197,6 @@ def finetune(
         else runs.run_dir(Path(root or runs.runs_root()) / "finetune", spec.name, run_cfg)
     )
     if gaps:  # only what is left after load_vqa_v2's checks: kept out-of-vocabulary ones, or skipped ones
-        from vilbert_lite.tasks.vqa import gap_summary
-
         runs.atomic_write(
             out / "gaps.jsonl", lambda f: f.write("".join(json.dumps(g) + "\n" for g in gaps).encode())
         )
@@ -214,8 +211,6 @@ def finetune(
 def finetune_train_config(spec: TaskSpec, prof, seed: int, train_overrides: dict | None = None):
     """The TrainConfig of a fine-tuning run: the profile's fine-tuning settings, the task's batch scale and budget,
     then the caller's overrides."""
-    from vilbert_lite.train.engine import TrainConfig
-
     f = prof.finetune
     batch = max(1, round(f.batch_size * spec.batch_scale))  # items per batch for this task
     return TrainConfig.from_dict({"epochs": f.epochs, "batch_size": batch, "lr": f.lr,
@@ -265,19 +260,12 @@ def plan_finetune(task: str, init: str | Path | None = None, profile: str = "cpu
     init run may be a planned one (only its path enters the key). config: the model the fine-tuning builds (with
     an init run: that run's config, ViLBertConfig or ViLTConfig, as `experiments.run_cell` passes it); None =
     the profile's model at the region extractor's widths (ViLT†: the profile's ViLT)."""
-    from vilbert_lite.model.config import ViLBertConfig
-    from vilbert_lite.pretrain.data import extractor_settings
-    from vilbert_lite.profiles import get_profile
-
     spec, prof = get_task(task), get_profile(profile)
     has_init = init is not None and str(init).lower() != "none"
     if backbone in VILT_KINDS:
         if config is None and has_init:
             raise ValueError("plan_finetune: pass the init run's ViLTConfig as config")
         if config is None:
-            from vilbert_lite.vilt.inputs import grid_width
-            from vilbert_lite.vilt.model import resolve_vilt_config
-
             config = resolve_vilt_config(profile, "patch" if backbone == "vilt" else "grid")
             if config.visual_embed == "grid":
                 config = config.replace(grid_feature_size=grid_width(config))
@@ -300,9 +288,6 @@ def plan_finetune(task: str, init: str | Path | None = None, profile: str = "cpu
 def _dagger_text_init(text_init: str | None, prof, kind: str | None, backbone, config):
     """The text init of a ViLBERT† (no --init), resolved and checked against the model before any data work;
     ViLT backbones have no BERT text stream (ViLT starts from ViT), so only 'random' (or nothing) applies."""
-    from vilbert_lite.model.config import ViLBertConfig
-    from vilbert_lite.pretrain.text_init import check_text_init, resolve_text_init
-
     if kind in VILT_KINDS:  # random is all there is: the same run as without --text-init
         if text_init not in (None, "random"):
             raise UserError(f"--text-init {text_init}: a {kind} backbone has no BERT text stream; leave out")
@@ -318,8 +303,6 @@ def _dagger_text_key(text, prof) -> dict | str | None:
     """The fine-tuning run-config entry of a text init: None when it is the profile's choice (default runs keep
     their keys), the kind ("random" / "bundled") when it differs from it, else the BERT folder / hub entry
     (`text_init.text_init_key`)."""
-    from vilbert_lite.pretrain.text_init import text_init_key
-
     default = "bundled" if prof.init_text_from_bert else "random"
     if text.asked is None or (text.kind == default and text_init_key(text) is None):
         return None
@@ -329,8 +312,6 @@ def _dagger_text_key(text, prof) -> dict | str | None:
 # ---------------------------------------------------------------------------------------------------- CLI
 def cli(argv: list[str]) -> int:
     """`vilbert-lite finetune TASK --init RUN_DIR|none --profile cpu --seed S --out DIR` (+ VQA v2 files)."""
-    from vilbert_lite.pretrain.text_init import TEXT_INIT_HELP
-
     ap = argparse.ArgumentParser(prog="vilbert-lite finetune", description=__doc__.splitlines()[0])
     ap.add_argument("task", help=f"one of: {', '.join(TASKS)}")
     ap.add_argument("--init", required=True, help="a pretraining run folder, or none (ViLBERT†)")

@@ -10,8 +10,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
+from tqdm.auto import tqdm
 
 from vilbert_lite import runs
+from vilbert_lite.data.regions import IMAGENET_MEAN, IMAGENET_STD, load_backbone, load_image
 from vilbert_lite.data.store import cache_dir
 from vilbert_lite.vilt.model import ViLTConfig
 
@@ -42,8 +44,6 @@ def preprocess(images, image_size: int, patch_size: int, mean=PIXEL_MEAN, std=PI
     Each image is resized with `resize_for_vilt` (or, with resize=False, only enlarged to one patch when
     smaller), then padded on the right and bottom to the batch's largest size rounded up to a multiple of
     `patch_size`."""
-    from vilbert_lite.data.regions import load_image
-
     imgs = [load_image(im) for im in (images if isinstance(images, (list, tuple)) else [images])]
     if resize:
         imgs = [resize_for_vilt(im, image_size, patch_size) for im in imgs]
@@ -82,8 +82,6 @@ def grid_inputs(
     """Images -> the grid model's inputs: grid_features (B, C, h, w) from the frozen CNN and grid_mask (B,
     h, w) (cells that see a real pixel). Images are resized like ViLT's, ImageNet-normalised and padded to a
     multiple of GRID_PAD, the CNN's largest stride."""
-    from vilbert_lite.data.regions import IMAGENET_MEAN, IMAGENET_STD
-
     device = next(backbone.parameters()).device
     px = preprocess(images, config.image_size, GRID_PAD, IMAGENET_MEAN, IMAGENET_STD, resize)
     fmap = backbone_grid(backbone, px["pixel_values"].to(device), config.grid_stage)
@@ -164,14 +162,11 @@ def world_visual(
             for i in image_ids
         }
         return visual, {"seconds": round(time.perf_counter() - t0, 2), "cached": False}
-    from vilbert_lite.data.regions import IMAGENET_MEAN, IMAGENET_STD, load_backbone
 
     path = cache_dir() / "grid" / f"world-{world.key}-{config.grid_stage}-{config.image_size}.pt"
     cached = torch.load(path, weights_only=True) if path.exists() else {}
     todo = [i for i in image_ids if i not in cached]
     if todo:
-        from tqdm.auto import tqdm
-
         backbone = load_backbone(config.image_size)
         mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in (IMAGENET_MEAN, IMAGENET_STD))
         for s in tqdm(range(0, len(todo), 32), desc="grid", disable=not progress):
@@ -188,8 +183,6 @@ def world_visual(
 def grid_width(config: ViLTConfig) -> int:
     """Channels of one grid cell of `config` (its `grid_feature_size`): the width of the EfficientNet-Lite0
     stage `config.grid_stage` that `world_visual` stores, read from the backbone without running it."""
-    from vilbert_lite.data.regions import load_backbone
-
     m = load_backbone(config.image_size)
     stage = config.grid_stage
     return m._fc.in_features if stage == "head" else m._blocks[int(stage[5:])]._block_args.output_filters

@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
 from vilbert_lite.errors import UserError
@@ -50,6 +51,7 @@ from vilbert_lite.model.vilbert import (
     check_model_type,
     init_weights,
 )
+from vilbert_lite.profiles import get_profile
 
 VISUAL_EMBEDS = ("patch", "grid")
 TIED = ("mlm_score.decoder.weight", "vilt.embeddings.text_embeddings.word_embeddings.weight")
@@ -304,8 +306,6 @@ class ViLTPreTrainedMixin(PreTrainedMixin):
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, strict: bool = True, **config_overrides):
         """Load a `save_pretrained` folder; a ViLTModel can be read from a ViLTForPreTraining folder."""
-        from safetensors.torch import load_file
-
         d = Path(directory)
         for name in ("config.json", "model.safetensors"):
             if not (d / name).exists():
@@ -453,8 +453,6 @@ def resolve_vilt_config(
 ) -> ViLTConfig:
     """The profile's ViLT: the preset named like its ViLBERT preset, at the world's image size, with the
     profile's recipe (`Profile.vilt_recipe["config"]`), then overrides."""
-    from vilbert_lite.profiles import get_profile
-
     prof = get_profile(profile)
     base = {**ViLTConfig.preset(prof.model_preset).to_dict(), "image_size": prof.world.image_size,
             **prof.vilt_recipe.get("config", {}), "visual_embed": visual_embed}  # fmt: skip

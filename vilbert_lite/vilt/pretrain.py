@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,6 +46,8 @@ import torch.nn.functional as F
 
 from vilbert_lite import runs
 from vilbert_lite.data.collate import make_collate
+from vilbert_lite.data.tokenize import get_tokenizer
+from vilbert_lite.data.world import WORLD_VERSION, make_world
 from vilbert_lite.errors import UserError, json_object_arg
 from vilbert_lite.pretrain.data import MAX_SEQ_LENGTH, CaptionImageDataset, caption_count, take_fraction
 from vilbert_lite.pretrain.evaluate import evaluate_pretraining
@@ -56,6 +59,7 @@ from vilbert_lite.pretrain.objectives import (
     swap_captions,
 )
 from vilbert_lite.pretrain.run import resolve_configs
+from vilbert_lite.train.engine import train
 from vilbert_lite.vilt.inputs import grid_width, visual_kwargs, world_visual
 from vilbert_lite.vilt.model import ViLTConfig, ViLTForPreTraining, resolve_vilt_config
 
@@ -280,10 +284,6 @@ def resolve_vilt_pretraining(profile: str = "cpu", seed: int = 0, visual_embed: 
 def vilt_run_config(prof, config: ViLTConfig, tcfg, weights: dict, *, seed: int, corpus_fraction: float,
                     world_seed: int, n_captions: int, augment: bool, views: int) -> dict:  # fmt: skip
     """The run config a ViLT pretraining run is keyed by (its folder is `pretrain_vilt[_grid]-<config hash>`)."""
-    from dataclasses import asdict
-
-    from vilbert_lite.data.world import WORLD_VERSION
-
     run_cfg = {
         "kind": "pretrain_vilt" + ("" if config.visual_embed == "patch" else f"_{config.visual_embed}"),
         "profile": prof.name, "seed": seed, "corpus_fraction": corpus_fraction,
@@ -337,10 +337,6 @@ def pretrain_vilt(
     weights: {"mlm", "itm", "wpa"} over that (wpa 0 turns word-patch alignment off). views: 2 = ViLT's two
     views of every batch, 1 = one view as ViLBERT's (`vilt_pretraining_loss`); None = the profile's recipe
     (`Profile.vilt_recipe`, else 2)."""
-    from vilbert_lite.data.tokenize import get_tokenizer
-    from vilbert_lite.data.world import make_world
-    from vilbert_lite.train.engine import train
-
     prof, config, tcfg, w, views = resolve_vilt_pretraining(profile, seed, visual_embed, corpus_fraction,
                                                             config_overrides, train_overrides, weights, augment,
                                                             views)  # fmt: skip

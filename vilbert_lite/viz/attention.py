@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 from matplotlib import cm, colormaps, colors
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch, Rectangle
 
+from vilbert_lite.data.regions import RegionExtractor, load_image
+from vilbert_lite.data.regions import visual_inputs as make_visual_inputs
 from vilbert_lite.model.config import ViLBertConfig
 from vilbert_lite.model.vilbert import layer_schedule
 
@@ -452,7 +455,7 @@ class AttentionExplorer:
         return self.widget._repr_mimebundle_(**kwargs)
 
     def _build(self) -> None:
-        import ipywidgets as W
+        import ipywidgets as W  # optional: only the interactive explorer needs widgets
 
         self._busy = False
         self._c = dict(
@@ -515,7 +518,7 @@ class AttentionExplorer:
         self.state = st
         fig = self.figure()
         if self._widget is not None:
-            from IPython.display import display
+            from IPython.display import display  # only inside a notebook
 
             self._push()
             self._out.clear_output(wait=True)
@@ -533,11 +536,6 @@ def explore(out, tokens, image, boxes, region_labels=None, keep_special: bool = 
 
 def _run_pair(model, tokenizer, image, boxes, text, vis, device, extractor):
     """Tokenise `text`, extract regions if needed, run the model with output_attentions on the one pair."""
-    import torch
-
-    from vilbert_lite.data.regions import RegionExtractor, load_image
-    from vilbert_lite.data.regions import visual_inputs as make_visual_inputs
-
     if not isinstance(text, str):
         raise ValueError(f"the explorer shows one image-text pair; got {type(text).__name__} of texts")
     image = load_image(image)

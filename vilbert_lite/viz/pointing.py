@@ -33,10 +33,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
+from vilbert_lite.data.collate import collate_examples
 from vilbert_lite.data.scene import COLORS, SHAPES, SIZES, Scene
 from vilbert_lite.data.texts import HYPERNYMS, PLURAL, SYNONYMS
+from vilbert_lite.data.tokenize import get_tokenizer
+from vilbert_lite.device import resolve_device, to_device
 from vilbert_lite.pretrain.data import MAX_REGIONS, MAX_SEQ_LENGTH
+from vilbert_lite.viz.attention import explore, plot_image_overlay
 
 _WORD = re.compile(r"[a-z0-9]+")  # the BERT pre-tokenizer's words in our captions: no accents, no apostrophes
 
@@ -106,8 +111,6 @@ def object_word_targets(text: str, scene: Scene, tokenizer=None, max_length: int
     WordPiece; object k is region k + 1 (region 0 is the global IMG region) and only regions 1..max_regions
     exist. Words cut off by truncation, or naming only objects past the region cap, are left out."""
     if tokenizer is None:
-        from vilbert_lite.data.tokenize import get_tokenizer
-
         tokenizer = get_tokenizer()
     enc = tokenizer(text, truncation=True, max_length=max_length)
     out = {}
@@ -222,8 +225,6 @@ def dataset_targets(dataset, world, index: int, tokenizer=None) -> dict[int, fro
     dataset's tokens are those targets index and that its regions are the scene's ground-truth boxes in object
     order (ValueError otherwise: e.g. the world of another profile, proposal boxes, blanked images)."""
     if tokenizer is None:
-        from vilbert_lite.data.tokenize import get_tokenizer
-
         tokenizer = get_tokenizer()
     cap = dataset.captions[index]
     scene = world.scene(cap.image_id)
@@ -254,9 +255,6 @@ def _backbone(model):
 @torch.no_grad()
 def _forward(bert, dataset, idx: list[int], pad_id: int, device) -> tuple[dict, object]:
     """(collated batch, ViLBertOutput with attentions) of the captions `idx` with their own images."""
-    from vilbert_lite.data.collate import collate_examples
-    from vilbert_lite.device import to_device
-
     batch = collate_examples([dataset[i] for i in idx], pad_id=pad_id)
     b = to_device(batch, device)
     out = bert(b["input_ids"], b["visual_feats"], b["visual_pos"], attention_mask=b["attention_mask"],
@@ -269,9 +267,6 @@ def count_pointing(model, dataset, world, indices=None, tokenizer=None, batch_si
                    device="auto", skip_trivial: bool = False) -> PointingCounts:  # fmt: skip
     """Pointing tallies of `model` on captions `indices` (default: all) of a CaptionImageDataset, each with its
     own image; deterministic (eval mode, no sampling). `skip_trivial`: see `pointing_hits`."""
-    from vilbert_lite.data.tokenize import get_tokenizer
-    from vilbert_lite.device import resolve_device
-
     tokenizer = tokenizer or get_tokenizer()
     device = resolve_device(device)
     bert = _backbone(model)
@@ -341,9 +336,6 @@ def pointing_accuracy(model, train_dataset, val_dataset, world, n_train: int | N
 # ------------------------------------------------------------------------------------------------- views
 def _one_pair(model, dataset, world, index: int, tokenizer, device):
     """One caption with its image: (tokens, targets, t2v maps [(heads, T, R)] per layer, image, boxes (R, 4))."""
-    from vilbert_lite.data.tokenize import get_tokenizer
-    from vilbert_lite.device import resolve_device
-
     tokenizer = tokenizer or get_tokenizer()
     device = resolve_device(device)
     bert = _backbone(model)
@@ -363,10 +355,6 @@ def plot_pointing(model, dataset, world, index: int, layer: int, head: int, toke
                   max_words: int = 4, save=None):  # fmt: skip
     """For caption `index` of a dataset and its image: one panel per object word (up to `max_words`), the head's
     attention over the object regions (IMG left out, as pointing does) with the named boxes dashed. -> Figure"""
-    from matplotlib.figure import Figure
-
-    from vilbert_lite.viz.attention import plot_image_overlay
-
     tokens, targets, out, image, boxes = _one_pair(model, dataset, world, index, tokenizer, device)
     if not targets:
         raise ValueError(f"caption {index} ({dataset.captions[index].text!r}) has no object words")
@@ -395,8 +383,6 @@ def pointing_explorer(model, dataset, world, index: int, layer: int | None = Non
     """The attention explorer (viz.AttentionExplorer) on caption `index` with its image, opened on word → region
     at `layer`/`head` (None: the last layer, mean of heads) and the first object word; the boxes a word names
     are drawn dashed whenever that word is selected."""
-    from vilbert_lite.viz.attention import explore
-
     tokens, targets, out, image, boxes = _one_pair(model, dataset, world, index, tokenizer, device)
     scene = world.scene(dataset.captions[index].image_id)
     labels = ["IMG"] + [f"{o.color} {o.shape}" for o in scene.objects][: len(boxes) - 1]

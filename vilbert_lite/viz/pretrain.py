@@ -24,6 +24,8 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from vilbert_lite.data.collate import make_collate
+from vilbert_lite.pretrain.captions import alignment_score
 from vilbert_lite.pretrain.objectives import make_pretraining_batch, special_ids
 
 OUTCOMES = ("[MASK]", "random", "unchanged")  # what happens to a chosen token
@@ -135,8 +137,6 @@ def masking_statistics(dataset, tokenizer, vocab_size: int, n_batches: int = 50,
     """The rates of `make_pretraining_batch`, measured over `n_batches` random batches of `dataset` (a
     `CaptionImageDataset`) and set next to the rules of REFERENCE §3 -> DataFrame (rule, expected,
     measured, out of)."""
-    from vilbert_lite.data.collate import make_collate
-
     mask_id, special = special_ids(tokenizer)
     collate = make_collate(tokenizer.pad_token_id)
     g = torch.Generator().manual_seed(seed)
@@ -276,8 +276,6 @@ def alignment_scores(model, tokenizer, world, split: str, visual: dict, image_id
     """P(aligned) of each image of `split` (or `image_ids`) with its retrieval caption, its hard negative
     (one attribute changed) and the captions of the next `n_other` images -> long DataFrame
     (image_id, kind, caption, P(aligned))."""
-    from vilbert_lite.pretrain.captions import alignment_score
-
     items = world.retrieval(split)
     pos = {it.image_id: k for k, it in enumerate(items)}
     ids = [it.image_id for it in items] if image_ids is None else list(image_ids)

@@ -11,6 +11,7 @@ a task's predictions read back from its run folder, and failure cases drawn on t
 from __future__ import annotations
 
 import json
+import textwrap
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,23 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from PIL import Image
 from torch import nn
+
+from vilbert_lite import runs
+from vilbert_lite.data.world import make_world
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.tasks import get_task
+from vilbert_lite.tasks.common import (
+    ImageBank,
+    Source,
+    TaskModel,
+    evaluate_batches,
+    load_backbone,
+    world_features,
+)
+from vilbert_lite.tasks.refer import IOU_THRESHOLD, _pick
+from vilbert_lite.tasks.vqa import normalize_answer
 
 # chance level of each metric, from the keys a task writes into metrics.json
 CHANCE_KEY = {"vqa_accuracy": "chance", "q2a": "chance", "qa2r": "chance", "q2ar": "chance_q2ar",
@@ -39,8 +56,6 @@ def chance_of(metric: str, metrics: dict) -> float | None:
 def results_table(results: dict[str, dict[str, dict]], baseline: str = "ViLBERTâ€ ") -> pd.DataFrame:
     """{task: {column: metrics dict}} -> one row per (task, metric): each column's value and the chance level
     (plus the majority-answer baseline where the task reports one). Columns missing for a task stay empty."""
-    from vilbert_lite.tasks import get_task
-
     columns = list(dict.fromkeys(c for by_init in results.values() for c in by_init))
     rows = []
     for task, by_init in results.items():
@@ -57,8 +72,6 @@ def results_table(results: dict[str, dict[str, dict]], baseline: str = "ViLBERTâ
 
 def run_folder(metrics: dict, root: str | Path | None = None) -> Path:
     """The run folder of a finetune() result: ROOT/finetune/<task>-<config hash> (ROOT: the project's runs)."""
-    from vilbert_lite import runs
-
     root = Path(root) if root is not None else runs.runs_root()
     return root / "finetune" / f"{metrics['task']}-{metrics['config_hash']}"
 
@@ -68,11 +81,6 @@ def load_task_model(run: str | Path, world=None, device: str | torch.device = "c
 
     The task's data is rebuilt from the run's config (the world of its profile, unless `world` is given);
     a zero-shot run (no trained weights) is rebuilt from its --init run."""
-    from vilbert_lite.data.world import make_world
-    from vilbert_lite.model.config import ViLBertConfig
-    from vilbert_lite.tasks import get_task
-    from vilbert_lite.tasks.common import ImageBank, Source, TaskModel, load_backbone, world_features
-
     run = Path(run)
     cfg = json.loads((run / "run_config.json").read_text())
     spec = get_task(cfg["task"])
@@ -102,9 +110,6 @@ def task_heads(model: nn.Module) -> dict[str, nn.Module]:
 
 def vqa_predictions(model, data, world, split: str = "test") -> pd.DataFrame:
     """One row per question: image, question, most common human answer, the model's answer, its VQA accuracy."""
-    from vilbert_lite.tasks.common import evaluate_batches
-    from vilbert_lite.tasks.vqa import normalize_answer
-
     records, items = world.vqa(split), getattr(data, split)
     vocab = data.extra["vocab"]
     pred = torch.cat(evaluate_batches(model, items, data.collate, lambda m, b: m(b).argmax(1).cpu(), 64))
@@ -130,9 +135,6 @@ def vqa_accuracy_by_type(predictions: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def refer_predictions(model, data, world, split: str = "test") -> pd.DataFrame:
     """One row per expression: image, phrase, the true box, the chosen proposal's box and its IoU with the truth."""
-    from vilbert_lite.tasks.common import evaluate_batches
-    from vilbert_lite.tasks.refer import IOU_THRESHOLD, _pick
-
     records, items = world.refexps(split), getattr(data, split)
     pick = torch.cat(evaluate_batches(model, items, data.collate, lambda m, b: _pick(m(b), b).cpu(), 64))
     rows = []
@@ -144,8 +146,6 @@ def refer_predictions(model, data, world, split: str = "test") -> pd.DataFrame:
 
 
 def _wrap(text: str, width: int = 34) -> str:
-    import textwrap
-
     return "\n".join(textwrap.wrap(text, width))
 
 
@@ -280,8 +280,6 @@ def answer_type_table(results: dict[str, dict]) -> pd.DataFrame:
 def plot_vqa_files(images: dict[str, str | Path], questions: dict[str, list[tuple[str, str]]], cols: int = 4,
                    title: str | None = None, size: float = 2.6) -> Figure:  # fmt: skip
     """Images from files, each titled with its name and a few (question, answer) pairs: a data set at a glance."""
-    from PIL import Image
-
     fig, axes = _grid(len(images), cols, size)
     for ax, (name, path) in zip(axes, images.items()):
         ax.imshow(Image.open(path).convert("RGB"))

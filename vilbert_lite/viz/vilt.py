@@ -15,15 +15,22 @@ cosine of the final states), each word's row renormalised. Figures are built wit
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from safetensors import safe_open
 
-from vilbert_lite.vilt.inputs import grid_inputs, preprocess, resize_for_vilt
+from vilbert_lite.data.regions import load_backbone, load_image
+from vilbert_lite.vilt.inputs import grid_inputs, preprocess, rand_augment, resize_for_vilt
+from vilbert_lite.vilt.pretrain import word_patch_distance
+from vilbert_lite.viz.pretrain import EVAL_ROWS
 
 
 @dataclass
@@ -40,9 +47,6 @@ def word_patch_maps(model, tokenizer, image, text: str, layer: int = -1, source:
                     backbone=None) -> WordPatchMaps:  # fmt: skip
     """One image and caption through a ViLTModel / ViLTForPreTraining -> each word's map over the patches.
     A grid model needs the CNN: `backbone` (default: `regions.load_backbone(config.image_size)`)."""
-    from vilbert_lite.data.regions import load_image
-    from vilbert_lite.vilt.pretrain import word_patch_distance
-
     if source not in ("attention", "transport"):
         raise ValueError(f"source must be 'attention' or 'transport', got {source!r}")
     core = getattr(model, "vilt", model)
@@ -53,8 +57,6 @@ def word_patch_maps(model, tokenizer, image, text: str, layer: int = -1, source:
         vis = preprocess(img, cfg.image_size, cfg.patch_size)
         padded = vis["pixel_values"].shape[-2:]
     else:
-        from vilbert_lite.data.regions import load_backbone
-
         vis = grid_inputs(backbone or load_backbone(cfg.image_size).to(device), img, cfg)
         padded = -(-np.array(shown.shape[:2]) // 32) * 32
     enc = tokenizer([text], truncation=True, max_length=cfg.max_position_embeddings, return_tensors="pt")
@@ -126,8 +128,6 @@ def plot_visual_tokens(
 ) -> Figure:
     """The three ways to cut an image into visual tokens, side by side: detector-style regions (`boxes`, (R, 4)
     pixels), the cells of a CNN feature map (`grid_cell` pixels each) and ViLT's P x P patches (`patch`)."""
-    from matplotlib.patches import Rectangle
-
     img = np.asarray(image)
     H, W = img.shape[:2]
     fig = Figure(figsize=(11, 3.9))
@@ -158,8 +158,6 @@ def plot_visual_tokens(
 
 def plot_augmentations(image, n: int = 7, seed: int = 0, magnitude: float = 9.0, save=None) -> Figure:
     """An image and `n` draws of `vilt.inputs.rand_augment` (RandAugment without colour ops or cutout)."""
-    from vilbert_lite.vilt.inputs import rand_augment
-
     x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()[None] / 255
     g = torch.Generator().manual_seed(seed)
     out = rand_augment(x.expand(n, -1, -1, -1).contiguous(), g, magnitude=magnitude)
@@ -182,18 +180,11 @@ def accuracy_table(runs: dict) -> pd.DataFrame:
     """Held-out numbers (viz.pretrain.EVAL_ROWS) of several pretraining run folders side by side, one column per
     name in `runs` (e.g. {"region (ViLBERT)": ..., "grid": ..., "patch (ViLT)": ...}), with steps, training
     seconds and parameters."""
-    import json
-    from pathlib import Path
-
-    from vilbert_lite.viz.pretrain import EVAL_ROWS
-
     cols = {}
     for name, run in runs.items():
         ev = json.loads((Path(run) / "eval.json").read_text())
         params = ev.get("parameters")
         if params is None and (Path(run) / "model").is_dir():  # ViLBERT's eval.json has no parameter count
-            from safetensors import safe_open
-
             with safe_open(Path(run) / "model" / "model.safetensors", "pt") as f:
                 params = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys())
         accs = [round(float(ev.get(k, np.nan)), 3) for k in EVAL_ROWS]

