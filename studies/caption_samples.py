@@ -1,7 +1,7 @@
 """Do captions sampled from a pretrained model name what is in the image? Precision of their colour and shape
 words, per decoding setting, against the same captions read against another image (chance).
 
-    .venv/bin/python tools/caption_samples.py RUN [--images 100] [--samples 4] [--out FILE.jsonl]
+    .venv/bin/python studies/caption_samples.py RUN [--images 100] [--samples 4] [--out FILE.jsonl]
 
 For each of the first `--images` val images of the `cpu` world, `--samples` captions are drawn with
 `pretrain.sample_caption` (iterative masked-token sampling, the paper's Figure 5) under each decoding setting
@@ -21,8 +21,15 @@ from pathlib import Path
 
 import torch
 
+from vilbert_lite.data.scene import COLORS, SHAPES
+from vilbert_lite.data.texts import PLURAL, SYNONYMS
+from vilbert_lite.data.tokenize import get_tokenizer
+from vilbert_lite.data.world import make_world
+from vilbert_lite.pretrain.captions import sample_best_caption
+from vilbert_lite.pretrain.data import synthetic_data
+from vilbert_lite.pretrain.run import load_pretrained
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SETTINGS = ({"temperature": 1.0, "top_k": 0}, {"temperature": 0.7, "top_k": 0}, {"temperature": 0.5, "top_k": 0},
             {"temperature": 1.0, "top_k": 5})  # fmt: skip
@@ -30,9 +37,6 @@ SETTINGS = ({"temperature": 1.0, "top_k": 0}, {"temperature": 0.7, "top_k": 0}, 
 
 def word_maps() -> tuple[set[str], dict[str, str]]:
     """(colour words, shape word -> shape): every single-word name of a shape, singular and plural."""
-    from vilbert_lite.data.scene import COLORS, SHAPES
-    from vilbert_lite.data.texts import PLURAL, SYNONYMS
-
     shape_of = {}
     for shape in SHAPES:
         for name in (shape, PLURAL[shape], *SYNONYMS.get(shape, ())):
@@ -64,12 +68,6 @@ def precision(texts: list[str], scenes: list) -> dict:
 
 
 def main() -> None:
-    from vilbert_lite.data.tokenize import get_tokenizer
-    from vilbert_lite.data.world import make_world
-    from vilbert_lite.pretrain.captions import sample_best_caption
-    from vilbert_lite.pretrain.data import synthetic_data
-    from vilbert_lite.pretrain.run import load_pretrained
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run")
     ap.add_argument("--images", type=int, default=100)
@@ -103,7 +101,7 @@ def main() -> None:
         rows.append({"setting": f"{name}, best of {a.samples}", **precision(best, scenes),
                      "chance": precision(best, others), "example": best[0]})  # fmt: skip
     meta = {"run": Path(a.run).name, "images": len(ids), "samples": a.samples, "length": a.length, "seed": a.seed,
-            "command": "tools/caption_samples.py " + " ".join(sys.argv[1:])}  # fmt: skip
+            "command": "studies/caption_samples.py " + " ".join(sys.argv[1:])}  # fmt: skip
     lines = [json.dumps({**meta, **r}) for r in rows]
     print("\n".join(lines))
     if a.out:

@@ -2,8 +2,8 @@
 
 Every number in reports/DESIGN_LOG.md comes from a variant below, run with
 
-    .venv/bin/python tools/grounding.py NAME [NAME ...]        # -> reports/grounding/NAME.json
-    .venv/bin/python tools/grounding.py --list
+    .venv/bin/python studies/grounding.py NAME [NAME ...]        # -> reports/grounding/NAME.json
+    .venv/bin/python studies/grounding.py --list
 
 A variant is overrides of the `cpu` profile (world, model config, training, loss weights), passed to the real
 `vilbert_lite.pretrain.pretrain`, so a variant is exactly what `vilbert-lite pretrain --world/--config/--train`
@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.pretrain.run import pretrain, reevaluate
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 # The world the issue allows: fewer objects per scene (web photos often have one salient subject), more captions
 # that name what is there, more captions per image (text is cheap, features are per image).
@@ -49,7 +50,7 @@ NODROP = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
 SLOW_TEXT = {"bert.embeddings.": 0.1, "bert.encoder.layer.": 0.1}
 
 VARIANTS: dict[str, dict] = {
-    # the `cpu` profile as it is now (for its timing: `tools/grounding.py cpu --out runs`, the runs root that
+    # the `cpu` profile as it is now (for its timing: `studies/grounding.py cpu --out runs`, the runs root that
     # `make reproduce` and the notebooks reuse)
     "cpu": {},
     # the same recipe on a schedule of its own with fewer epochs (warm-up and decay over the shorter run): what
@@ -72,7 +73,7 @@ VARIANTS: dict[str, dict] = {
         "train": {"epochs": 10},
         "config": {"initializer_range": 0.05, "v_initializer_range": 0.05},
     },
-    # cheaper steps (tools/step_bench.py): length bucketing and no dropout; batch 32 buys twice the updates
+    # cheaper steps (studies/step_bench.py): length bucketing and no dropout; batch 32 buys twice the updates
     "few5-bucket-e10": {"world": W_FEW5, "train": {"epochs": 10, "bucket": 50}, "config": INIT05},
     "few5-bnd32-e10": {
         "world": W_FEW5,
@@ -160,14 +161,10 @@ VARIANTS: dict[str, dict] = {
 
 
 def run_variant(name: str, out_root: Path, progress: bool) -> dict:
-    from vilbert_lite.pretrain.run import pretrain
-
     text_only = name.endswith("-text")
     v = VARIANTS[name.removesuffix("-text")]
     config = v.get("config")
     if v.get("preset"):
-        from vilbert_lite.model.config import ViLBertConfig
-
         preset = {k: x for k, x in ViLBertConfig.preset(v["preset"]).to_dict().items()
                   if k not in ("v_feature_size", "v_target_size")}  # the store decides those  # fmt: skip
         config = {**preset, **(config or {})}
@@ -211,8 +208,6 @@ def main() -> None:
         if name.removesuffix("-text") not in VARIANTS:
             raise SystemExit(f"unknown variant {name!r}; --list shows them")
         if a.reeval:
-            from vilbert_lite.pretrain.run import reevaluate
-
             r = json.loads((dest / f"{name}.json").read_text())
             r["eval"] = reevaluate(ROOT / r["run"])
         else:

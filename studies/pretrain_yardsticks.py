@@ -1,7 +1,7 @@
 """Pretraining-side yardsticks of the Table 2 and Table 3 rows, read from the finished pretraining run folders.
 
-    .venv/bin/python tools/pretrain_yardsticks.py            # cpu, every seed found in runs/
-    .venv/bin/python tools/pretrain_yardsticks.py --profile smoke --root /tmp/runs
+    .venv/bin/python studies/pretrain_yardsticks.py            # cpu, every seed found in runs/
+    .venv/bin/python studies/pretrain_yardsticks.py --profile smoke --root /tmp/runs
 
 Each row's pretraining runs (the same folders notebooks 08-09 fine-tune from, found by their run_config.json:
 Table 2 by the visual depth of the model, Table 3 by the corpus fraction of the default model) and their
@@ -24,17 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.profiles import get_profile
+from vilbert_lite.repro import experiments
+from vilbert_lite.repro.reports import t_quantile
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 DEPTH = ("num_hidden_layers", "v_num_hidden_layers", "v_biattention_id", "t_biattention_id")
 KEYS = ("alignment_acc", "mlm_acc", "color_acc", "shape_acc", "steps", "train_wall_time_s")
 
 
 def main() -> None:
-    from vilbert_lite.model.config import ViLBertConfig
-    from vilbert_lite.profiles import get_profile
-    from vilbert_lite.repro import experiments
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--root", default=str(ROOT / "runs"))
@@ -95,7 +95,7 @@ def main() -> None:
         ci = "" if g["ci95"] is None else f" [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]"
         print(f"image adds on {k}: {g['mean']:+.3f} ± {g['std']:.3f}{ci} over seeds {g['seeds']}")
     out = Path(args.json or ROOT / "reports" / f"pretrain_yardsticks-{args.profile}.json")
-    out.write_text(json.dumps({"command": "tools/pretrain_yardsticks.py " + " ".join(sys.argv[1:]),
+    out.write_text(json.dumps({"command": "studies/pretrain_yardsticks.py " + " ".join(sys.argv[1:]),
                                "rows": rows, "image_gain": gain}, indent=1) + "\n")  # fmt: skip
     print(f"wrote {out}")
 
@@ -112,8 +112,6 @@ def mean_std(evals: list[dict]) -> dict:
 def image_gain(default: list, text_only: list) -> dict:
     """{"color_acc" | "shape_acc": {"seeds", "per_seed", "mean", "std", "ci95"}}: the default model's held-out
     accuracy minus its text-only twin's, paired by seed (seeds with both runs only); {} when none pair up."""
-    from vilbert_lite.repro.reports import t_quantile
-
     with_image = {rc["seed"]: ev for _, rc, ev in default}
     seeds = sorted(set(with_image) & {s for s, _, _ in text_only})
     blind = {s: ev for s, _, ev in text_only}

@@ -1,7 +1,7 @@
 """How hard is caption-image alignment in the synthetic world, for learners much simpler than ViLBERT?
 
-    .venv/bin/python tools/learnability.py                 # cpu world, 1,500 steps -> reports/learnability.json
-    .venv/bin/python tools/learnability.py --steps 300 --profile smoke --out /tmp/l.json
+    .venv/bin/python studies/learnability.py                 # cpu world, 1,500 steps -> reports/learnability.json
+    .venv/bin/python studies/learnability.py --steps 300 --profile smoke --out /tmp/l.json
 
 The pretraining alignment task (REFERENCE §3: half the captions swapped for a random one) is scored three ways
 on the held-out "val" captions, with the same swapping:

@@ -1,7 +1,7 @@
 """NLVR-style accuracy by statement template (presence: both / exactly_one; counting and comparison: count,
 total, more_objects, more_shape) for fine-tuned NLVR runs, on the train, val and test splits.
 
-    .venv/bin/python tools/nlvr_templates.py RUN [RUN ...]     # RUN: a fine-tuning run folder of task nlvr
+    .venv/bin/python studies/nlvr_templates.py RUN [RUN ...]     # RUN: a fine-tuning run folder of task nlvr
     -> one JSON line per run and split: {run, split, n, accuracy, by_template: {template: [accuracy, n]}}
 
 It reads the statements the run was trained on (the run's `per_scene` option, if any) from the world of the
@@ -12,21 +12,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 
+from vilbert_lite.data.world import make_world
+from vilbert_lite.tasks.common import evaluate_batches
+from vilbert_lite.viz import tasks as tv
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from vilbert_lite.data.world import make_world
-    from vilbert_lite.tasks.common import evaluate_batches
-    from vilbert_lite.viz import tasks as tv
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--threads", type=int, default=1)

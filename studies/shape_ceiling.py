@@ -1,7 +1,7 @@
 """How many masked shape words can the `cpu` world's captions give away at all: the best held-out shape-word
 accuracy of an ideal reader, with the scene in view and without it.
 
-    .venv/bin/python tools/shape_ceiling.py [--samples 300] [--out reports/grounding/shape_ceiling.json]
+    .venv/bin/python studies/shape_ceiling.py [--samples 300] [--out reports/grounding/shape_ceiling.json]
 
 The held-out yardstick (`pretrain.evaluate_pretraining`) masks every shape word of a val caption at once and
 scores the exact token. Some of those words no image can tell: which synonym a caption used ("ball" or "disc"),
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -34,15 +33,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vilbert_lite.data.items import Caption
+from vilbert_lite.data.texts import CAPTION_STYLES, caption_text
+from vilbert_lite.data.tokenize import get_tokenizer
+from vilbert_lite.data.world import make_world
+from vilbert_lite.pretrain.data import CaptionImageDataset
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def masked(tok, texts: list[str], image_ids: list[str]) -> list[tuple[tuple, list[int]]]:
     """(masked token ids as a tuple, the shape-word token ids in order) per text, with the yardstick's masks."""
-    from vilbert_lite.data.items import Caption
-    from vilbert_lite.pretrain.data import CaptionImageDataset
-
     caps = [Caption(i, t) for i, t in zip(image_ids, texts)]
     dummy = {"visual_feats": torch.zeros(1, 1), "cls_prob": torch.zeros(1, 1)}
     ds = CaptionImageDataset(caps, dict.fromkeys(set(image_ids), dummy), tok, blank_images=True)
@@ -55,8 +56,6 @@ def masked(tok, texts: list[str], image_ids: list[str]) -> list[tuple[tuple, lis
 
 def draw(world, split: str, k: int, n: int, seed: int) -> list[str]:
     """`n` captions of scene k of `split` per caption style, styles drawn with the world's weights."""
-    from vilbert_lite.data.texts import CAPTION_STYLES, caption_text
-
     w = np.asarray(world.sizes.caption_styles, float)
     rng = np.random.default_rng([seed, k])
     scene = world.scenes[split][k]
@@ -70,9 +69,6 @@ def best_guess(fills: list[list[int]]) -> list[Counter]:
 
 
 def main() -> None:
-    from vilbert_lite.data.tokenize import get_tokenizer
-    from vilbert_lite.data.world import make_world
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=300, help="draws per caption style per val scene")
     ap.add_argument(

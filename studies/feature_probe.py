@@ -1,6 +1,6 @@
 """Which backbone stage should region features pool? Linear probes of colour, shape and size per stage.
 
-    .venv/bin/python tools/feature_probe.py [--scenes 400] [--stages head block7 block10 block14 block7+block10]
+    .venv/bin/python studies/feature_probe.py [--scenes 400] [--stages head block7 block10 block14 block7+block10]
     -> reports/feature_probe.json
 
 For each stage, `RegionExtractor(stage=...)` (the extractor `vilbert-lite extract` and the world use) pools
@@ -13,21 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from vilbert_lite.data.regions import DEFAULT_STAGE, RegionExtractor
+from vilbert_lite.data.world import make_world
+from vilbert_lite.viz.visual_tokens import linear_probe
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from vilbert_lite.data.regions import DEFAULT_STAGE, RegionExtractor
-    from vilbert_lite.data.world import make_world
-    from vilbert_lite.viz.visual_tokens import linear_probe
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", type=int, default=400)
     ap.add_argument("--stages", nargs="*", default=["head", "block4", "block7", "block10", "block14",

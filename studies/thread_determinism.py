@@ -1,8 +1,8 @@
 """Does a fixed seed give the same run on a CPU whatever the number of torch threads?
 
-    .venv/bin/python tools/thread_determinism.py                  # cpu profile, 60 steps, threads 1 1 2 2
-    .venv/bin/python tools/thread_determinism.py --steps 200 --threads 1 2
-    .venv/bin/python tools/thread_determinism.py --rerun runs/finetune/vqa-XXXX --threads 1
+    .venv/bin/python studies/thread_determinism.py                  # cpu profile, 60 steps, threads 1 1 2 2
+    .venv/bin/python studies/thread_determinism.py --steps 200 --threads 1 2
+    .venv/bin/python studies/thread_determinism.py --rerun runs/finetune/vqa-XXXX --threads 1
 
 Pretrains the profile's ViLBERT (its world, recipe and seed) for `--steps` updates once per entry of
 `--threads`, each in a fresh folder under `--root`, and prints each run's training loss at the end and the
@@ -26,14 +26,14 @@ from pathlib import Path
 
 import torch
 
+from vilbert_lite.pretrain.run import load_pretrained, pretrain
+from vilbert_lite.runs import load_done
+from vilbert_lite.tasks import finetune
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from vilbert_lite.pretrain.run import load_pretrained, pretrain
-    from vilbert_lite.runs import load_done
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
@@ -63,15 +63,13 @@ def main() -> None:
     dest = Path(a.out)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps({"what": "the same seeded pretraining at different torch thread counts",
-                                "command": "tools/thread_determinism.py " + " ".join(sys.argv[1:]),
+                                "command": "studies/thread_determinism.py " + " ".join(sys.argv[1:]),
                                 "profile": a.profile, "seed": a.seed, "torch": torch.__version__,
                                 "rows": rows}, indent=1) + "\n")  # fmt: skip
     print("wrote", dest)
 
 
 def rerun(a) -> None:
-    from vilbert_lite.tasks import finetune
-
     folder = Path(a.rerun)
     rc = json.loads((folder / "run_config.json").read_text())
     old = json.loads((folder / "metrics.json").read_text())
@@ -89,7 +87,7 @@ def rerun(a) -> None:
         keys = [k for k, v in old.items() if isinstance(v, float) and k != "wall_time_s"]
         row = {"folder": str(folder), "threads": n, "same_config_hash": m["config_hash"] == old["config_hash"],
                "stored": {k: old[k] for k in keys}, "rerun": {k: m.get(k) for k in keys},
-               "command": "tools/thread_determinism.py " + " ".join(sys.argv[1:])}  # fmt: skip
+               "command": "studies/thread_determinism.py " + " ".join(sys.argv[1:])}  # fmt: skip
         print(json.dumps(row), flush=True)
         doc.setdefault("reruns", []).append(row)
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Fine-tuning budgets from ViLBERT† validation curves: how many epochs each task needs at the `cpu` profile.
 
-    .venv/bin/python tools/finetune_curves.py                       # ViLBERT† (no pretraining), every task
-    .venv/bin/python tools/finetune_curves.py --tasks vqa refer --epochs 12 --init runs/.../pretrain-XXXX
+    .venv/bin/python studies/finetune_curves.py                       # ViLBERT† (no pretraining), every task
+    .venv/bin/python studies/finetune_curves.py --tasks vqa refer --epochs 12 --init runs/.../pretrain-XXXX
 
 Each task is fine-tuned with the profile's batch size and learning rate for `--epochs` epochs and no step cap,
 its validation score (the first 256 val items, as every fine-tuning run logs) read after every epoch, with the
@@ -15,22 +15,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from vilbert_lite.profiles import get_profile
+from vilbert_lite.tasks import finetune
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 SCORE = {"vqa": "vqa_accuracy", "refer": "refer_accuracy", "nlvr": "nlvr_accuracy", "vcr": "q2a",
          "retrieval": "four_way_accuracy"}  # fmt: skip
 
 
 def curve(task: str, init: str | None, args) -> dict:
-    from vilbert_lite.tasks import finetune
-
     t0 = time.perf_counter()
     m = finetune(task, init, args.profile, args.seed, root=Path(args.out), progress=False,
                  train_overrides={"epochs": args.epochs, "max_steps": None},
@@ -42,7 +41,6 @@ def curve(task: str, init: str | None, args) -> dict:
     best = max(p["val"] for p in points)
     budget = next(p["epoch"] for p in points if p["val"] >= best - args.tol)
     wall = m["wall_time_s"]
-    from vilbert_lite.profiles import get_profile
 
     task_data = get_profile(args.profile).task_data.get(task)
     return {"task": task, **({"task_data": task_data} if task_data else {}), "epochs": args.epochs,

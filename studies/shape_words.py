@@ -1,7 +1,7 @@
 """Where masked shape words go wrong: held-out shape-word accuracy of pretraining runs, split by what the
 caption around the word gives away.
 
-    .venv/bin/python tools/shape_words.py RUN [RUN ...]     # pretraining run folders of the `cpu` world
+    .venv/bin/python studies/shape_words.py RUN [RUN ...]     # pretraining run folders of the `cpu` world
     -> one JSON line per run: accuracy (exact word) and shape-name accuracy (any name of the right shape) of all
        shape words masked at once, by caption kind and by how many objects the scene has
 
@@ -14,26 +14,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 
+from vilbert_lite.data.collate import collate_examples, make_collate
+from vilbert_lite.data.scene import COLORS
+from vilbert_lite.data.tokenize import get_tokenizer
+from vilbert_lite.data.world import make_world
+from vilbert_lite.pretrain.data import MAX_SEQ_LENGTH, CaptionImageDataset, synthetic_data
+from vilbert_lite.pretrain.evaluate import _vilbert_forward, shape_name_groups
+from vilbert_lite.pretrain.objectives import special_ids
+from vilbert_lite.pretrain.run import load_pretrained
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
-    from vilbert_lite.data.collate import collate_examples, make_collate
-    from vilbert_lite.data.scene import COLORS
-    from vilbert_lite.data.tokenize import get_tokenizer
-    from vilbert_lite.data.world import make_world
-    from vilbert_lite.pretrain.data import MAX_SEQ_LENGTH, CaptionImageDataset, synthetic_data
-    from vilbert_lite.pretrain.evaluate import _vilbert_forward, shape_name_groups
-    from vilbert_lite.pretrain.objectives import special_ids
-    from vilbert_lite.pretrain.run import load_pretrained
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--threads", type=int, default=1)

@@ -1,7 +1,7 @@
 """Does bf16 autocast make `cpu` fine-tuning cheaper, and does it change what the run learns?
 
-    .venv/bin/python tools/finetune_amp.py                        # ViLBERT† (no pretraining), vqa and refer
-    .venv/bin/python tools/finetune_amp.py --tasks vqa --init runs/pretrain-XXXX --seed 1
+    .venv/bin/python studies/finetune_amp.py                        # ViLBERT† (no pretraining), vqa and refer
+    .venv/bin/python studies/finetune_amp.py --tasks vqa --init runs/pretrain-XXXX --seed 1
 
 Each task is fine-tuned twice with the profile's budget, the same seed and the same data: `amp="off"` (float32,
 what every table run does on a CPU) and `amp="bf16"` (bf16 autocast, `TrainConfig.amp`). Reported per run: the
@@ -20,17 +20,14 @@ import sys
 from pathlib import Path
 
 import torch
+from finetune_curves import SCORE  # each task's validation score, as its budget curve reads it (studies/)
+
+from vilbert_lite.tasks import finetune
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-sys.path.insert(0, str(ROOT / "tools"))
-from finetune_curves import SCORE  # noqa: E402  (each task's validation score, as its budget curve reads it)
 
 
 def one_run(task: str, amp: str, args) -> dict:
-    from vilbert_lite.tasks import finetune
-
     init = "none" if args.init is None else Path(args.init).name
     folder = Path(args.root) / f"{task}-{init}-seed{args.seed}-{amp}"
     m = finetune(task, args.init, args.profile, args.seed, out=folder, progress=False, resume=False,
@@ -70,7 +67,7 @@ def main() -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps({
         "what": "cpu fine-tuning with and without bf16 autocast: same task, seed, data and budget",
-        "command": "tools/finetune_amp.py " + " ".join(sys.argv[1:]), "init": a.init or "none",
+        "command": "studies/finetune_amp.py " + " ".join(sys.argv[1:]), "init": a.init or "none",
         "profile": a.profile, "seed": a.seed, "threads": a.threads, "torch": torch.__version__,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores", "rows": rows}, indent=1) + "\n")  # fmt: skip
     print("wrote", dest)

@@ -1,8 +1,8 @@
 """What does one `cpu` pretraining step cost, and what makes it cheaper? Samples/s of the real step (the `cpu`
 world's captions and region features, `mini`, the three losses, AdamW, clipping) under a few variants.
 
-    .venv/bin/python tools/step_bench.py                       -> reports/bench/pretrain_step.json
-    .venv/bin/python tools/step_bench.py --variants base compile --steps 20
+    .venv/bin/python studies/step_bench.py                       -> reports/bench/pretrain_step.json
+    .venv/bin/python studies/step_bench.py --variants base compile --steps 20
 
 Each variant builds the model from the same seed and times `--steps` updates after `--warmup` untimed ones, on
 the batches `engine.epoch_batches` gives epoch 0 (so bucketing is measured with its real batches). Run it on a
@@ -27,20 +27,23 @@ import time
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
+
+from vilbert_lite.data.collate import make_collate
+from vilbert_lite.data.tokenize import get_tokenizer
+from vilbert_lite.model.heads import ViLBertForPreTraining
+from vilbert_lite.pretrain.data import MAX_SEQ_LENGTH, CaptionImageDataset, _store_widths, synthetic_data
+from vilbert_lite.pretrain.objectives import pretraining_loss_fn
+from vilbert_lite.pretrain.run import resolve_configs
+from vilbert_lite.train.engine import TrainConfig, epoch_batches
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 NODROP = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
           "v_hidden_dropout_prob": 0.0, "v_attention_probs_dropout_prob": 0.0}  # fmt: skip
 
 
 def run_variant(name: str, data, args) -> dict:
-    from vilbert_lite.data.collate import make_collate
-    from vilbert_lite.model.heads import ViLBertForPreTraining
-    from vilbert_lite.pretrain.objectives import pretraining_loss_fn
-    from vilbert_lite.train.engine import TrainConfig, epoch_batches
-
     parts = set(name.split("+"))
     unknown = parts - {"base", "bucket", "nodrop", "bs32", "compile", "threads1", "bf16"}
     if unknown:
@@ -70,8 +73,6 @@ def run_variant(name: str, data, args) -> dict:
         opt.zero_grad(set_to_none=True)
 
     if args.profile_ops and not getattr(args, "_profiled", False):
-        from torch.profiler import ProfilerActivity, profile
-
         args._profiled = True
         for idx in batches[:3]:
             step(idx)
@@ -101,10 +102,6 @@ def run_variant(name: str, data, args) -> dict:
 
 
 def main() -> None:
-    from vilbert_lite.data.tokenize import get_tokenizer
-    from vilbert_lite.pretrain.data import MAX_SEQ_LENGTH, CaptionImageDataset, _store_widths, synthetic_data
-    from vilbert_lite.pretrain.run import resolve_configs
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--variants", nargs="*", default=["base", "bucket", "nodrop", "bucket+nodrop", "bs32",
                                                        "bucket+nodrop+bs32", "threads1"])  # fmt: skip
@@ -122,7 +119,7 @@ def main() -> None:
     ds = CaptionImageDataset(train, visual, tok, MAX_SEQ_LENGTH)
     rows = [run_variant(v, (tok, ds, config), a) for v in a.variants]
     out = {"what": "samples/s of the cpu pretraining step (mini, batch of the variant, 3 losses, AdamW)",
-           "command": "tools/step_bench.py " + " ".join(sys.argv[1:]), "torch": torch.__version__,
+           "command": "studies/step_bench.py " + " ".join(sys.argv[1:]), "torch": torch.__version__,
            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "caption_tokens_mean": round(sum(ds.lengths) / len(ds), 2), "rows": rows}  # fmt: skip
     if a.profile_ops:

@@ -1,7 +1,7 @@
 """Where does ViLBERT's alignment saddle come from? Alignment-only training of `mini` on the `cpu` world (optionally
 with world overrides), one modification at a time, in a plain AdamW loop on the real batches.
 
-    .venv/bin/python tools/saddle.py [--steps 200] [--world '{"object_counts": [4, 3, 2, 1, 1, 0.5, 0.5, 0.5]}']
+    .venv/bin/python studies/saddle.py [--steps 200] [--world '{"object_counts": [4, 3, 2, 1, 1, 0.5, 0.5, 0.5]}']
         [--variants base meantext nodrop init05 ...]       -> reports/saddle.json
 
 Every variant uses the same captions, region features (the default extractor), swaps (make_pretraining_batch,
@@ -22,14 +22,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from vilbert_lite.data.collate import make_collate
+from vilbert_lite.data.tokenize import get_tokenizer
+from vilbert_lite.model.heads import ViLBertForPreTraining
+from vilbert_lite.pretrain.data import CaptionImageDataset, synthetic_data
+from vilbert_lite.pretrain.objectives import (
+    aligned_prob,
+    alignment_loss,
+    make_pretraining_batch,
+    special_ids,
+)
+from vilbert_lite.pretrain.run import resolve_configs
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 CONFIG = {"init05": {"initializer_range": 0.05, "v_initializer_range": 0.05},
           "nodrop": {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
@@ -44,17 +54,6 @@ FUSION = (
 
 
 def main() -> None:
-    from vilbert_lite.data.collate import make_collate
-    from vilbert_lite.data.tokenize import get_tokenizer
-    from vilbert_lite.model.heads import ViLBertForPreTraining
-    from vilbert_lite.pretrain.data import CaptionImageDataset, synthetic_data
-    from vilbert_lite.pretrain.objectives import (
-        aligned_prob,
-        alignment_loss,
-        make_pretraining_batch,
-        special_ids,
-    )
-    from vilbert_lite.pretrain.run import resolve_configs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=200)

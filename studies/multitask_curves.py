@@ -1,15 +1,15 @@
 """Multi-task run sizes from ViLBERT† single-task validation curves: how many train images per data set, at a
 fixed number of iterations, the `cpu` 12-in-1 table should use.
 
-    .venv/bin/python tools/multitask_curves.py --images 48 150 300 600       # 150 iterations, 100 val images
-    .venv/bin/python tools/multitask_curves.py --images 48 300 --iterations 150 --tasks vqa nlvr2
+    .venv/bin/python studies/multitask_curves.py --images 48 150 300 600       # 150 iterations, 100 val images
+    .venv/bin/python studies/multitask_curves.py --images 48 300 --iterations 150 --tasks vqa nlvr2
 
 For every candidate number of train images and every data set, a single-task model (the same round-robin loop
 with one data set, `multitask(tasks=(t,))`) is trained from no pretraining (ViLBERT†: the issue's rule, budgets
 are chosen on ViLBERT† curves, never on the pretrained model's) for `--iterations` iterations, its validation
 score logged once per epoch of that data set (n_t iterations) and once more at the end (the saved model on the
 whole val split). The candidate chosen is the smallest whose mean final validation score over the data sets is
-within `--tol` of the best candidate's (the plateau rule of tools/finetune_curves.py): fewer images make shorter
+within `--tol` of the best candidate's (the plateau rule of studies/finetune_curves.py): fewer images make shorter
 epochs n_t, so Dynamic Stop-and-Go validates every data set more often within the same iterations. Wall times
 are recorded too; a multi-task run costs about the sum of its data sets' single-task runs.
 Results go to reports/multitask_curves/<profile>.json. Runs go to a scratch folder (--root), not runs/.
@@ -19,32 +19,33 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
+import torch
+
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.multitask.data import DATASETS
+from vilbert_lite.multitask.train import (
+    METRIC,
+    SIZES,
+    build_model,
+    evaluate_task,
+    load_data,
+    multitask,
+    resolve_device,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def one(job: dict) -> dict:
     """One single-task ViLBERT† run and its final validation score (in a worker: one torch thread)."""
-    import torch
-
     torch.set_num_threads(1)
-    from dataclasses import replace
-
-    from vilbert_lite.model.config import ViLBertConfig
-    from vilbert_lite.multitask.data import DATASETS
-    from vilbert_lite.multitask.train import (
-        METRIC,
-        SIZES,
-        build_model,
-        evaluate_task,
-        load_data,
-        multitask,
-        resolve_device,
-    )
 
     over = {
         "train_images": job["images"],
@@ -79,8 +80,6 @@ def one(job: dict) -> dict:
 
 
 def main() -> None:
-    from vilbert_lite.multitask.data import DATASETS
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--images", type=int, nargs="+", default=[48, 150, 300, 600], help="train images candidates"
@@ -97,11 +96,6 @@ def main() -> None:
     ap.add_argument("--root", default="/tmp/vilbert_lite_mt_curves")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-    from dataclasses import replace
-
-    from vilbert_lite.multitask.train import SIZES, load_data
 
     for n in args.images:  # feature stores extracted once, before the workers
         load_data(args.profile, replace(SIZES[args.profile], train_images=n, val_images=args.val_images))
@@ -109,8 +103,6 @@ def main() -> None:
              "val_images": args.val_images, "root": args.root} for n in args.images for t in args.tasks]  # fmt: skip
     t0 = time.perf_counter()
     if args.workers <= 1:  # in this process (one torch thread per run, as in the workers)
-        import torch
-
         threads = torch.get_num_threads()
         rows = [one(job) for job in jobs]
         torch.set_num_threads(threads)
@@ -130,7 +122,7 @@ def main() -> None:
     print(f"chosen: {chosen} train images")
     out = Path(args.out or ROOT / "reports" / "multitask_curves" / f"{args.profile}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"command": "tools/multitask_curves.py " + " ".join(sys.argv[1:]), "iterations": args.iterations,
+    result = {"command": "studies/multitask_curves.py " + " ".join(sys.argv[1:]), "iterations": args.iterations,
               "val_images": args.val_images,
               "seed": args.seed, "workers": args.workers, "tol": args.tol, "chosen_train_images": chosen, "summary": summary,
               "runs": rows, "wall_s": round(time.perf_counter() - t0, 1)}  # fmt: skip

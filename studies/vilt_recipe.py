@@ -1,8 +1,8 @@
 """Which ViLT pretraining recipe fits notebook 11's `cpu` budget? Step cost and held-out yardsticks of a few
 recipes, chosen on pretraining-side numbers only (held-out alignment, masked colour and shape words).
 
-    .venv/bin/python tools/vilt_recipe.py time                 -> reports/vilt_recipe/step-cpu.json
-    .venv/bin/python tools/vilt_recipe.py train views=1 views=1,patch=32
+    .venv/bin/python studies/vilt_recipe.py time                 -> reports/vilt_recipe/step-cpu.json
+    .venv/bin/python studies/vilt_recipe.py train views=1 views=1,patch=32
                                                                -> reports/vilt_recipe/cpu.json (merged by recipe)
 
 A recipe is comma-separated settings over ViLT's defaults (views=2, patch=16, wpa=0.1, embed=patch):
@@ -33,8 +33,17 @@ from pathlib import Path
 
 import torch
 
+from vilbert_lite.data.collate import make_collate
+from vilbert_lite.data.tokenize import get_tokenizer
+from vilbert_lite.data.world import make_world
+from vilbert_lite.pretrain.data import MAX_SEQ_LENGTH, CaptionImageDataset
+from vilbert_lite.pretrain.run import pretrain, pretrain_text_only, resolve_configs
+from vilbert_lite.train.engine import epoch_batches
+from vilbert_lite.vilt.inputs import world_visual
+from vilbert_lite.vilt.model import ViLTForPreTraining, resolve_vilt_config
+from vilbert_lite.vilt.pretrain import pretrain_vilt, recipe_weights, vilt_loss_fn
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 DEFAULT = {"views": 2, "patch": 16, "wpa": 0.1, "embed": "patch"}
 ALIGNMENT_BAR = 0.85
 YARDSTICKS = ("alignment_acc", "mlm_acc", "color_acc", "shape_acc", "steps", "train_wall_time_s")
@@ -75,16 +84,6 @@ def choose(rows: dict, step_file: Path, bar: float = ALIGNMENT_BAR) -> str | Non
 
 
 def time_recipe(r: dict, args) -> dict:
-    from vilbert_lite.data.collate import make_collate
-    from vilbert_lite.data.tokenize import get_tokenizer
-    from vilbert_lite.data.world import make_world
-    from vilbert_lite.pretrain.data import MAX_SEQ_LENGTH, CaptionImageDataset
-    from vilbert_lite.pretrain.run import resolve_configs
-    from vilbert_lite.train.engine import epoch_batches
-    from vilbert_lite.vilt.inputs import world_visual
-    from vilbert_lite.vilt.model import ViLTForPreTraining, resolve_vilt_config
-    from vilbert_lite.vilt.pretrain import recipe_weights, vilt_loss_fn
-
     kw = pretrain_kwargs(r, args.profile)
     prof, _, tcfg = resolve_configs(args.profile, 0)
     config = resolve_vilt_config(args.profile, kw["visual_embed"], kw["config_overrides"])
@@ -139,16 +138,13 @@ def main() -> None:
     a = ap.parse_args()
     recipes = [parse(x) for x in (a.recipes or ["default", "views=1", "views=1,patch=32", "views=1,wpa=0"])]
     out_dir = ROOT / "reports" / "vilt_recipe"
-    command = f"tools/vilt_recipe.py {' '.join(sys.argv[1:])}"
+    command = f"studies/vilt_recipe.py {' '.join(sys.argv[1:])}"
     if a.mode == "time":
         rows = [time_recipe(r, a) for r in recipes]
         out = Path(a.out or out_dir / f"step-{a.profile}.json")
         doc = {"what": "ms per ViLT pretraining step (mini, batch 64, AdamW) by recipe", "command": command,
                "torch": torch.__version__, "machine": f"{platform.machine()}, {os.cpu_count()} cores", "rows": rows}  # fmt: skip
     else:
-        from vilbert_lite.pretrain.run import pretrain, pretrain_text_only
-        from vilbert_lite.vilt.pretrain import pretrain_vilt
-
         out = Path(a.out or out_dir / f"{a.profile}.json")
         doc = json.loads(out.read_text()) if out.exists() else {"rows": {}}
         vilbert = pretrain(a.profile, 0, out=a.root, progress=False)
@@ -163,7 +159,7 @@ def main() -> None:
             run = pretrain_vilt(seed=0, out=a.root, progress=True, **pretrain_kwargs(r, a.profile))
             ev = json.loads((run / "eval.json").read_text())
             doc["rows"][name(r)] = {"recipe": r, "run": run.name, **{k: ev.get(k) for k in YARDSTICKS},
-                                    "command": f"tools/vilt_recipe.py train {name(r)}"}  # fmt: skip
+                                    "command": f"studies/vilt_recipe.py train {name(r)}"}  # fmt: skip
             print(json.dumps(doc["rows"][name(r)]), flush=True)
         doc.update(what="held-out yardsticks of ViLT pretraining recipes (seed 0) beside ViLBERT's",
                    threads=torch.get_num_threads())  # fmt: skip
