@@ -5,6 +5,7 @@ import pytest
 from vilbert_lite.model.config import ViLBertConfig
 from vilbert_lite.pretrain.run import plan_pretrain
 from vilbert_lite.repro import experiments, paper, reports
+from vilbert_lite.repro.plan import plan
 from vilbert_lite.tasks import plan_finetune
 
 
@@ -52,6 +53,10 @@ def test_rows_name_their_runs_and_run_seconds_adds_them_once(smoke_rows, smoke_r
         for task in ("vqa", "zeroshot"):
             run, _ = plan_finetune(task, init_run, "smoke", 0, root=smoke_root, **kw)
             assert run.relative_to(smoke_root).as_posix() in set(df[df.row == row].run)
+    # and `vilbert-lite plan` finds them finished under the same names
+    planned = {r.name: r for r in plan("table1", "smoke", [0], root=smoke_root)}
+    for name in {init, *df.run}:
+        assert planned[name].state == "finished" and planned[name].seconds > 0, name
     assert gone["n_finetune"] == 0 and len(gone["missing"]) == 4
 
 
@@ -195,16 +200,17 @@ def test_cpu_finetune_budgets_match_the_measured_curves():
 
 def test_reproduce_cell_timeouts_leave_room_for_a_whole_table():
     """A table cell of notebooks 07-09 trains every run of its table; at `cpu` that is hours (the committed
-    projection, tools/reproduce_budget.py), so the per-cell limit must not cut it (it did at 40 minutes)."""
+    projection, reports/bench/reproduce_budget.json; `vilbert-lite plan` projects the same way), so the per-cell
+    limit must not cut it (it did at 40 minutes)."""
     from pathlib import Path
 
     from vilbert_lite.profiles import PROFILES
     from vilbert_lite.repro.reproduce import CELL_TIMEOUT_S
 
     assert set(CELL_TIMEOUT_S) == set(PROFILES) and CELL_TIMEOUT_S["smoke"] <= 900
-    plan = json.loads((Path(__file__).parents[1] / "reports/bench/reproduce_budget.json").read_text())
+    budget = json.loads((Path(__file__).parents[1] / "reports/bench/reproduce_budget.json").read_text())
     # Table 2 run alone (the largest: 12 of the 21 pretrainings, 60 of the 138 fine-tunings) is about half of it
-    assert CELL_TIMEOUT_S["cpu"] > 0.6 * 3600 * plan["projected_wall_h"] and CELL_TIMEOUT_S["gpu"] is None
+    assert CELL_TIMEOUT_S["cpu"] > 0.6 * 3600 * budget["projected_wall_h"] and CELL_TIMEOUT_S["gpu"] is None
 
 
 def test_run_index_keeps_each_notebooks_latest_run_and_counts_what_it_trained(tmp_path):

@@ -56,6 +56,10 @@ def test_fine_tuning_a_pretrained_run_keys_its_path():
     init, pre = plan_pretrain("cpu", 0, out=ROOT)
     run, cfg = plan_finetune("vqa", init, "cpu", 0, config=ViLBertConfig.from_dict(pre["model"]), root=ROOT)
     assert run.name == "vqa-426815f60b13" and cfg["init"] == f"{ROOT}/pretrain-94bcdcebe309"
+    init, pre = plan_pretrain("cpu", 0, out=ROOT, model_kind="single_stream")  # Table 1's single stream
+    config = ViLBertConfig.from_dict(pre["model"])
+    run, _ = plan_finetune("vqa", init, "cpu", 0, backbone="single_stream", config=config, root=ROOT)
+    assert run.name == "vqa-fd7280dd20d4"
     smoke, pre = plan_pretrain("smoke", 0, out=ROOT)
     run, _ = plan_finetune("vqa", smoke, "smoke", 0, config=ViLBertConfig.from_dict(pre["model"]), root=ROOT)
     assert run.name == "vqa-d7f2aeeddbfa"

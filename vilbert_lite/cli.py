@@ -32,6 +32,10 @@ COMMANDS = {
         "12-in-1: one model for every task group (round robin, DSG)",
     ),
     "bench": ("vilbert_lite.bench:cli", "benchmarks: model | extract | pretrain | retrieval | vilt"),
+    "plan": (
+        "vilbert_lite.repro.plan:cli",
+        "the runs a table needs: keys, which have finished, time of the rest",
+    ),
 }
 PACKAGE = Path(__file__).resolve().parent
 
