@@ -60,6 +60,28 @@ def test_rows_name_their_runs_and_run_seconds_adds_them_once(smoke_rows, smoke_r
     assert gone["n_finetune"] == 0 and len(gone["missing"]) == 4
 
 
+def test_a_table_on_a_dask_cluster_is_the_table_of_the_local_pool(smoke_rows, smoke_root, monkeypatch):
+    """The one table runner takes any concurrent.futures executor: the smoke cells above as a table, on a local
+    pool of two spawned processes and on a Dask cluster's worker processes, give the same long table (the runs
+    are folders keyed by their config, so both find them finished)."""
+    distributed = pytest.importorskip("distributed")
+    import pandas as pd
+
+    cells = [("vilbert", dict(tasks=("vqa", "zeroshot"))),
+             ("vilbert†", dict(pretrained=False, tasks=("vqa", "zeroshot")))]  # fmt: skip
+    monkeypatch.setattr(experiments, "table_cells", lambda table, profile: cells)  # the jobs are built here
+    local = experiments.run_table("t1", "smoke", [0], workers=2, root=smoke_root, progress=False)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        with distributed.Client(cluster) as client:
+            on_dask = experiments.run_table(
+                "t1", "smoke", [0], root=smoke_root, progress=False, executor=client.get_executor()
+            )
+    pd.testing.assert_frame_equal(local, on_dask)
+    assert set(local.run) == {r["run"] for r in smoke_rows} and len(local) == len(smoke_rows)
+
+
 def test_cells_give_long_rows_in_percent(smoke_rows):
     import pandas as pd
 
