@@ -29,7 +29,7 @@ def test_table1_lists_every_run_once_and_writes_nothing(env):
     assert not env.exists()  # planning fixes each run's folder without creating it
     vilbert = next(r for r in planned if r.kind == "pretrain" and r.cells == ["vilbert, seed 0"])
     assert vilbert.name == plan_pretrain("smoke", 0, out=env)[0].name
-    assert all(r.seconds is None for r in planned)  # smoke: nothing measured yet, no reference
+    assert all(r.seconds is None for r in planned)  # smoke: nothing measured yet, no committed measurement
 
 
 def test_a_finished_run_is_found_measured_and_projects_its_kind(env):

@@ -188,3 +188,27 @@ def test_no_sys_path_or_mock_outside_tests(folder):
                 if any(n == "unittest.mock" or n.startswith("unittest.mock") or n == "mock" for n in names):
                     bad.append(f"{p.relative_to(ROOT)}:{node.lineno} imports unittest.mock")
     assert not bad, "\n".join(bad)
+
+
+def test_public_names_and_commands_resolve():
+    """What users rely on: every public name of the package, every command and every bench target."""
+    import importlib
+
+    import vilbert_lite
+    from vilbert_lite import bench, cli
+
+    assert all(getattr(vilbert_lite, name) is not None for name in vilbert_lite.__all__)
+    assert list(cli.COMMANDS) == [
+        "extract",
+        "pretrain",
+        "finetune",
+        "ask",
+        "vilt",
+        "multitask",
+        "bench",
+        "plan",
+    ]
+    for table in (cli.COMMANDS, {k: (v,) for k, v in bench.TARGETS.items()}):
+        for name, (target, *_) in table.items():
+            module, func = target.split(":")
+            assert callable(getattr(importlib.import_module(module), func)), name

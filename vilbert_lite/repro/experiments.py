@@ -157,7 +157,7 @@ def run_table(table: str, profile: str, seeds, *, workers: int = 1, root: str | 
     # other workers idle; each run's result does not depend on when it runs
     jobs = dict(sorted(jobs.items(), key=lambda kv: -_cost(kv[1][4])))
     bar = tqdm(total=len(jobs), desc=f"{table} ({profile})", disable=not progress)
-    results = run_jobs(_cell_job, jobs, workers=workers, executor=executor, bar=bar)
+    results = run_jobs(_cell_job, jobs, workers=workers, executor=executor, progress=bar)
     bar.close()
     rows = [{**r, "row": row} for key, same in groups.items() for row in same for r in results[key]]
     order = {row: i for i, (row, _) in enumerate(cells)}

@@ -82,7 +82,7 @@ def run_table(profile: str, seeds, *, workers: int = 1, root: str | Path | None 
     bar = tqdm(
         total=len(jobs) + len(seeds) * (2 + len(DATASETS)), desc=f"12-in-1 ({profile})", disable=not progress
     )
-    results = run_jobs(_job, jobs, workers=workers, executor=executor, bar=bar)
+    results = run_jobs(_job, jobs, workers=workers, executor=executor, progress=bar)
     order = convergence_order([m for (row, _, _), m in results.items() if row == "single-task"])
     first = {"curriculum": order[0], "anti-curriculum": order[-1]}  # easiest / hardest group first
     later = {(row, s, None): {**base[s], "curriculum": g} for s in seeds for row, g in first.items()}
@@ -90,7 +90,7 @@ def run_table(profile: str, seeds, *, workers: int = 1, root: str | Path | None 
                                         "init": results[("token + DSG", s, None)]["out_dir"],
                                         "train_overrides": {"max_steps": SIZES[profile].finetune_iterations}}
               for s in seeds for t in DATASETS}  # fmt: skip
-    results |= run_jobs(_job, later, workers=workers, executor=executor, bar=bar)
+    results |= run_jobs(_job, later, workers=workers, executor=executor, progress=bar)
     bar.close()
     long = long_rows(results)
     if csv is not None:

@@ -18,16 +18,16 @@ from typing import Any
 
 
 def run_jobs(job: Callable[[Any], Any], jobs: dict[Hashable, Any], *, workers: int = 1,
-             executor: Executor | None = None, bar=None) -> dict[Hashable, Any]:  # fmt: skip
+             executor: Executor | None = None, progress=None) -> dict[Hashable, Any]:  # fmt: skip
     """`job(args)` for every `key: args` of `jobs` -> {key: result}. executor: where the jobs run; None: in this
     process one after the other (workers <= 1), else `workers` local processes started with spawn (the executor
-    is shut down at the end; a given one is left running). bar: a tqdm bar updated once per finished job."""
+    is shut down at the end; a given one is left running). progress: a tqdm counter, one step per finished job."""
     results: dict[Hashable, Any] = {}
     if executor is None and workers <= 1:
         for key, args in jobs.items():
             results[key] = job(args)
-            if bar is not None:
-                bar.update()
+            if progress is not None:
+                progress.update()
         return results
     own = executor is None
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) if own else executor
@@ -35,8 +35,8 @@ def run_jobs(job: Callable[[Any], Any], jobs: dict[Hashable, Any], *, workers: i
         futures = {pool.submit(job, args): key for key, args in jobs.items()}
         for fut in as_completed(futures):
             results[futures[fut]] = fut.result()
-            if bar is not None:
-                bar.update()
+            if progress is not None:
+                progress.update()
     finally:
         if own:
             pool.shutdown()

@@ -83,7 +83,7 @@ def run_table(profile: str, seeds, *, workers: int = 1, root: str | Path | None 
     prepare_data(profile)  # region feature stores extracted once, before the workers
     jobs = {(row, s): (row, profile, s, root) for row in COST_ORDER for s in seeds}  # longest cells first
     bar = tqdm(total=len(jobs), desc=f"ViLT columns ({profile})", disable=not progress)
-    results = run_jobs(_job, jobs, workers=workers, executor=executor, bar=bar)
+    results = run_jobs(_job, jobs, workers=workers, executor=executor, progress=bar)
     bar.close()
     order = {row: i for i, row in enumerate(ROWS)}
     long = pd.DataFrame([r for rows in results.values() for r in rows]).sort_values(
