@@ -158,7 +158,7 @@ def test_explorer_from_output_builds_widget_and_updates(pair, scene):
             fig = ex.update(direction=direction, layer=layer, word=2, region=1, head=0)
             assert isinstance(fig, Figure)
             assert isinstance(ex.update(head=None), Figure)
-    assert "top pairs" in ex._table.value and "<table" in ex._table.value
+    assert "strongest regions for" in ex._table.value and "<table" in ex._table.value
     ex._c["direction"].value = "word → region"  # as if clicked in the widget
     ex._c["word"].value = 3
     ex._c["head"].value = 1
@@ -166,9 +166,97 @@ def test_explorer_from_output_builds_widget_and_updates(pair, scene):
     ex._c["head"].value = -1
     assert ex.state["head"] is None
     assert ex._c["region"].disabled and not ex._c["word"].disabled
-    pairs = ex.pairs(k=4)
-    assert len(pairs) == 4 and list(pairs.columns) == ["word", "region", "weight"]
+    pairs = ex.pairs(k=4)  # the chosen word's regions: all 3 of them
+    assert len(pairs) == 3 and list(pairs.columns) == ["word", "region", "weight"]
+    assert len(ex.pairs(k=4, selected=False)) == 4
     np.testing.assert_allclose(ex.map2d().sum(-1), 1.0, atol=1e-5)  # word → region rows: softmax over regions
+
+
+def _fills(ax) -> list[float]:
+    """The fill opacity of each region box drawn on an overlay axis (dashed frames left out)."""
+    return [p.get_facecolor()[3] for p in ax.patches if p.get_fill() and p.get_linestyle() == "solid"]
+
+
+def test_overlay_colours_start_at_zero():
+    """Near-uniform weights look near-uniform: the scale runs from 0, not from the smallest weight."""
+    img = np.zeros((40, 40, 3), np.uint8)
+    fig = viz.plot_image_overlay(img, [[0, 0, 10, 10], [20, 20, 30, 30]], [0.3315, 0.3350])
+    assert fig.axes[1]._colorbar.mappable.norm.vmin == 0
+    low, high = sorted(_fills(fig.axes[0]))
+    assert high == pytest.approx(0.6) and low == pytest.approx(0.6 * 0.3315 / 0.3350)
+    stretched = viz.plot_image_overlay(img, [[0, 0, 10, 10], [20, 20, 30, 30]], [0.3315, 0.3350], vmin=None)
+    assert sorted(_fills(stretched.axes[0]))[0] == 0  # the opt-in ranking view
+
+
+def test_explorer_panels_share_one_scale_from_zero(pair, scene):
+    out, tokens = pair
+    img, boxes = scene
+    ex = viz.explore(out, tokens, img, boxes, named={3: [1]})  # token 3 "square" names region 1
+    fig = ex.update(direction="word → region", word=2, head=None)  # shown word 2 = "square"
+    overlay, heat = fig.axes[0], fig.axes[1]
+    a = ex.map2d()
+    assert heat.images[0].norm.vmin == 0 and heat.images[0].norm.vmax == pytest.approx(a.max())
+    fills = sorted(_fills(overlay))  # the whole-image IMG box is a frame: no fill
+    np.testing.assert_allclose(fills, [0, *sorted(0.6 * a[2, 1:] / a.max())], rtol=1e-6)
+    assert len(fig.axes) == 3  # the heat map's colour bar serves both panels
+    assert all(t.get_fontsize() >= 10 for t in overlay.texts)  # box labels readable
+    assert ex.dashed() == [1] and any(p.get_linestyle() == "--" for p in overlay.patches)
+    assert ex.update(word=0).axes[0].patches and ex.dashed() == []
+
+
+def test_explorer_top_pairs_follow_the_selection(pair, scene):
+    out, tokens = pair
+    img, boxes = scene
+    ex = viz.explore(out, tokens, img, boxes, region_labels=["red square", "blue circle"])
+    assert ex.widget is not None
+    tables = {}
+    for word in (1, 6):
+        ex._c["word"].value = word  # as if clicked
+        assert set(ex.pairs()["word"]) == {ex.tokens[word]}
+        tables[word] = ex._table.value
+        assert f"strongest regions for “{ex.tokens[word]}”" in tables[word]
+        head = tables[word].split("<thead>")[1].split("</thead>")[0]
+        assert head.count("<tr") == 1 and "<th>rank</th>" in head and "<th></th>" not in head
+    assert tables[1] != tables[6]
+    ex._c["direction"].value = "region → word"
+    ex._c["region"].value = 2
+    assert (
+        set(ex.pairs()["region"]) == {"blue circle"}
+        and "strongest words for “blue circle”" in ex._table.value
+    )
+
+
+def test_explorer_view_leaves_the_widget_alone(pair, scene):
+    out, tokens = pair
+    img, boxes = scene
+    ex = viz.explore(out, tokens, img, boxes, note="untrained model: random weights")
+    box, before, png = ex.widget, dict(ex.state), ex._img.value
+    fig = ex.view(direction="region → word", region=1)
+    assert isinstance(fig, Figure) and "region → word" in fig._suptitle.get_text()
+    assert ex.state == before and ex._img.value == png and ex._c["direction"].value == before["direction"]
+    assert png[:4] == b"\x89PNG" and any(
+        "untrained model" in str(getattr(w, "value", "")) for w in box.children
+    )
+    assert "untrained model" in ex.figure()._suptitle.get_text()
+    with pytest.raises(ValueError, match="word 99 out of range"):
+        ex.view(word=99)
+    assert ex.state == before
+
+
+def test_explorer_draws_only_the_top_regions_of_many():
+    """With many proposals only the k strongest regions of the chosen word are drawn and named."""
+    from vilbert_lite.model.vilbert import Attentions
+
+    g = np.random.default_rng(0)
+    t2v = g.dirichlet(np.ones(20), size=(1, 2, 3))  # (1, h, T=3 words, R=20 regions)
+    boxes = np.array([[i, i, i + 20, i + 20] for i in range(20)], np.float32)
+    ex = viz.explore(
+        Attentions(t2v=[t2v]), ["a", "big", "dog"], np.zeros((60, 60, 3), np.uint8), boxes, top=5
+    )
+    ax = ex.update(word=1).axes[0]
+    assert len(_fills(ax)) == 5 and len(ax.texts) == 5
+    strongest = {ex.region_labels[j] for j in np.argsort(-ex.map2d()[1])[:5]}
+    assert {t.get_text().split(":")[0] for t in ax.texts} == strongest
 
 
 def test_explorer_keeps_special_tokens_and_drops_padding(model, scene):
@@ -195,6 +283,8 @@ def test_explorer_runs_the_model_on_a_photo(scene, tmp_path):
     R = len(ex.boxes)
     assert R >= 2 and np.allclose(ex.boxes[0], [0, 0, 128, 96])  # region 0 = the whole image
     assert ex.maps["t2v"][0].shape == (2, len(TEXT.split()), R)
+    assert ex.region_labels[0] == "IMG" and ex.region_labels[1].startswith("r1 ")  # r1 + its ImageNet class
+    assert len(ex.region_labels[1]) > 3
     ex.update(direction="region → word", region=R - 1).savefig(tmp_path / "ex.png")
     _png(ex.figure(), tmp_path / "ex.png")
 

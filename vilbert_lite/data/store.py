@@ -440,6 +440,17 @@ class FeatureStore:
             os.fsync(f.fileno())
         self.sources.update({r["image_id"]: r for r in records})
 
+    def _compact_sources(self) -> None:
+        """Rewrite sources.jsonl with one line per stored image (its latest record), in store order: after a
+        resumed or repaired extraction it is byte for byte the file of an uninterrupted one."""
+        rows = [self.sources[i] for i in self.ids() if i in self.sources]
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+        f = self.path / SOURCES
+        if rows and (not f.exists() or f.read_text() != text):
+            _atomic_write_text(f, text)
+        elif not rows:
+            f.unlink(missing_ok=True)
+
     def refresh(self, items: Iterable[tuple[str, Any, Any]]) -> tuple[list[str], list[str]]:
         """Check the stored images against the (image_id, image-or-path, boxes) items -> (changed, vanished) ids,
         both already removed from the store so that changed ones are extracted again (see the module docstring).
@@ -601,6 +612,7 @@ def extract_features(
     finally:
         bar.close()
     store.compact(final=True)
+    store._compact_sources()
     store._write_report(store.skipped)
     return store
 

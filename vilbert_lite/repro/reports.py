@@ -356,9 +356,11 @@ def write_summary(reports_dir: str | Path, profile: str, command: str | None = N
         lines += ["## The paper's claims", "", markdown(cl.set_index("claim")), ""]
     for stem, title in (("multitask", "12-in-1 · multi-task ablation (notebook 10)"),
                         ("multitask_claims", "12-in-1 · claims"),
-                        ("vilt", "ViLT beside ViLBERT · accuracy at equal budgets (notebook 11)")):  # fmt: skip
+                        ("vilt", "ViLT beside ViLBERT · accuracy at equal budgets (notebook 11)"),
+                        ("easy_vqa", "Real data · easy-VQA, VQA accuracy (%) on its held-out test pictures, "
+                                     "per answer type (notebook 12)")):  # fmt: skip
         f = tables / f"{stem}.md"
-        if f.exists():  # written by notebook 10 (repro.multitask_table.report) and notebook 11
+        if f.exists():  # written by notebooks 10 (repro.multitask_table.report), 11 and 12
             lines += [f"## {title}", "", f.read_text().rstrip(), ""]
     out = r / "README.md"
     out.write_text("\n".join(lines) + "\n")

@@ -11,11 +11,16 @@ Static views (each returns a `matplotlib.figure.Figure`; `save="x.png"` writes i
     top_pairs(t2v | v2t, tokens, regions, k)                       the strongest word-region pairs, a DataFrame
 
 `AttentionExplorer` (ipywidgets) puts them together for one pair: layer, head (or the mean of heads), direction
-(word->region, region->word, word->word, region->region), a word or region to look from, and the top pairs.
-Figures are built with `Figure()`, not pyplot, so a notebook shows each exactly once and nothing leaks.
+(word->region, region->word, word->word, region->region), a word or region to look from, and that query's
+strongest pairs; both panels share one colour scale from 0. The widget shows its figure as an image, and
+`view(...)` draws other controls without touching the widget. Figures are built with `Figure()`, not pyplot,
+so a notebook shows each exactly once and nothing leaks.
 """
 
 from __future__ import annotations
+
+import io
+from html import escape
 
 import numpy as np
 import pandas as pd
@@ -29,7 +34,10 @@ from vilbert_lite.data.regions import visual_inputs as make_visual_inputs
 from vilbert_lite.model.config import ViLBertConfig
 from vilbert_lite.model.vilbert import layer_schedule
 
+from .visual_tokens import imagenet_class_names
+
 SPECIAL_TOKENS = ("[CLS]", "[SEP]", "[PAD]")
+LABEL_FONTSIZE = 10  # box labels on images, in points (>= 10 px on screen at 72 dpi and above)
 # direction -> (Attentions field, query kind, key kind)
 DIRECTIONS = {
     "word → region": ("t2v", "word", "region"),
@@ -170,15 +178,17 @@ def plot_word_region_matrix(
 
 
 def plot_image_overlay(image, boxes, weights, title: str | None = None, ax=None, labels=None, cmap: str = "YlOrRd",
-                       highlight=None, top: int | None = None, colorbar: bool = True,
-                       save=None) -> Figure:  # fmt: skip
+                       highlight=None, top: int | None = None, colorbar: bool = True, vmin: float | None = 0.0,
+                       vmax: float | None = None, save=None) -> Figure:  # fmt: skip
     """Regions drawn on the image, each box filled with a colour and opacity that grow with its weight.
 
     `highlight`: a region index, or several, outlined with a dashed cyan frame (e.g. the boxes a word names).
 
-    Colours span the weights' own range (min to max, see the colour bar), so that near-uniform attention still
-    shows its ranking; `top=k` fills only the k strongest regions (readable with many overlapping proposals).
-    A box covering the whole image (the global IMG region) is drawn as a frame, not filled.
+    Colours run from `vmin` (0) to `vmax` (default: the largest weight), the scale of the heat maps, so that
+    uniform attention looks uniform; vmin=None stretches them to the weights' own min-max instead (a ranking,
+    not a strength). `top=k` draws and names only the k strongest regions (readable with many overlapping
+    proposals; otherwise the strongest three are named). A box covering the whole image (the global IMG region)
+    is drawn as a frame, not filled.
     """
     img, b, w = np.asarray(image), _np(boxes).reshape(-1, 4), _np(weights).reshape(-1)
     if len(b) != len(w):
@@ -186,7 +196,8 @@ def plot_image_overlay(image, boxes, weights, title: str | None = None, ax=None,
     H, W = img.shape[:2]
     fig, ax = _new_ax(ax, (5.2, 4.6 * H / max(W, 1)))
     ax.imshow(img)
-    norm = colors.Normalize(w.min(), max(w.max(), w.min() + 1e-9))
+    lo = w.min() if vmin is None else vmin
+    norm = colors.Normalize(lo, max(w.max() if vmax is None else vmax, lo + 1e-9))
     cmap_ = colormaps[cmap]
     area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     shown = np.argsort(-w, kind="stable")[: top or len(w)]
@@ -198,10 +209,11 @@ def plot_image_overlay(image, boxes, weights, title: str | None = None, ax=None,
     for h in np.atleast_1d(highlight if highlight is not None else []).astype(int):
         x1, y1, x2, y2 = b[h]
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="cyan", lw=3, ls="--"))
-    for i in shown[:3]:  # name the strongest three regions
-        name = labels[i] if labels is not None else f"r{i}"
-        ax.text(b[i, 0] + 2, b[i, 1] + 2, f"{name}: {w[i]:.2f}", fontsize=7, va="top",
-                bbox=dict(facecolor="white", alpha=0.8, lw=0, pad=1))  # fmt: skip
+    named = shown[: top or 3]  # name the regions drawn (the strongest three without `top`)
+    texts = [f"{labels[i] if labels is not None else f'r{i}'}: {w[i]:.2f}" for i in named]
+    plate = dict(facecolor="white", alpha=0.8, lw=0, pad=1)
+    for (x, y), text in zip(_label_spots(ax, b[named], texts, W, H), texts):
+        ax.text(x, y, text, fontsize=LABEL_FONTSIZE, va="top", bbox=plate)
     ax.set_xlim(0, W)
     ax.set_ylim(H, 0)
     ax.set_axis_off()
@@ -212,16 +224,36 @@ def plot_image_overlay(image, boxes, weights, title: str | None = None, ax=None,
     return _done(fig, save)
 
 
-def plot_region_to_words(weights, tokens, ax=None, title: str | None = None, save=None) -> Figure:
-    """A bar chart of one query's attention over the words (e.g. one region's row of v2t)."""
+def _label_spots(ax, boxes: np.ndarray, texts: list[str], W: float, H: float) -> list[tuple[float, float]]:
+    """Where box labels go: each box's top-left corner, moved down a line while it would cover a label before."""
+    fw, fh = ax.figure.get_size_inches()
+    pos = ax.get_position()
+    per_inch = 1.15 * max(W / (pos.width * fw), H / (pos.height * fh))  # image pixels per inch, generous
+    line = LABEL_FONTSIZE * 1.45 / 72 * per_inch
+    placed, spots = [], []
+    for (x1, y1, _, _), text in zip(boxes, texts):
+        width = len(text) * LABEL_FONTSIZE * 0.6 / 72 * per_inch
+        x, y = min(x1 + 2, max(W - width, 0)), y1 + 2
+        above = [py for px, py, pw in placed if x < px + pw and px < x + width]  # labels it could cover
+        while y + line < H and any(abs(y - py) < line for py in above):
+            y += line
+        placed.append((x, y, width))
+        spots.append((x, y))
+    return spots
+
+
+def plot_region_to_words(weights, tokens, ax=None, title: str | None = None, vmax: float | None = None,
+                         save=None) -> Figure:  # fmt: skip
+    """A bar chart of one query's attention over the words (e.g. one region's row of v2t), from 0 to `vmax`."""
     w = _np(weights).reshape(-1)
     if len(w) != len(tokens):
         raise ValueError(f"{len(w)} weights but {len(tokens)} tokens")
+    top = max(w.max() if vmax is None else vmax, 1e-9)
     fig, ax = _new_ax(ax, (1.5 + 0.35 * len(tokens), 2.8))
-    ax.bar(range(len(w)), w, color=cm.Purples(0.35 + 0.65 * w / max(w.max(), 1e-9)))
+    ax.bar(range(len(w)), w, color=cm.Purples(0.35 + 0.65 * np.clip(w / top, 0, 1)))
     ax.set_xticks(range(len(w)), list(tokens), rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("attention weight")
-    ax.set_ylim(0, max(w.max() * 1.15, 1e-6))
+    ax.set_ylim(0, top * 1.15)
     ax.set_title(title or "attention over the words", fontsize=10)
     return _done(fig, save)
 
@@ -332,27 +364,32 @@ class AttentionExplorer:
     the model's probabilities (the share of dropped tokens is not redistributed).
     `named` {token index: region indices} marks the regions a word names (`pointing.object_word_targets`):
     they are outlined dashed when that word looks at the regions (`pointing.pointing_explorer` fills it in).
+    Without `region_labels`, regions are named by the CNN's ImageNet class (cls_prob) when the explorer extracts
+    them, else r0, r1, ... With many regions only the `top` strongest are drawn and named. `note`: one line shown
+    with the view, e.g. that the weights are untrained. `view(...)` draws other controls without changing these.
     """
 
     def __init__(self, model, tokenizer, image, boxes=None, text: str = "", visual_inputs=None,
                  device: str = "cpu", region_labels=None, keep_special: bool = False, extractor=None,
-                 named=None):  # fmt: skip
-        out, tokens, image, boxes = _run_pair(
+                 named=None, note: str | None = None, top: int = 5):  # fmt: skip
+        out, tokens, image, boxes, vis = _run_pair(
             model, tokenizer, image, boxes, text, visual_inputs, device, extractor
         )
-        self._setup(out, tokens, image, boxes, region_labels, keep_special, named)
+        if region_labels is None and "cls_prob" in vis:
+            region_labels = _class_labels(vis["cls_prob"])
+        self._setup(out, tokens, image, boxes, region_labels, keep_special, named, note, top)
 
     @classmethod
-    def from_output(
-        cls, out, tokens, image, boxes, region_labels=None, keep_special: bool = False, named=None
-    ):
+    def from_output(cls, out, tokens, image, boxes, region_labels=None, keep_special: bool = False, named=None,
+                    note: str | None = None, top: int = 5):  # fmt: skip
         """Build from a forward pass run with output_attentions=True (a ViLBertOutput or its .attentions)."""
         self = cls.__new__(cls)
-        self._setup(out, tokens, image, boxes, region_labels, keep_special, named)
+        self._setup(out, tokens, image, boxes, region_labels, keep_special, named, note, top)
         return self
 
     # ------------------------------------------------------------------ data
-    def _setup(self, out, tokens, image, boxes, region_labels, keep_special, named=None) -> None:
+    def _setup(self, out, tokens, image, boxes, region_labels, keep_special, named=None, note=None,
+               top: int = 5) -> None:  # fmt: skip
         att = getattr(out, "attentions", out)
         if att is None:
             raise ValueError("no attention maps: run the model with output_attentions=True")
@@ -389,7 +426,8 @@ class AttentionExplorer:
             "t2v": [a[:, keep] for a in maps["t2v"]],  # (h, T, R)
             "v2t": [a[:, :, keep] for a in maps["v2t"]],  # (h, R, T)
         }
-        self.top = 8 if R > 12 else None  # with many proposals, fill only the strongest regions
+        self.top = top if R > 12 else None  # with many proposals, draw only the strongest regions
+        self.note = note
         self.directions = [d for d, (f, _, _) in DIRECTIONS.items() if self.maps[f]]
         first = self.directions[0]
         self.state = dict(direction=first, layer=len(self.maps[DIRECTIONS[first][0]]) - 1, head=None,
@@ -406,40 +444,70 @@ class AttentionExplorer:
         a = self.maps[field][st["layer"]]
         return a.mean(0) if st["head"] is None else a[st["head"]]
 
-    def pairs(self, k: int = 10) -> pd.DataFrame:
-        """The k strongest pairs of the current map."""
+    def _labels(self, kind: str) -> list[str]:
+        """The names of the words or the regions."""
+        return self.tokens if kind == "word" else self.region_labels
+
+    def pairs(self, k: int = 5, selected: bool = True) -> pd.DataFrame:
+        """The k strongest pairs of the current map: the chosen word's or region's, or any (selected=False)."""
         _, q, kk = DIRECTIONS[self.state["direction"]]
-        lab = {"word": self.tokens, "region": self.region_labels}
-        return _top(self.map2d(), lab[q], lab[kk], k, q, kk)
+        a, i = self.map2d(), self.state[q]
+        if selected:
+            return _top(a[i : i + 1], self._labels(q)[i : i + 1], self._labels(kk), k, q, kk)
+        return _top(a, self._labels(q), self._labels(kk), k, q, kk)
+
+    def dashed(self) -> list[int]:
+        """The regions outlined dashed in the current view: those the chosen word names, or the chosen region."""
+        _, q, k = DIRECTIONS[self.state["direction"]]
+        if q == "region":
+            return [self.state["region"]]
+        return list(self.named.get(self.state["word"], [])) if k == "region" else []
 
     def figure(self) -> Figure:
         """The current view as a static figure (what the widget shows; use it where widgets are not live)."""
+        return self._draw(note=True)
+
+    def view(self, **changes) -> Figure:
+        """The figure for other controls (as `update` takes them), leaving the explorer and its widget as is."""
+        kept, self.state = self.state, self._checked(changes)
+        try:
+            return self.figure()
+        finally:
+            self.state = kept
+
+    def _draw(self, note: bool) -> Figure:
+        """The two panels of the current view; `note` adds the explorer's note under the title."""
         st = self.state
         field, q, k = DIRECTIONS[st["direction"]]
-        a = self.map2d()
-        qi = st["word"] if q == "word" else st["region"]
-        qname = self.tokens[qi] if q == "word" else self.region_labels[qi]
+        a, qi = self.map2d(), st[q]
+        qname = self._labels(q)[qi]
+        vmax = max(float(a.max()), 1e-9)  # one scale, from 0, for both panels
+        cmap = "Oranges" if field == "t2v" else "Blues"
         layer = {"t2v": "co-attention", "v2t": "co-attention", "text": "text", "vision": "vision"}[field]
         head = "mean of heads" if st["head"] is None else f"head {st['head']}"
         fig = Figure(figsize=(12, 4.6), layout="constrained")
         ax1, ax2 = fig.subplots(1, 2, width_ratios=[1, 1.3])
-        fig.suptitle(f"{st['direction']} · {layer} layer {st['layer']} · {head}", fontsize=11)
-        lab = {"word": self.tokens, "region": self.region_labels}
+        title = f"{st['direction']} · {layer} layer {st['layer']} · {head}"
+        fig.suptitle(title + (f"\n{self.note}" if note and self.note else ""), fontsize=11)
         if k == "region":
-            named = qi if q == "region" else self.named.get(qi)
-            dashed = " (named: dashed)" if q == "word" and named else ""
-            title = f"“{qname}” attends to these regions{dashed}"
+            mark = " (named: dashed)" if q == "word" and self.dashed() else ""
             plot_image_overlay(self.image, self.boxes, a[qi], ax=ax1, labels=self.region_labels, top=self.top,
-                               highlight=named, title=title)  # fmt: skip
+                               highlight=self.dashed(), cmap=cmap, vmax=vmax, colorbar=False,
+                               title=f"“{qname}” attends to these regions{mark}")  # fmt: skip
         elif q == "region":  # region → word: the chosen region on the image, its weights over the words
             plot_image_overlay(self.image, self.boxes[qi : qi + 1], [1.0], ax=ax1, labels=[qname], highlight=0,
                                colorbar=False, title=f"region {qname}")  # fmt: skip
         else:
-            plot_region_to_words(a[qi], self.tokens, ax=ax1, title=f"“{qname}” attends to these words")
+            plot_region_to_words(
+                a[qi], self.tokens, ax=ax1, vmax=vmax, title=f"“{qname}” attends to these words"
+            )
         if q == "region" and k == "word":
-            plot_region_to_words(a[qi], self.tokens, ax=ax2, title=f"region {qname} attends to these words")
+            plot_region_to_words(
+                a[qi], self.tokens, ax=ax2, vmax=vmax, title=f"region {qname} attends to these words"
+            )
         else:
-            plot_heatmap(a, lab[q], lab[k], ax=ax2, cmap="Oranges" if field == "t2v" else "Blues")
+            short = [s if len(s) <= 14 else s[:13] + "…" for s in self._labels(k)]
+            plot_heatmap(a, self._labels(q), short, ax=ax2, cmap=cmap, vmax=vmax)
             ax2.add_patch(Rectangle((-0.5, qi - 0.5), a.shape[1], 1, fill=False, edgecolor="red", lw=2))
         return fig
 
@@ -462,19 +530,27 @@ class AttentionExplorer:
             direction=W.ToggleButtons(options=self.directions, description="direction"),
             layer=W.IntSlider(min=0, max=0, description="layer", continuous_update=False),
             head=W.Dropdown(description="head"),
-            word=W.Dropdown(
-                options=[(f"{i}: {t}", i) for i, t in enumerate(self.tokens)], description="word"
+            word=W.ToggleButtons(
+                options=[(t, i) for i, t in enumerate(self.tokens)],
+                description="word",
+                style={"button_width": "auto"},
             ),
             region=W.Dropdown(
                 options=list(zip(self.region_labels, range(len(self.region_labels)))), description="region"
-            ),  # fmt: skip
+            ),
         )
-        self._out, self._table = W.Output(), W.HTML()
         for c in self._c.values():
             c.observe(self._on_change, names="value")
-        self._widget = W.VBox([self._c["direction"], W.HBox([self._c["layer"], self._c["head"]]),
-                               W.HBox([self._c["word"], self._c["region"]]), self._out, self._table])  # fmt: skip
-        self.update()
+        self._img, self._status, self._table = W.Image(format="png"), W.HTML(), W.HTML()
+        note = f'<div class="vl-explorer-note" style="color:#9a3412">⚠ {escape(self.note or "")}</div>'
+        parts = [self._c["direction"], W.HBox([self._c["layer"], self._c["head"]]), self._c["word"],
+                 self._c["region"], *([W.HTML(note)] if self.note else []), self._img, self._status,
+                 self._table]  # fmt: skip
+        self._widget = W.VBox(parts)
+        self._widget.add_class("vl-explorer")  # names for the page: the browser test finds the parts by them
+        self._img.add_class("vl-explorer-map")
+        self._c["word"].add_class("vl-explorer-words")
+        self._render()
 
     def _push(self) -> None:
         """Copy the state into the controls (ranges and options depend on the direction)."""
@@ -492,15 +568,52 @@ class AttentionExplorer:
         c["word"].disabled, c["region"].disabled = q != "word", q != "region"
         self._busy = False
 
+    def _render(self) -> None:
+        """Redraw the widget: controls, the figure as an image, the status line, the chosen query's top pairs."""
+        self._push()
+        self._img.value = _png_bytes(self._draw(note=False))
+        st = self.state
+        _, q, k = DIRECTIONS[st["direction"]]
+        qname, dashed = self._labels(q)[st[q]], self.dashed()
+        boxes = ", ".join(self.region_labels[r] for r in dashed)
+        if q == "region":
+            text = f"dashed: region {boxes}"
+        elif dashed:
+            text = f"dashed: {boxes}, the object “{qname}” names"
+        else:
+            text = f"“{qname}” names no object here" if k == "region" else ""
+        head = "mean" if st["head"] is None else st["head"]
+        data = dict(
+            direction=st["direction"],
+            layer=st["layer"],
+            head=head,
+            query=qname,
+            dashed=",".join(map(str, dashed)),
+        )
+        attrs = " ".join(f'data-{key}="{escape(str(v))}"' for key, v in data.items())
+        self._status.value = f'<div class="vl-explorer-status" {attrs}>{escape(text)}</div>'
+        table = self.pairs().reset_index()
+        table = table.drop(columns=table.columns[1])  # the chosen query: named in the caption
+        self._table.value = (f"<b>strongest {k}s for “{escape(qname)}”</b>"
+                             + table.to_html(index=False, border=0, classes="vl-explorer-pairs"))  # fmt: skip
+
     def _on_change(self, change) -> None:
         if self._busy:
             return
         name = next(k for k, c in self._c.items() if c is change["owner"])
         value = change["new"]
-        self.update(**{name: None if name == "head" and value == -1 else value})
+        self.state = self._checked({name: None if name == "head" and value == -1 else value})
+        self._render()
 
     def update(self, **changes) -> Figure:
-        """Change direction / layer / head (None = mean) / word / region, redraw, and return the figure."""
+        """Change direction / layer / head (None = mean) / word / region, redraw the widget, return the figure."""
+        self.state = self._checked(changes)
+        if self._widget is not None:
+            self._render()
+        return self.figure()
+
+    def _checked(self, changes) -> dict:
+        """The state with these changes, checked (a ValueError names a bad control and changes nothing)."""
         unknown = set(changes) - set(self.state)
         if unknown:
             raise ValueError(f"unknown control(s) {sorted(unknown)}; choose from {sorted(self.state)}")
@@ -515,27 +628,36 @@ class AttentionExplorer:
         for key, n in limits.items():
             if not (key == "head" and st[key] is None) and not 0 <= st[key] < n:
                 raise ValueError(f"{key} {st[key]} out of range [0, {n})")
-        self.state = st
-        fig = self.figure()
-        if self._widget is not None:
-            from IPython.display import display  # only inside a notebook
-
-            self._push()
-            self._out.clear_output(wait=True)
-            with self._out:
-                display(fig)
-            self._table.value = "<b>top pairs</b>" + self.pairs().to_html()
-        return fig
+        return st
 
 
-def explore(out, tokens, image, boxes, region_labels=None, keep_special: bool = False,
-            named=None) -> AttentionExplorer:  # fmt: skip
+def explore(out, tokens, image, boxes, region_labels=None, keep_special: bool = False, named=None,
+            note: str | None = None, top: int = 5) -> AttentionExplorer:  # fmt: skip
     """The explorer over an existing forward pass (output_attentions=True) of one image-text pair."""
-    return AttentionExplorer.from_output(out, tokens, image, boxes, region_labels, keep_special, named)
+    return AttentionExplorer.from_output(
+        out, tokens, image, boxes, region_labels, keep_special, named, note, top
+    )
+
+
+def _png_bytes(fig: Figure, dpi: int = 80) -> bytes:
+    """A figure as PNG bytes (the widget shows it as an image: one copy, whatever the frontend)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def _class_labels(cls_prob) -> list[str] | None:
+    """Region names from the CNN's most likely ImageNet class: IMG for region 0, then 'r<j> <class>'."""
+
+    p, names = _np(cls_prob), imagenet_class_names()
+    if p.ndim != 2 or p.shape[1] != len(names):
+        return None
+    return ["IMG"] + [f"r{j} {names[c]}" for j, c in enumerate(p[1:].argmax(-1), 1)]
 
 
 def _run_pair(model, tokenizer, image, boxes, text, vis, device, extractor):
-    """Tokenise `text`, extract regions if needed, run the model with output_attentions on the one pair."""
+    """Tokenise `text`, extract regions if needed, run the model with output_attentions on the one pair.
+    -> (output, tokens, image, boxes, visual inputs)"""
     if not isinstance(text, str):
         raise ValueError(f"the explorer shows one image-text pair; got {type(text).__name__} of texts")
     image = load_image(image)
@@ -566,4 +688,4 @@ def _run_pair(model, tokenizer, image, boxes, text, vis, device, extractor):
         out = model(enc["input_ids"].to(dev), feats[None].to(dev), pos[None].to(dev),
                     attention_mask=enc["attention_mask"].to(dev), token_type_ids=enc["token_type_ids"].to(dev),
                     output_attentions=True)  # fmt: skip
-    return out, tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist()), image, boxes
+    return out, tokenizer.convert_ids_to_tokens(enc["input_ids"][0].tolist()), image, boxes, vis

@@ -379,14 +379,14 @@ def plot_pointing(model, dataset, world, index: int, layer: int, head: int, toke
 
 
 def pointing_explorer(model, dataset, world, index: int, layer: int | None = None, head: int | None = None,
-                      tokenizer=None, device="auto"):  # fmt: skip
+                      tokenizer=None, device="auto", note: str | None = None):  # fmt: skip
     """The attention explorer (viz.AttentionExplorer) on caption `index` with its image, opened on word → region
     at `layer`/`head` (None: the last layer, mean of heads) and the first object word; the boxes a word names
-    are drawn dashed whenever that word is selected."""
+    are drawn dashed whenever that word is selected. `note`: one line shown with it (e.g. barely trained)."""
     tokens, targets, out, image, boxes = _one_pair(model, dataset, world, index, tokenizer, device)
     scene = world.scene(dataset.captions[index].image_id)
     labels = ["IMG"] + [f"{o.color} {o.shape}" for o in scene.objects][: len(boxes) - 1]
-    ex = explore(out, tokens, image, boxes, region_labels=labels, named=targets)
+    ex = explore(out, tokens, image, boxes, region_labels=labels, named=targets, note=note)
     first = min(ex.named, default=0)
     ex.update(direction="word → region", layer=len(ex.maps["t2v"]) - 1 if layer is None else layer, head=head,
               word=first)  # fmt: skip
