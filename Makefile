@@ -21,12 +21,12 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/ruff check vilbert_lite tests tools
-	$(BIN)/ruff format --check vilbert_lite tests tools
+	$(BIN)/ruff check vilbert_lite tests studies tools
+	$(BIN)/ruff format --check vilbert_lite tests studies tools
 	$(BIN)/python -m pytest
 
 reproduce: $(STAMP)
-	$(BIN)/python -m vilbert_lite.reproduce --profile $(PROFILE)
+	$(BIN)/python -m vilbert_lite.repro.reproduce --profile $(PROFILE)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -10,7 +10,7 @@ import sys
 import torch
 from torch import nn
 
-from vilbert_lite.engine import TrainConfig, train
+from vilbert_lite.train.engine import TrainConfig, train
 
 
 class ToyNet(nn.Module):

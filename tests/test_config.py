@@ -3,7 +3,7 @@ import json
 import pytest
 
 from vilbert_lite import ViLBertConfig
-from vilbert_lite.config import PRESETS, co_attention_ids
+from vilbert_lite.model.config import PRESETS, co_attention_ids
 
 CONFIGS = "vilbert_lite/configs"
 

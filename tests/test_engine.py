@@ -14,7 +14,8 @@ from _ddp_worker import ToyNet, collate, loss_fn, toy_dataset
 from _ddp_worker import run as run_worker
 
 from vilbert_lite import runs
-from vilbert_lite.engine import TrainConfig, epoch_batches, evaluate, lr_factor, resolve_device, train
+from vilbert_lite.device import resolve_device
+from vilbert_lite.train.engine import TrainConfig, epoch_batches, evaluate, lr_factor, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

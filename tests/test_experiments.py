@@ -2,7 +2,11 @@ import json
 
 import pytest
 
-from vilbert_lite import experiments, paper, reports
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.pretrain.run import plan_pretrain
+from vilbert_lite.repro import experiments, paper, reports
+from vilbert_lite.repro.plan import plan
+from vilbert_lite.tasks import plan_finetune
 
 
 def test_depth_overrides_follow_the_official_pattern():
@@ -40,7 +44,42 @@ def test_rows_name_their_runs_and_run_seconds_adds_them_once(smoke_rows, smoke_r
     assert t["pretrain_s"] == pytest.approx(want_pre) and t["finetune_s"] == pytest.approx(want_ft)
     assert t["pretrain_s"] > 0 and t["finetune_s"] > 0
     gone = experiments.run_seconds(df.assign(run=df.run + "-elsewhere"), smoke_root)
+    assert len(gone["missing"]) == 4
+    # the planned folders (no training, no extraction) are the ones the cells made
+    pre, cfg = plan_pretrain("smoke", 0, out=smoke_root)
+    assert pre.name == init
+    config = ViLBertConfig.from_dict(cfg["model"])
+    for row, init_run, kw in (("vilbert", pre, dict(config=config)), ("vilbert†", None, {})):
+        for task in ("vqa", "zeroshot"):
+            run, _ = plan_finetune(task, init_run, "smoke", 0, root=smoke_root, **kw)
+            assert run.relative_to(smoke_root).as_posix() in set(df[df.row == row].run)
+    # and `vilbert-lite plan` finds them finished under the same names
+    planned = {r.name: r for r in plan("table1", "smoke", [0], root=smoke_root)}
+    for name in {init, *df.run}:
+        assert planned[name].state == "finished" and planned[name].seconds > 0, name
     assert gone["n_finetune"] == 0 and len(gone["missing"]) == 4
+
+
+def test_a_table_on_a_dask_cluster_is_the_table_of_the_local_pool(smoke_rows, smoke_root, monkeypatch):
+    """The one table runner takes any concurrent.futures executor: the smoke cells above as a table, on a local
+    pool of two spawned processes and on a Dask cluster's worker processes, give the same long table (the runs
+    are folders keyed by their config, so both find them finished)."""
+    distributed = pytest.importorskip("distributed")
+    import pandas as pd
+
+    cells = [("vilbert", dict(tasks=("vqa", "zeroshot"))),
+             ("vilbert†", dict(pretrained=False, tasks=("vqa", "zeroshot")))]  # fmt: skip
+    monkeypatch.setattr(experiments, "table_cells", lambda table, profile: cells)  # the jobs are built here
+    local = experiments.run_table("t1", "smoke", [0], workers=2, root=smoke_root, progress=False)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        with distributed.Client(cluster) as client:
+            on_dask = experiments.run_table(
+                "t1", "smoke", [0], root=smoke_root, progress=False, executor=client.get_executor()
+            )
+    pd.testing.assert_frame_equal(local, on_dask)
+    assert set(local.run) == {r["run"] for r in smoke_rows} and len(local) == len(smoke_rows)
 
 
 def test_cells_give_long_rows_in_percent(smoke_rows):
@@ -183,22 +222,23 @@ def test_cpu_finetune_budgets_match_the_measured_curves():
 
 def test_reproduce_cell_timeouts_leave_room_for_a_whole_table():
     """A table cell of notebooks 07-09 trains every run of its table; at `cpu` that is hours (the committed
-    projection, tools/reproduce_budget.py), so the per-cell limit must not cut it (it did at 40 minutes)."""
+    projection, reports/bench/reproduce_budget.json; `vilbert-lite plan` projects the same way), so the per-cell
+    limit must not cut it (it did at 40 minutes)."""
     from pathlib import Path
 
     from vilbert_lite.profiles import PROFILES
-    from vilbert_lite.reproduce import CELL_TIMEOUT_S
+    from vilbert_lite.repro.reproduce import CELL_TIMEOUT_S
 
     assert set(CELL_TIMEOUT_S) == set(PROFILES) and CELL_TIMEOUT_S["smoke"] <= 900
-    plan = json.loads((Path(__file__).parents[1] / "reports/bench/reproduce_budget.json").read_text())
+    budget = json.loads((Path(__file__).parents[1] / "reports/bench/reproduce_budget.json").read_text())
     # Table 2 run alone (the largest: 12 of the 21 pretrainings, 60 of the 138 fine-tunings) is about half of it
-    assert CELL_TIMEOUT_S["cpu"] > 0.6 * 3600 * plan["projected_wall_h"] and CELL_TIMEOUT_S["gpu"] is None
+    assert CELL_TIMEOUT_S["cpu"] > 0.6 * 3600 * budget["projected_wall_h"] and CELL_TIMEOUT_S["gpu"] is None
 
 
 def test_run_index_keeps_each_notebooks_latest_run_and_counts_what_it_trained(tmp_path):
     """`--only` and resumed reproductions append to reports/run_log.jsonl; RUN.md shows every notebook's latest
     entry of the profile (in suite order) and how many run folders that execution trained itself."""
-    from vilbert_lite import reproduce
+    from vilbert_lite.repro import reproduce
 
     runs = tmp_path / "runs"
     for name in ("pretrain-a", "finetune/vqa-b", "finetune/vcr-c", "multitask/d", "finetune/refer-e"):
@@ -229,7 +269,7 @@ def test_reproduce_extra_parameters_are_parsed_logged_and_shown(tmp_path, capsys
     by naming it, and RUN.md shows a notebook's extra parameters beside its name."""
     import pytest
 
-    from vilbert_lite import reproduce
+    from vilbert_lite.repro import reproduce
 
     assert reproduce.parse_param("n_seeds=2") == ("n_seeds", 2)
     assert reproduce.parse_param("runs_root=/tmp/r") == ("runs_root", "/tmp/r")

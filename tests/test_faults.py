@@ -319,7 +319,7 @@ def test_finetune_names_its_gaps_before_training_and_skips_them_on_request(tmp_p
 def test_a_torn_metrics_line_from_a_killed_run_does_not_stop_the_resume(tmp_path):
     """A run dies at step 5 (checkpoint of step 4 kept) while appending a metrics line; the resume drops the
     torn line and ends with the weights of an uninterrupted run."""
-    from vilbert_lite.engine import train
+    from vilbert_lite.train.engine import train
 
     data = [{"x": torch.tensor([float(i), 1.0]), "y": torch.tensor([float(i % 2)])} for i in range(8)]
     calls = {"n": 0}

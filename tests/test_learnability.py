@@ -1,4 +1,4 @@
-"""tools/learnability.py: the presence rule it uses as a yardstick is right about genuine and swapped captions."""
+"""studies/learnability.py: the presence rule it uses as a yardstick is right about genuine and swapped captions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from vilbert_lite.data.world import make_world
 from vilbert_lite.profiles import WorldSize
 
 _spec = importlib.util.spec_from_file_location(
-    "learnability", Path(__file__).parents[1] / "tools" / "learnability.py"
+    "learnability", Path(__file__).parents[1] / "studies" / "learnability.py"
 )
 learnability = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(learnability)

@@ -13,7 +13,7 @@ fails the 0.9 bar (at width 64, 0.02 starts the attention logits and pooled outp
 import torch
 
 from vilbert_lite import ViLBertConfig, ViLBertForPreTraining
-from vilbert_lite.objectives import aligned_prob, alignment_loss
+from vilbert_lite.pretrain.objectives import aligned_prob, alignment_loss
 
 COLOUR_IDS = torch.arange(2000, 2008)  # 8 word pieces standing in for colour words
 D, K = 64, 2

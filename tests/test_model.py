@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vilbert_lite import ViLBertConfig, ViLBertForPreTraining, ViLBertModel, layer_schedule
-from vilbert_lite.official import convert_official_state_dict, to_official_state_dict
+from vilbert_lite.model.official import convert_official_state_dict, to_official_state_dict
 
 torch.set_num_threads(2)
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 from test_tasks import FakeExtractor
 
-from vilbert_lite import multitask as M
-from vilbert_lite import multitask_data as md
-from vilbert_lite import multitask_table as T
 from vilbert_lite.cli import COMMANDS, main
-from vilbert_lite.config import NUM_TASK_TOKENS, ViLBertConfig
 from vilbert_lite.data.world import make_world
 from vilbert_lite.errors import UserError
+from vilbert_lite.model.config import NUM_TASK_TOKENS, ViLBertConfig
+from vilbert_lite.multitask import data as md
+from vilbert_lite.multitask import train as M
+from vilbert_lite.repro import multitask_table as T
 
 
 class GridExtractor(FakeExtractor):
@@ -338,7 +338,7 @@ def test_table_rows_statistics_and_claims():
     assert avg == pytest.approx([50, 50.1, 50.2])
     cl = T.claims(long).set_index("claim").verdict.to_dict()
     assert cl == {"MT1": "held", "MT2": "held", "MT3": "not held"}  # anti-curriculum beats vanilla here
-    from vilbert_lite.reports import summarize
+    from vilbert_lite.repro.reports import summarize
 
     side = T.side_by_side(summarize(long), long)
     assert (

@@ -1,4 +1,4 @@
-"""tools/multitask_curves.py: single-task ViLBERT† curves per candidate size, and the plateau rule that picks one."""
+"""studies/multitask_curves.py: single-task ViLBERT† curves per candidate size, and the plateau rule that picks one."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 _spec = importlib.util.spec_from_file_location(
-    "multitask_curves", Path(__file__).parents[1] / "tools" / "multitask_curves.py"
+    "multitask_curves", Path(__file__).parents[1] / "studies" / "multitask_curves.py"
 )
 curves = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(curves)

@@ -70,7 +70,7 @@ def prepare(path: Path, out_dir: Path) -> Path:
     import papermill as pm
 
     prepared = out_dir / path.name
-    from vilbert_lite.reproduce import notebook_parameters
+    from vilbert_lite.repro.reproduce import notebook_parameters
 
     params = notebook_parameters(path, out_dir / "reports", profile="smoke")  # smoke tables go to tmp
     pm.execute_notebook(str(path), str(prepared), parameters=params, prepare_only=True,

@@ -7,7 +7,7 @@ import torch
 
 from vilbert_lite import ViLBertConfig, ViLBertForPreTraining
 from vilbert_lite.data.collate import collate_examples
-from vilbert_lite.objectives import (
+from vilbert_lite.pretrain.objectives import (
     BERT_SPECIAL_IDS,
     make_pretraining_batch,
     mask_regions,

@@ -8,15 +8,17 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from vilbert_lite import pointing, viz
-from vilbert_lite.config import ViLBertConfig
 from vilbert_lite.data.items import RegionFeatures
 from vilbert_lite.data.regions import visual_inputs
+from vilbert_lite.data.scene import Scene, SceneObject
 from vilbert_lite.data.tokenize import get_tokenizer
-from vilbert_lite.data.world import Scene, SceneObject, make_world
-from vilbert_lite.heads import ViLBertForPreTraining
-from vilbert_lite.pretrain import CaptionImageDataset, _word_sets
+from vilbert_lite.data.world import make_world
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.heads import ViLBertForPreTraining
+from vilbert_lite.pretrain.data import CaptionImageDataset, _word_sets
 from vilbert_lite.profiles import WorldSize
+from vilbert_lite.viz import attention as viz
+from vilbert_lite.viz import pointing
 
 
 # ------------------------------------------------------------------------------------ which words name what

@@ -13,11 +13,11 @@ from PIL import Image
 
 from vilbert_lite import load_run, runs
 from vilbert_lite.cli import main
-from vilbert_lite.config import ViLBertConfig
 from vilbert_lite.data.store import FeatureStore
 from vilbert_lite.data.world import make_world
 from vilbert_lite.errors import UserError
-from vilbert_lite.model import ViLBertModel
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.vilbert import ViLBertModel
 from vilbert_lite.tasks import finetune, vqa
 from vilbert_lite.tasks.common import ImageBank, TaskData, TaskModel, collate_pairs, pair, tokenize
 
@@ -65,7 +65,7 @@ def refer_run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def pretrain_run(tmp_path_factory) -> Path:
-    from vilbert_lite.pretrain import pretrain
+    from vilbert_lite.pretrain.run import pretrain
 
     return pretrain("smoke", 0, out=tmp_path_factory.mktemp("pretrain"), progress=False)
 
@@ -178,7 +178,8 @@ def test_wrong_task_and_width_mismatch_are_one_line_errors(vqa_run, png, tmp_pat
 # ------------------------------------------------------------------------------------ pretraining, refer
 def test_pretraining_run_ranks_captions_and_images(pretrain_run, world, capsys):
     from vilbert_lite.data.tokenize import get_tokenizer
-    from vilbert_lite.pretrain import alignment_score, load_pretrained
+    from vilbert_lite.pretrain.captions import alignment_score
+    from vilbert_lite.pretrain.run import load_pretrained
 
     p = load_run(pretrain_run, device="cpu")
     captions = ["a red circle", "two blue squares", "a small green star"]

@@ -13,17 +13,10 @@ from vilbert_lite.data.collate import collate_examples, pad_text
 from vilbert_lite.data.items import Caption
 from vilbert_lite.data.tokenize import get_tokenizer
 from vilbert_lite.errors import UserError
-from vilbert_lite.pretrain import (
-    CaptionImageDataset,
-    alignment_score,
-    cli,
-    load_pretrained,
-    pretrain,
-    reevaluate,
-    sample_best_caption,
-    sample_caption,
-    shape_name_groups,
-)
+from vilbert_lite.pretrain.captions import alignment_score, sample_best_caption, sample_caption
+from vilbert_lite.pretrain.data import CaptionImageDataset
+from vilbert_lite.pretrain.evaluate import shape_name_groups
+from vilbert_lite.pretrain.run import cli, load_pretrained, plan_pretrain, pretrain, reevaluate
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +66,9 @@ def test_run_folder_eval_and_reuse(smoke_run, env):
     assert again == smoke_run and (smoke_run / "DONE").stat().st_mtime_ns == stamp  # reused, not rerun
     other = pretrain("smoke", 0, out=env, progress=False, corpus_fraction=0.0)  # 0% = no pretraining
     assert other != smoke_run and json.loads((other / "DONE").read_text())["steps"] == 0
+    # the planned folders (no training, no extraction) are the ones the runs made
+    assert plan_pretrain("smoke", 0, out=env, train_overrides={"log_every": 1})[0] == smoke_run
+    assert plan_pretrain("smoke", 0, out=env, corpus_fraction=0.0)[0] == other
     assert (other / "eval.json").exists() and load_pretrained(other).config.v_feature_size == 112
 
 
@@ -89,7 +85,7 @@ def test_bad_overrides_fail_before_training(env):
 
 
 def test_shape_name_groups():
-    from vilbert_lite.data.world import SHAPES
+    from vilbert_lite.data.scene import SHAPES
 
     tok = get_tokenizer()
     g = shape_name_groups(tok, tok.vocab_size)
@@ -172,7 +168,7 @@ def test_coco_captions_and_image_folder(env):
 def test_single_stream_pretraining_run(env):
     import json
 
-    from vilbert_lite.single_stream import SingleStreamForPreTraining, load_any
+    from vilbert_lite.model.single_stream import SingleStreamForPreTraining, load_any
 
     run = pretrain("smoke", 0, out=env, progress=False, model_kind="single_stream")
     assert run.name.startswith("pretrain_single_stream-")

@@ -10,12 +10,12 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from vilbert_lite import pretrain_viz as pv
 from vilbert_lite.data.collate import make_collate
 from vilbert_lite.data.items import Caption
 from vilbert_lite.data.tokenize import get_tokenizer
-from vilbert_lite.objectives import make_pretraining_batch
-from vilbert_lite.pretrain import CaptionImageDataset
+from vilbert_lite.pretrain.data import CaptionImageDataset
+from vilbert_lite.pretrain.objectives import make_pretraining_batch
+from vilbert_lite.viz import pretrain as pv
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""tools/pretrain_yardsticks.py: each Table 2 / Table 3 row finds its own pretraining runs and nothing else."""
+"""studies/pretrain_yardsticks.py: each Table 2 / Table 3 row finds its own pretraining runs and nothing else."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from vilbert_lite import experiments
-from vilbert_lite.config import ViLBertConfig
+from vilbert_lite.model.config import ViLBertConfig
 from vilbert_lite.profiles import get_profile
+from vilbert_lite.repro import experiments
 
 _spec = importlib.util.spec_from_file_location(
-    "pretrain_yardsticks", Path(__file__).parents[1] / "tools" / "pretrain_yardsticks.py"
+    "pretrain_yardsticks", Path(__file__).parents[1] / "studies" / "pretrain_yardsticks.py"
 )
 yardsticks = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(yardsticks)

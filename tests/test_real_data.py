@@ -144,7 +144,7 @@ def test_finetune_follows_changed_images_and_edited_annotations(tmp_path, cache,
 
 
 def test_pretraining_on_image_folders_follows_changed_images(tmp_path, cache):
-    from vilbert_lite.pretrain import coco_data
+    from vilbert_lite.pretrain.data import coco_data
 
     images = tmp_path / "images"
     for i, c in enumerate((RED, BLUE, GREEN)):

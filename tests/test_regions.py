@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
+from vilbert_lite.data.extract import cli
 from vilbert_lite.data.regions import (
     RegionExtractor,
     box_iou,
-    cli,
     collate_visual,
     load_image,
     parse_stage,
@@ -191,7 +191,7 @@ def test_extract_cli_caches(tmp_path, world, capsys):
 
 
 def test_bench_writes_report(tmp_path):
-    from vilbert_lite.data.regions import bench
+    from vilbert_lite.bench.extract import bench
 
     out = tmp_path / "extract.json"
     assert bench(["--images", "2", "--device", "cpu", "--out", str(out)]) == 0

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vilbert_lite import paper, reports
+from vilbert_lite.repro import paper, reports
 
 
 def long_rows(spec: dict, seed_noise: float = 0.5, n: int = 3) -> pd.DataFrame:

@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from vilbert_lite.config import ViLBertConfig
+from vilbert_lite.bench.retrieval import bench
 from vilbert_lite.data.items import RetrievalItem
-from vilbert_lite.model import ViLBertModel
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.vilbert import ViLBertModel
 from vilbert_lite.tasks import retrieval
 from vilbert_lite.tasks.common import TaskModel, new_heads
 
@@ -39,7 +40,7 @@ def _model(backbone=ViLBertModel, zero_shot: bool = False) -> TaskModel:
 def test_cached_and_uncached_scores_are_identical(kind):
     """text_prefix once per caption + vision_prefix once per image + forward_from_prefix per pair gives the
     scores of the full forward per pair (captions and images of different lengths, padded)."""
-    from vilbert_lite.single_stream import SingleStreamModel
+    from vilbert_lite.model.single_stream import SingleStreamModel
 
     backbone = SingleStreamModel if kind == "single_stream" else ViLBertModel
     model = _model(backbone, zero_shot=kind == "zero_shot")
@@ -92,7 +93,7 @@ def test_four_way_items():
 def test_bench_writes_pairs_per_second_and_checks_identity(tmp_path, capsys):
     out = tmp_path / "retrieval.json"
     argv = ["--profile", "smoke", "--captions", "4", "--images", "6", "--batch", "8", "--out", str(out)]
-    assert retrieval.bench(argv) == 0
+    assert bench(argv) == 0
     r = json.loads(out.read_text())
     assert r["pairs"] == 24 and r["identical_allclose_1e-5"] and r["max_abs_diff"] <= 1e-5
     assert r["cached"]["pairs_per_s"] > 0 and r["uncached"]["pairs_per_s"] > 0 and r["speedup"] > 0

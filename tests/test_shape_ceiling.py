@@ -1,4 +1,4 @@
-"""tools/shape_ceiling.py: its masks are the yardstick's, and its ideal reader guesses the most frequent filler."""
+"""studies/shape_ceiling.py: its masks are the yardstick's, and its ideal reader guesses the most frequent filler."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from vilbert_lite.data.world import make_world
 from vilbert_lite.profiles import WorldSize
 
 _spec = importlib.util.spec_from_file_location(
-    "shape_ceiling", Path(__file__).parents[1] / "tools" / "shape_ceiling.py"
+    "shape_ceiling", Path(__file__).parents[1] / "studies" / "shape_ceiling.py"
 )
 shape_ceiling = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(shape_ceiling)

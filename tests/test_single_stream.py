@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from vilbert_lite import ViLBertConfig, ViLBertForPreTraining, ViLBertModel
-from vilbert_lite.single_stream import (
+from vilbert_lite.model.single_stream import (
     MODEL_KINDS,
     SingleStreamForPreTraining,
     SingleStreamModel,

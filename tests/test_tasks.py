@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from vilbert_lite.cli import main
-from vilbert_lite.config import ViLBertConfig
 from vilbert_lite.data.items import RegionFeatures
 from vilbert_lite.data.regions import load_image, propose_boxes
 from vilbert_lite.data.world import make_world
-from vilbert_lite.heads import ViLBertForPreTraining
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.heads import ViLBertForPreTraining
 from vilbert_lite.tasks import TASKS, cli, finetune, get_task
 from vilbert_lite.tasks.common import (
     ImageBank,
@@ -152,7 +152,7 @@ def _save_pretraining(path: Path, config: ViLBertConfig) -> ViLBertForPreTrainin
 
 
 def test_init_loads_the_backbone_and_the_alignment_head(tmp_path):
-    from vilbert_lite.objectives import ALIGNED_INDEX
+    from vilbert_lite.pretrain.objectives import ALIGNED_INDEX
     from vilbert_lite.tasks import retrieval
 
     config = ViLBertConfig.preset("tiny")

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from vilbert_lite import tasks_viz as tv
+from vilbert_lite.viz import tasks as tv
 
 
 def test_results_table_rows_and_chance():
@@ -51,7 +51,7 @@ def test_ranking_table_marks_truth():
 
 @pytest.fixture(scope="module")
 def smoke_runs(tmp_path_factory):
-    from vilbert_lite.pretrain import pretrain
+    from vilbert_lite.pretrain.run import pretrain
     from vilbert_lite.tasks import finetune
 
     torch.set_num_threads(1)

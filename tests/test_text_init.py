@@ -8,16 +8,11 @@ import pytest
 import torch
 
 from vilbert_lite import runs
-from vilbert_lite.config import ViLBertConfig
 from vilbert_lite.errors import UserError
-from vilbert_lite.heads import ViLBertForPreTraining
-from vilbert_lite.pretrain import (
-    apply_text_init,
-    check_text_init,
-    pretrain,
-    resolve_text_init,
-    text_init_key,
-)
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.heads import ViLBertForPreTraining
+from vilbert_lite.pretrain.run import pretrain
+from vilbert_lite.pretrain.text_init import apply_text_init, check_text_init, resolve_text_init, text_init_key
 
 # run keys of default calls, computed on the fake data below before text init existed (world version 3)
 PINNED = {
@@ -67,7 +62,7 @@ def _fake_synthetic(profile, world_seed=0, progress=True, corpus_fraction=1.0, s
 
 def _pretrain_run_cfg(monkeypatch, tmp_path, profile, **kw) -> dict:
     """The run_cfg a pretraining call would key its folder by, on fake data, without training."""
-    import vilbert_lite.pretrain as P
+    import vilbert_lite.pretrain.run as P
 
     got = {}
 
@@ -86,7 +81,6 @@ def _pretrain_run_cfg(monkeypatch, tmp_path, profile, **kw) -> dict:
 
 def _finetune_run_cfg(monkeypatch, tmp_path, task, profile, **kw) -> dict:
     """The run_cfg a ViLBERT† fine-tuning call would key its folder by, on a fake store, without training."""
-    import vilbert_lite.data.world as W
     import vilbert_lite.tasks as T
 
     region = SimpleNamespace(features=torch.zeros(2, 1280), cls_prob=torch.zeros(2, 1000))
@@ -110,7 +104,7 @@ def _finetune_run_cfg(monkeypatch, tmp_path, task, profile, **kw) -> dict:
         m.setattr(T, "world_features", lambda *a, **k: (Store(), None))
         m.setattr(T, "run_task", run_task)
         m.setattr(T, "WORLD_VERSION", 3, raising=False)
-        m.setattr(W, "make_world", lambda profile, seed=0, **k: SimpleNamespace())
+        m.setattr(T, "make_world", lambda profile, seed=0, **k: SimpleNamespace())
         with pytest.raises(_Stop):
             T.finetune(task, None, profile, 0, out=tmp_path / "ft", progress=False, **kw)
     return got["cfg"]

@@ -11,11 +11,11 @@ from matplotlib.figure import Figure
 
 from vilbert_lite import ViLBertConfig, ViLBertForPreTraining, ViLBertModel
 from vilbert_lite.data.tokenize import get_tokenizer
-from vilbert_lite.objectives import aligned_prob, alignment_loss, special_ids
-from vilbert_lite.vilt import ViLTConfig, ViLTForPreTraining, ViLTModel, preprocess
-from vilbert_lite.vilt_pretrain import (
+from vilbert_lite.pretrain.objectives import aligned_prob, alignment_loss, special_ids
+from vilbert_lite.vilt.inputs import preprocess, rand_augment
+from vilbert_lite.vilt.model import ViLTConfig, ViLTForPreTraining, ViLTModel
+from vilbert_lite.vilt.pretrain import (
     ipot,
-    rand_augment,
     vilt_pretraining_loss,
     whole_word_mask,
     word_patch_distance,
@@ -37,7 +37,7 @@ def ids_batch(B=2, T=6, seed=0):
 # ------------------------------------------------------------------------------------------------ config
 def test_vilt_pretraining_takes_the_profiles_alignment_weight_on_itm():
     from vilbert_lite.profiles import get_profile
-    from vilbert_lite.vilt_pretrain import recipe_weights
+    from vilbert_lite.vilt.pretrain import recipe_weights
 
     cpu = get_profile("cpu")
     assert recipe_weights(cpu)["itm"] == cpu.pretrain_weights["align"] == 3.0
@@ -252,7 +252,7 @@ def test_one_view_is_one_pass_of_b_pairs_masked_after_the_swap():
     """views=1 (ViLBERT's arrangement): the model sees B pairs once; the masked words are the swapped captions'
     (their labels are the words of the caption each image got), matching reads the same pass. views=2: 2B pairs,
     the masked words are the true captions'."""
-    from vilbert_lite.objectives import swap_captions
+    from vilbert_lite.pretrain.objectives import swap_captions
 
     tok = get_tokenizer()
     enc = tok([f"a {c} {s} on a white background" for c in ("red", "cyan", "green", "purple")
@@ -291,7 +291,8 @@ def test_the_profiles_vilt_recipe_reaches_the_config_and_the_run_key(tmp_path, m
     from dataclasses import replace
 
     from vilbert_lite import profiles
-    from vilbert_lite.vilt_pretrain import pretrain_vilt, resolve_vilt_config
+    from vilbert_lite.vilt.model import resolve_vilt_config
+    from vilbert_lite.vilt.pretrain import pretrain_vilt
 
     smoke = profiles.get_profile("smoke")
     assert resolve_vilt_config("smoke").patch_size == 16
@@ -340,7 +341,7 @@ def test_tiny_vilt_learns_a_toy_matching_task():
 
 # ------------------------------------------------------------------------------------------ bench, heatmaps
 def test_running_time_bench_writes_json_and_table(tmp_path):
-    from vilbert_lite.vilt_bench import bench, plot_running_time
+    from vilbert_lite.bench.vilt import bench, plot_running_time
 
     out = tmp_path / "vilt.json"
     argv = ["--preset", "tiny", "--repeats", "2", "--warmup", "0", "--image-size", "64", "--device", "cpu",
@@ -359,7 +360,7 @@ def test_running_time_bench_writes_json_and_table(tmp_path):
 
 
 def test_word_patch_heatmaps_one_map_per_word():
-    from vilbert_lite.vilt_viz import (
+    from vilbert_lite.viz.vilt import (
         plot_augmentations,
         plot_visual_tokens,
         plot_word_patch_heatmaps,
@@ -382,8 +383,8 @@ def test_word_patch_heatmaps_one_map_per_word():
 
 # ------------------------------------------------------------------------------------------------ pretraining
 def test_pretrain_vilt_smoke_run_and_reuse(tmp_path, monkeypatch):
-    from vilbert_lite.vilt_pretrain import load_vilt, pretrain_vilt
-    from vilbert_lite.vilt_viz import accuracy_table
+    from vilbert_lite.vilt.pretrain import load_vilt, plan_pretrain_vilt, pretrain_vilt
+    from vilbert_lite.viz.vilt import accuracy_table
 
     monkeypatch.setenv("VILBERT_LITE_CACHE", str(tmp_path / "cache"))
     done = {}
@@ -396,6 +397,10 @@ def test_pretrain_vilt_smoke_run_and_reuse(tmp_path, monkeypatch):
         assert ev["steps"] == 2 and ev["n_val_captions"] == 48
         assert load_vilt(run).config.visual_embed == embed
         assert pretrain_vilt("smoke", 0, tmp_path / "runs", embed, train_overrides={"max_steps": 2}) == run
+        assert (
+            plan_pretrain_vilt("smoke", 0, tmp_path / "runs", embed, train_overrides={"max_steps": 2})[0]
+            == run
+        )
     assert (tmp_path / "cache" / "grid").is_dir()
     table = accuracy_table(done)
     assert list(table.columns) == ["patch", "grid"] and table.loc["optimizer steps"].tolist() == [2, 2]
@@ -421,7 +426,7 @@ def test_command_line_wiring(capsys):
 
 # ------------------------------------------------------------------------------------------- fine-tuning
 def _saved_vilt_run(path, visual_embed="patch"):
-    from vilbert_lite.vilt_pretrain import resolve_vilt_config
+    from vilbert_lite.vilt.model import resolve_vilt_config
 
     torch.manual_seed(0)
     pre = ViLTForPreTraining(resolve_vilt_config("smoke", visual_embed)).eval()
@@ -500,7 +505,7 @@ def test_retrieval_scores_of_a_vilt_are_its_per_pair_matching_scores():
 def test_accuracy_against_time_scatter_draws_a_point_per_row_and_column():
     import pandas as pd
 
-    from vilbert_lite import vilt_table
+    from vilbert_lite.repro import vilt_table
 
     long = pd.DataFrame([dict(row=row, seed=s, column=col, value=10.0 * i + s, chance=5.0)
                          for i, row in enumerate(vilt_table.ROWS) for s in range(3)
@@ -517,7 +522,7 @@ def test_accuracy_against_time_scatter_draws_a_point_per_row_and_column():
 def test_vilt_table_trains_the_costliest_cells_first_and_returns_rows_in_table_order(monkeypatch, tmp_path):
     """Two workers finish together when the long cells start first (patch, then grid, then region); the long
     DataFrame still comes out in the table's row order."""
-    from vilbert_lite import experiments, vilt_table
+    from vilbert_lite.repro import experiments, vilt_table
 
     assert set(vilt_table.COST_ORDER) == set(vilt_table.ROWS)
     started = []

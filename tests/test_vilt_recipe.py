@@ -1,4 +1,4 @@
-"""tools/vilt_recipe.py: recipes parse to pretrain_vilt's arguments, and the choice rule picks the cheapest step
+"""studies/vilt_recipe.py: recipes parse to pretrain_vilt's arguments, and the choice rule picks the cheapest step
 among the recipes that reach the alignment bar."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 _spec = importlib.util.spec_from_file_location(
-    "vilt_recipe", Path(__file__).parents[1] / "tools" / "vilt_recipe.py"
+    "vilt_recipe", Path(__file__).parents[1] / "studies" / "vilt_recipe.py"
 )
 vr = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(vr)

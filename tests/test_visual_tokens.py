@@ -8,9 +8,9 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from vilbert_lite import visual_tokens as vt
 from vilbert_lite.data.world import make_world
 from vilbert_lite.profiles import WorldSize
+from vilbert_lite.viz import visual_tokens as vt
 
 
 def blobs(n_per: int = 30, centres=((0, 0), (10, 0), (0, 10)), spread: float = 0.5, seed: int = 0):

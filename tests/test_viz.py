@@ -9,8 +9,9 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from vilbert_lite import ViLBertConfig, ViLBertModel, viz
+from vilbert_lite import ViLBertConfig, ViLBertModel
 from vilbert_lite.data.tokenize import get_tokenizer
+from vilbert_lite.viz import attention as viz
 
 TEXT = "a red square left of a blue circle"
 
@@ -244,7 +245,7 @@ def test_explorer_view_leaves_the_widget_alone(pair, scene):
 
 def test_explorer_draws_only_the_top_regions_of_many():
     """With many proposals only the k strongest regions of the chosen word are drawn and named."""
-    from vilbert_lite.model import Attentions
+    from vilbert_lite.model.vilbert import Attentions
 
     g = np.random.default_rng(0)
     t2v = g.dirichlet(np.ones(20), size=(1, 2, 3))  # (1, h, T=3 words, R=20 regions)
@@ -324,7 +325,7 @@ def test_explorer_rejects_bad_input(model, pair, scene):
 
 def viz_attentions_batch2(out):
     """The same attentions with every map repeated to a batch of two."""
-    from vilbert_lite.model import Attentions
+    from vilbert_lite.model.vilbert import Attentions
 
     a = out.attentions
     return Attentions(

@@ -13,7 +13,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from vilbert_lite.data.world import COLORS, SHAPES, SIZES, make_world, render, visible_masks
+from vilbert_lite.data.scene import COLORS, SHAPES, SIZES, render, visible_masks
+from vilbert_lite.data.world import make_world
 from vilbert_lite.profiles import WorldSize, get_profile
 
 SIZES_SMALL = WorldSize(pretrain_scenes=60, train_scenes=60, val_scenes=30, test_scenes=30, image_size=128)

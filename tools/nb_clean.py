@@ -123,7 +123,7 @@ def record(path: Path, parameters: dict | None = None, kernel: str = "python3") 
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        from vilbert_lite.reproduce import notebook_parameters
+        from vilbert_lite.repro.reproduce import notebook_parameters
 
         # smoke tables never overwrite reports/
         params = {**notebook_parameters(path, Path(tmp) / "reports", profile="smoke"), **(parameters or {})}

@@ -1,10 +1,16 @@
 """vilbert_lite: a small, faithful ViLBERT for teaching, analysis and reproduction."""
 
-from .config import ViLBertConfig
-from .heads import PreTrainingOutput, ViLBertForPreTraining
-from .model import Attentions, HiddenStates, ViLBertModel, ViLBertOutput, layer_schedule
-from .predict import Predictor, load_run
-from .single_stream import SingleStreamForPreTraining, SingleStreamModel, build_model, load_any
+import importlib
+
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.heads import PreTrainingOutput, ViLBertForPreTraining
+from vilbert_lite.model.single_stream import (
+    SingleStreamForPreTraining,
+    SingleStreamModel,
+    build_model,
+    load_any,
+)
+from vilbert_lite.model.vilbert import Attentions, HiddenStates, ViLBertModel, ViLBertOutput, layer_schedule
 
 __all__ = [
     "ViLBertConfig",
@@ -23,3 +29,11 @@ __all__ = [
     "Predictor",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """`load_run` and `Predictor` load on first use: they use every wing (tasks, pretraining, extraction), which
+    `import vilbert_lite.model` must not load."""
+    if name in ("load_run", "Predictor"):
+        return getattr(importlib.import_module("vilbert_lite.predict"), name)
+    raise AttributeError(f"module 'vilbert_lite' has no attribute {name!r}")

@@ -19,16 +19,23 @@ from vilbert_lite.errors import UserError, debug_requested, one_line
 
 # command -> "module:function"; each function takes argv (list[str]) and returns an exit code.
 COMMANDS = {
-    "extract": ("vilbert_lite.data.regions:cli", "extract region features from an image folder"),
-    "pretrain": ("vilbert_lite.pretrain:cli", "pretrain ViLBERT (synthetic world or real captions)"),
+    "extract": ("vilbert_lite.data.extract:cli", "extract region features from an image folder"),
+    "pretrain": ("vilbert_lite.pretrain.run:cli", "pretrain ViLBERT (synthetic world or real captions)"),
     "finetune": ("vilbert_lite.tasks:cli", "fine-tune on a downstream task"),
     "ask": ("vilbert_lite.predict:cli", "ask a trained run about a new image (answer, rank captions, point)"),
     "vilt": (
-        "vilbert_lite.vilt_pretrain:cli",
+        "vilbert_lite.vilt.pretrain:cli",
         "pretrain ViLT (patch or grid embeddings) on the synthetic world",
     ),
-    "multitask": ("vilbert_lite.multitask:cli", "12-in-1: one model for every task group (round robin, DSG)"),
+    "multitask": (
+        "vilbert_lite.multitask.train:cli",
+        "12-in-1: one model for every task group (round robin, DSG)",
+    ),
     "bench": ("vilbert_lite.bench:cli", "benchmarks: model | extract | pretrain | retrieval | vilt"),
+    "plan": (
+        "vilbert_lite.repro.plan:cli",
+        "the runs a table needs: keys, which have finished, time of the rest",
+    ),
 }
 PACKAGE = Path(__file__).resolve().parent
 

@@ -38,7 +38,29 @@ from typing import Any
 import torch
 
 from vilbert_lite import runs
+from vilbert_lite.data.collate import pad_text
+from vilbert_lite.data.regions import BACKBONE, RegionExtractor, collate_visual, visual_inputs
+from vilbert_lite.data.tokenize import get_tokenizer
+from vilbert_lite.device import resolve_device, to_device
 from vilbert_lite.errors import UserError
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.single_stream import load_any
+from vilbert_lite.pretrain.captions import alignment_score
+from vilbert_lite.pretrain.data import MAX_SEQ_LENGTH
+from vilbert_lite.tasks import get_task, refer, retrieval, vqa
+from vilbert_lite.tasks.common import (
+    MAX_REGIONS,
+    METRICS_FILE,
+    TASK_FILE,
+    TaskData,
+    TaskModel,
+    backbone_factory,
+    collate_pairs,
+    load_backbone,
+    pair,
+    tokenize,
+)
+from vilbert_lite.tasks.retrieval import score_matrix
 
 FINETUNED = ("vqa", "refer", "retrieval", "zeroshot")  # the fine-tune tasks a Predictor serves
 NEEDS = {"answer": ("vqa",), "rank": ("retrieval", "zeroshot", "pretraining"), "point": ("refer",)}
@@ -62,8 +84,6 @@ def region_extractor(settings: dict | None, device, where: str):
     """A RegionExtractor with the recorded `settings` (a feature store's settings.json) -> the extractor.
     Settings that the rebuilt extractor does not reproduce (another weights file, version) are named in a
     warning; settings from another extractor, or none, are a UserError (pass `extractor=` to `load_run`)."""
-    from vilbert_lite.data.regions import BACKBONE, RegionExtractor
-
     if not settings:
         raise UserError(f"{where}: no region extractor settings recorded (the run read precomputed "
                         "features); pass extractor= to load_run")  # fmt: skip
@@ -87,10 +107,6 @@ def region_extractor(settings: dict | None, device, where: str):
 def _finetune_model(run: Path, info: dict):
     """The TaskModel of a finished fine-tune run: the recorded backbone and heads, weights from model.pt (a
     zeroshot run has none: its backbone and alignment head come from its --init run)."""
-    from vilbert_lite.config import ViLBertConfig
-    from vilbert_lite.tasks import get_task
-    from vilbert_lite.tasks.common import TaskData, TaskModel, backbone_factory, load_backbone
-
     task, kind = info["task"], info.get("backbone")
     if task not in FINETUNED:
         raise UserError(f"{run} is a {task} run; load_run serves {', '.join(FINETUNED)} and pretraining runs")
@@ -125,8 +141,6 @@ def _finetune_model(run: Path, info: dict):
 def _pretraining_model(run: Path):
     """The pretraining model of a finished run and its extractor settings (features.json, else the
     store's settings.json)."""
-    from vilbert_lite.single_stream import load_any
-
     if not runs.is_done(run) or not (run / "model" / "config.json").is_file():
         raise UserError(f"{run}: not a finished pretraining run (no DONE and model/); finish it with "
                         "`vilbert-lite pretrain` (it resumes)")  # fmt: skip
@@ -144,9 +158,6 @@ def load_run(path: str | Path, device: str = "auto", extractor=None) -> Predicto
     """A finished fine-tune run folder (vqa, refer, retrieval, zeroshot) or pretraining run folder -> a
     Predictor on `device`. extractor: a region extractor to use instead of the one rebuilt from the run's
     recorded settings (anything with `extract_many`, as for `finetune`)."""
-    from vilbert_lite.engine import resolve_device
-    from vilbert_lite.tasks.common import MAX_REGIONS, METRICS_FILE, TASK_FILE
-
     run = Path(path)
     if not run.is_dir():
         raise UserError(f"{run}: no such run folder")
@@ -187,9 +198,6 @@ class Predictor:
 
     def __init__(self, path: Path, task: str, model, extractor, answers: list[str] | None, max_regions: int,
                  blank_images: bool, device: torch.device):  # fmt: skip
-        from vilbert_lite.pretrain import MAX_SEQ_LENGTH
-        from vilbert_lite.tasks import refer, retrieval, vqa
-
         self.path, self.task, self.model, self.extractor = path, task, model, extractor
         self.answers, self.max_regions, self.device = answers, max_regions, device
         self.blank_images = blank_images  # trained on text alone (every image one zero region)
@@ -221,8 +229,6 @@ class Predictor:
     def visual(self, image: Any, boxes=None) -> dict[str, torch.Tensor]:
         """One image -> its model inputs (`regions.visual_inputs`: global region 0, then the regions). boxes:
         (N, 4) pixels, or None for proposals (a new image's ground-truth boxes are unknown)."""
-        from vilbert_lite.data.regions import visual_inputs
-
         if isinstance(image, dict):
             return image  # already extracted
         name = Path(image).name if isinstance(image, (str, Path)) else "image"
@@ -236,8 +242,6 @@ class Predictor:
         return v
 
     def _text(self, text: str, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-        from vilbert_lite.tasks.common import tokenize
-
         if not isinstance(text, str) or not text.strip():
             raise UserError(f"{what} must be a non-empty string, got {text!r}")
         return tokenize([text], max_length=self.max_length)[0]
@@ -246,9 +250,6 @@ class Predictor:
     def logits(self, image: Any, text: str, boxes=None) -> torch.Tensor:
         """The task head on one image and one text -> answer logits (n_answers,) for vqa, one logit per
         region (R,) for refer (region 0 is the global one)."""
-        from vilbert_lite.engine import to_device
-        from vilbert_lite.tasks.common import collate_pairs, pair
-
         batch = collate_pairs([{"pairs": [pair(self._text(text, "text"), self.visual(image, boxes))]}])
         return self.model(to_device(batch, self.device))[0].float().cpu()
 
@@ -280,9 +281,6 @@ class Predictor:
         """Rank captions for one image -> [(caption, score)], or several images (a list) for one caption ->
         [(image index, score)], best first (retrieval, zeroshot and pretraining runs; the scores: see the
         module docstring). boxes: the one image's boxes (N, 4) in pixels, None for proposals."""
-        from vilbert_lite.data.collate import pad_text
-        from vilbert_lite.data.regions import collate_visual
-
         self._need("rank")
         many = isinstance(images, (list, tuple))
         texts = [texts] if isinstance(texts, str) else list(texts)
@@ -293,14 +291,9 @@ class Predictor:
         tokens = [self._text(t, "caption") for t in texts]
         visuals = [self.visual(im) for im in images] if many else [self.visual(images, boxes)]
         if self.task == "pretraining":
-            from vilbert_lite.data.tokenize import get_tokenizer
-            from vilbert_lite.pretrain import alignment_score
-
             v = collate_visual(visuals) if many else visuals[0]
             scores = alignment_score(self.model, get_tokenizer(), v, texts * len(visuals), self.max_length)
         else:
-            from vilbert_lite.tasks.retrieval import score_matrix
-
             text_batch = pad_text([t[0] for t in tokens], [t[1] for t in tokens])
             s = score_matrix(self.model, text_batch, collate_visual(visuals)).cpu()  # (N texts, M images)
             s = s[0] if many else s[:, 0]

@@ -52,13 +52,13 @@ class Profile:
     # pretraining loss weights over objectives.DEFAULT_WEIGHTS ({"mlm", "region", "align"}); {} = all 1
     pretrain_weights: dict = field(default_factory=dict)
     # per-task fine-tuning overrides of `finetune` ({task: {"epochs": E, "max_steps": None}}), chosen on ViLBERT†
-    # validation curves (tools/finetune_curves.py); a task not listed uses `finetune` as it is
+    # validation curves (studies/finetune_curves.py); a task not listed uses `finetune` as it is
     finetune_budgets: dict = field(default_factory=dict)
     # per-task data options of the synthetic world ({task: {...}}), e.g. {"nlvr": {"per_scene": 4}} statements per
     # scene; they change a task's texts, never the images, so the world (and its caches) stay as they are
     task_data: dict = field(default_factory=dict)
     # ViLT's pretraining recipe at this profile (notebook 11): {"views": 1 | 2, "config": {ViLTConfig overrides}},
-    # chosen on held-out yardsticks and step cost (tools/vilt_recipe.py); {} = ViLT's two views, the preset
+    # chosen on held-out yardsticks and step cost (studies/vilt_recipe.py); {} = ViLT's two views, the preset
     vilt_recipe: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
@@ -96,7 +96,7 @@ _PROFILES = {
         finetune=TrainSize(epochs=2, batch_size=32, lr=5e-4, max_steps=40),
         seeds=3,
         pretrain_weights={"align": 3.0},
-        # epochs per task from ViLBERT† validation curves (tools/finetune_curves.py --epochs 10 ->
+        # epochs per task from ViLBERT† validation curves (studies/finetune_curves.py --epochs 10 ->
         # reports/finetune_curves/vilbert_dagger-cpu.json: the first epoch within 0.01 of the curve's best). VCR's
         # curve stays at chance, so it gets the most epochs that fit ~3 minutes: one epoch of 411 steps at four
         # questions per scene. NLVR's curve (four statements per scene) is best after its first epoch of 300 steps.
@@ -112,7 +112,7 @@ _PROFILES = {
         # of 411 (scenes of one object have no VCR question: every one needs a relation)
         task_data={"nlvr": {"per_scene": 4}, "vcr": {"per_scene": 4}},
         # ViLT (notebook 11): 32-pixel patches (ViLT-B/32's; 25 per 160-px image, as many as the CNN grid's cells)
-        # and ViLT's two views per batch: of the recipes timed and pretrained (tools/vilt_recipe.py ->
+        # and ViLT's two views per batch: of the recipes timed and pretrained (studies/vilt_recipe.py ->
         # reports/vilt_recipe/), the cheapest step whose held-out alignment reaches 0.85 (0.853; 16-px patches
         # 0.882 at 2.3x the step; one view with 32-px patches stayed at chance, 0.517)
         vilt_recipe={"config": {"patch_size": 32}},

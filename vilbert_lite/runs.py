@@ -8,7 +8,7 @@
         result = train(..., out_dir=d)        # train() resumes from d/checkpoint.pt if a run was killed
 
 `cfg` is the whole run config (model, data and training settings) as plain JSON-able data. The engine
-(`vilbert_lite.engine.train`) additionally refuses a folder whose `train_config.json` differs, and returns the
+(`vilbert_lite.train.engine.train`) additionally refuses a folder whose `train_config.json` differs, and returns the
 stored result when the folder already holds a finished run with the same TrainConfig.
 """
 
@@ -22,6 +22,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+import torch
 
 from vilbert_lite.errors import UserError
 
@@ -112,8 +114,6 @@ def write_json(path: str | Path, obj) -> None:
 
 def atomic_torch_save(obj, path: str | Path) -> None:
     """`torch.save` atomically (see `atomic_write`)."""
-    import torch
-
     atomic_write(path, lambda f: torch.save(obj, f))
 
 

@@ -30,7 +30,7 @@ def answer_type(answer: str) -> str:
 
 def _source() -> Path:
     try:
-        import easy_vqa
+        import easy_vqa  # the data set's package: only writing its files needs it
     except ImportError as e:  # a declared dependency: the project's install brings it
         raise UserError("easy-VQA needs the package easy-vqa (pip install easy-vqa)") from e
     return Path(easy_vqa.__file__).resolve().parent / "data"

@@ -244,7 +244,7 @@ class LMDBFeatures:
     """Read-only mapping image_id -> RegionFeatures over an official-layout LMDB (see module docstring)."""
 
     def __init__(self, path: str | Path, feature_dim: int | None = None):
-        import lmdb
+        import lmdb  # optional: only LMDB feature files need it
 
         self.path, self.feature_dim = Path(path), feature_dim
         if not self.path.exists():
@@ -309,7 +309,7 @@ def _record_dict(rf: RegionFeatures, encoding: str) -> dict[str, Any]:
 
 def write_lmdb_features(path: str | Path, records: Iterable[RegionFeatures], encoding: str = "base64") -> int:
     """Write records in the official LMDB layout (values pickled dicts; arrays base64 or numpy) -> count."""
-    import lmdb
+    import lmdb  # optional: only LMDB feature files need it
 
     recs = list(records)
     blobs = {r.image_id.encode(): pickle.dumps(_record_dict(r, encoding), protocol=4) for r in recs}
@@ -400,3 +400,11 @@ def write_tsv_features(
             w.writerow(row + ([d["cls_prob"].decode()] if with_cls_prob else []))
             n += 1
     return n
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """Every .jpg/.jpeg/.png in a folder (not recursive), sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())

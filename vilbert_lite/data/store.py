@@ -55,9 +55,8 @@ import os
 import signal
 import struct
 import tempfile
-import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -65,9 +64,11 @@ from typing import Any
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file
+from tqdm.auto import tqdm
 
 from vilbert_lite.data.items import RegionFeatures
 from vilbert_lite.errors import UserError
+from vilbert_lite.runs import project_root
 
 FORMAT = "vilbert_lite.features"
 FORMAT_VERSION = 1
@@ -579,8 +580,6 @@ def extract_features(
     skipped.jsonl, and goes on. `store.extracted` holds how many images this call extracted; `total` only sizes
     the progress bar.
     """
-    from tqdm.auto import tqdm
-
     if on_error not in ON_ERROR:
         raise UserError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     store = FeatureStore(root, extractor.settings, shard_size=shard_size)
@@ -598,7 +597,7 @@ def extract_features(
         if total is None:
             total = sum(str(i) not in store for i, _, _ in images)
     if store.changed or store.vanished:
-        warnings.warn(f"{store.path}: {_changes(store)}", stacklevel=2)
+        warnings.warn(f"{store.path}: {change_summary(store)}", stacklevel=2)
     kill_after = int(os.environ.get(KILL_AFTER_ENV, "0") or 0)
     todo = _missing(images, store)
     bar = tqdm(total=total, desc="extract", unit="img", disable=not progress or total == 0)
@@ -631,7 +630,7 @@ def _source_records(chunk: list[tuple[str, Any, Any]]) -> dict[str, dict[str, An
     return out
 
 
-def _changes(store: FeatureStore) -> str:
+def change_summary(store: FeatureStore) -> str:
     """'1 changed, re-extracted (a, …); 1 vanished, dropped (b)': what `refresh` found, for warnings and summaries."""
 
     def some(ids: list[str]) -> str:
@@ -651,48 +650,6 @@ def _missing(images: Iterable[tuple[str, Any, Any]], store: FeatureStore) -> Ite
             yield str(image_id), image, boxes
 
 
-def extract_folder(
-    folder: str | Path,
-    out: str | Path,
-    make_extractor: Callable[[], Any],
-    batch_size: int = 16,
-    on_error: str = "skip",
-    progress: bool = True,
-) -> int:
-    """The body of `vilbert-lite extract`: every image of `folder` into the store under `out`, then a summary
-    on stdout -> exit status 0, or 1 when images were skipped (listed, and in the store's skipped.jsonl).
-    The folder is checked before `make_extractor()` loads the model."""
-    from vilbert_lite.data.regions import image_files
-
-    if batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {batch_size}")
-    files = image_files(folder)
-    if not files:
-        raise UserError(f"{folder}: no .jpg/.jpeg/.png images (subfolders are not searched)")
-    stems: dict[str, list[str]] = {}
-    for p in files:
-        stems.setdefault(p.stem, []).append(p.name)
-    clashes = [names for names in stems.values() if len(names) > 1]
-    if clashes:
-        raise UserError(
-            f"{folder}: image ids are file stems and must be unique; these files share one: "
-            + "; ".join(", ".join(names) for names in clashes)
-        )
-    t0 = time.time()
-    extractor = make_extractor()
-    items = [(p.stem, p, None) for p in files]
-    with warnings.catch_warnings():  # the summary below says what changed
-        warnings.filterwarnings("ignore", message=".*(changed, re-extracted|vanished, dropped)")
-        store = extract_features(items, out, extractor, batch_size, None, progress, on_error=on_error)
-    cached = len(files) - store.extracted - len(store.skipped)
-    changes = f"; {_changes(store)}" if store.changed or store.vanished else ""
-    print(
-        f"{len(files)} images, {store.extracted} extracted, {cached} cached, {len(store.skipped)} skipped"
-        f"{changes}; store {store.path} ({len(store)} images) in {time.time() - t0:.1f}s"
-    )
-    if not store.skipped:
-        return 0
-    print(f"skipped {len(store.skipped)} unreadable image(s), listed in {store.path / REPORT}:")
-    for r in store.skipped:
-        print(f"  {r['image_id']}  {r['path']}: {r['reason']}")
-    return 1
+def cache_dir() -> Path:
+    """Where feature stores live: $VILBERT_LITE_CACHE, else `.cache` at the project root (whatever the cwd)."""
+    return Path(os.environ.get("VILBERT_LITE_CACHE", project_root() / ".cache"))

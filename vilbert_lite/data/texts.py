@@ -21,7 +21,7 @@ from itertools import combinations
 import numpy as np
 
 from vilbert_lite.data.items import Caption, NLVRItem, RefExp, RetrievalItem, VCRItem, VQAItem
-from vilbert_lite.data.world import BACKGROUNDS, COLORS, SHAPES, SIZES, Scene, relation_holds
+from vilbert_lite.data.scene import BACKGROUNDS, COLORS, SHAPES, SIZES, Scene, relation_holds
 
 QTYPES = ("color", "shape", "size", "count", "exists", "spatial", "compare")
 REL_PHRASE = {"left_of": "to the left of", "right_of": "to the right of", "above": "above", "below": "below"}

@@ -43,7 +43,7 @@ def get_tokenizer():
     """Return the bert-base-uncased WordPiece tokenizer (`transformers.BertTokenizerFast`), cached."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from transformers import BertTokenizerFast
+    from transformers import BertTokenizerFast  # heavy (seconds): only tokenizing needs it
 
     return BertTokenizerFast.from_pretrained(str(bert_model_path()), local_files_only=True)
 

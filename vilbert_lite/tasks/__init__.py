@@ -17,7 +17,7 @@ with the same config is reused, not retrained. Real data is checked before the f
 whose image is missing or unreadable, answers outside the vocabulary) are counted, named in a warning or a
 UserError, and listed in the run folder's `gaps.jsonl`; `skip_gaps` / `--skip-gaps` leaves them out.
 
-ViLBERT† (--init none) starts its text stream as pretraining does (`pretrain.resolve_text_init`): the profile's
+ViLBERT† (--init none) starts its text stream as pretraining does (`pretrain.text_init.resolve_text_init`): the profile's
 choice, or `--text-init bundled | random | BERT_FOLDER | HUB_NAME`; a BERT that does not fit the model is a
 UserError before any data work (the gpu profile's `base` model needs a BERT of width 768), and the run folder's
 `text_init.json` says what was loaded. A chosen BERT enters the run key; default calls keep theirs.
@@ -33,8 +33,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from vilbert_lite.data.world import WORLD_VERSION
+from vilbert_lite import runs
+from vilbert_lite.data.store import settings_key
+from vilbert_lite.data.world import WORLD_VERSION, make_world
 from vilbert_lite.errors import UserError, json_object_arg
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.pretrain.data import extractor_settings
+from vilbert_lite.pretrain.text_init import TEXT_INIT_HELP, check_text_init, resolve_text_init, text_init_key
+from vilbert_lite.profiles import get_profile
 from vilbert_lite.tasks.common import (
     METRICS_FILE,
     VILT_KINDS,
@@ -53,6 +59,10 @@ from vilbert_lite.tasks.common import (
     run_task,
     world_features,
 )
+from vilbert_lite.tasks.vqa import gap_summary, load_vqa_v2
+from vilbert_lite.train.engine import TrainConfig
+from vilbert_lite.vilt.inputs import grid_width, world_visual
+from vilbert_lite.vilt.model import ViLTConfig, resolve_vilt_config
 
 # task name -> "module:attribute" of its TaskSpec
 TASKS = {
@@ -110,16 +120,11 @@ def finetune(
     `vqa.load_vqa_v2`): missing or unreadable images raise a UserError naming them unless `skip_gaps`, which
     leaves those questions out. blank_images: every image becomes one zero region, so the model sees the text
     only (Table 1's question-only VQA row, the language prior). text_init: where a ViLBERT†'s text stream starts
-    (init none only; see `pretrain.resolve_text_init`): "bundled", "random", a BERT folder or a hub name, None =
+    (init none only; see `text_init.resolve_text_init`): "bundled", "random", a BERT folder or a hub name, None =
     the profile's choice; a BERT that does not fit is a UserError before any data work. extractor: the region
     extractor (default the built-in RegionExtractor). out: the run folder (default
     ROOT/finetune/<task>-<config hash>).
     """
-    from vilbert_lite import runs
-    from vilbert_lite.config import ViLBertConfig
-    from vilbert_lite.engine import TrainConfig
-    from vilbert_lite.profiles import get_profile
-
     spec = get_task(task)
     prof = get_profile(profile)
     if data not in DATA_KINDS:
@@ -139,9 +144,6 @@ def finetune(
             raise UserError(f"a {kind} backbone fine-tunes {', '.join(VILT_TASKS)} on the synthetic world; "
                             f"not {spec.name!r} with data={data!r} (it has no region outputs)")  # fmt: skip
         if config is None:  # the init run's ViLT, or the profile's (ViLT†)
-            from vilbert_lite.vilt import ViLTConfig
-            from vilbert_lite.vilt_pretrain import resolve_vilt_config
-
             embed = "patch" if kind == "vilt" else "grid"
             config = (ViLTConfig.from_json_file(model_folder(init) / "config.json") if has_init
                       else resolve_vilt_config(profile, embed))  # fmt: skip
@@ -156,13 +158,10 @@ def finetune(
     if data == "synthetic":
         if real_data_paths:
             raise UserError(f"unexpected arguments {sorted(real_data_paths)} (real data needs data='vqa_v2')")
-        from vilbert_lite.data.world import make_world
 
         world = make_world(profile, seed=world_seed)
         options = dict(prof.task_data.get(spec.name, {}))
         if kind in VILT_KINDS:  # pixels or CNN grid cells per image, as in ViLT pretraining
-            from vilbert_lite.vilt_pretrain import world_visual
-
             ids = [sc.scene_id for split in ("train", "val", "test") for sc in world.scenes[split]]
             visual, _ = world_visual(world, ids, config, progress)
             if config.visual_embed == "grid" and not has_init:
@@ -170,22 +169,16 @@ def finetune(
                     grid_feature_size=int(next(iter(visual.values()))["grid_features"].shape[0])
                 )
             source = Source("synthetic", visual, world=world, options=options)
-            features = config.visual_embed if config.visual_embed == "patch" else f"grid-{config.grid_stage}"
-            data_desc = {"kind": "synthetic", "world": asdict(prof.world), "world_seed": world_seed,
-                         "features": features}  # fmt: skip
+            data_desc = synthetic_desc(spec, prof, world_seed, vilt_features(config))
         else:
             store, _ = world_features(world, spec.features, extractor=extractor, progress=progress)
             source = Source("synthetic", ImageBank(store), world=world, options=options)
-            data_desc = {"kind": "synthetic", "world": asdict(prof.world), "world_seed": world_seed,
-                         "features": spec.features, "store": store.key}  # fmt: skip
-        if options:  # only then: the run keys of tasks without options stay what they were
-            data_desc["options"] = options
-        if WORLD_VERSION != KEYED_WORLD_VERSION:  # a re-rendered world is another run (keys before stay)
-            data_desc["world_version"] = WORLD_VERSION
+            data_desc = synthetic_desc(
+                spec, prof, world_seed, {"features": spec.features, "store": store.key}
+            )
     else:
         if task != "vqa":
             raise UserError(f"real data (data='vqa_v2') is supported for vqa only, not {task!r}")
-        from vilbert_lite.tasks.vqa import load_vqa_v2
 
         records, images, data_desc, gaps = load_vqa_v2(real_data_paths, extractor, progress, skip_gaps)
         source = Source("vqa_v2", images, records=records)
@@ -195,25 +188,15 @@ def finetune(
     if config is None:  # the profile's model reading what the extractor wrote (e.g. 1280-d, 1000 classes)
         w = source.images.widths()
         config = ViLBertConfig.preset(prof.model_preset, v_feature_size=w[0], v_target_size=w[1] or 1000)
-    f = prof.finetune
-    batch = max(1, round(f.batch_size * spec.batch_scale))  # items per batch for this task
-    tcfg = TrainConfig.from_dict({"epochs": f.epochs, "batch_size": batch, "lr": f.lr,
-                                  "warmup_frac": f.warmup_frac, "max_steps": f.max_steps, "seed": seed,
-                                  **prof.finetune_budgets.get(spec.name, {}), **(train_overrides or {})})  # fmt: skip
-    init_desc = "none" if init is None or str(init).lower() == "none" else str(Path(init).resolve())
-    run_cfg = {"kind": "finetune", "task": spec.name, "profile": prof.name, "seed": seed, "init": init_desc,
-               "backbone": backbone_name(backbone), "data": data_desc, "model": config.to_dict(),
-               "train": tcfg.to_dict(), "version": 1}  # fmt: skip
-    if text is not None and (key := _dagger_text_key(text, prof)) is not None:  # defaults keep their keys
-        run_cfg["text_init"] = key
+    tcfg = finetune_train_config(spec, prof, seed, train_overrides)
+    run_cfg = finetune_run_config(spec, prof, seed, init, backbone, data_desc, config, tcfg, text)
+    init_desc = run_cfg["init"]
     out = (
         Path(out)
         if out is not None
         else runs.run_dir(Path(root or runs.runs_root()) / "finetune", spec.name, run_cfg)
     )
     if gaps:  # only what is left after load_vqa_v2's checks: kept out-of-vocabulary ones, or skipped ones
-        from vilbert_lite.tasks.vqa import gap_summary
-
         runs.atomic_write(
             out / "gaps.jsonl", lambda f: f.write("".join(json.dumps(g) + "\n" for g in gaps).encode())
         )
@@ -225,12 +208,86 @@ def finetune(
                     backbone, prof.init_text_from_bert, progress, resume, text_init=text)  # fmt: skip
 
 
+def finetune_train_config(spec: TaskSpec, prof, seed: int, train_overrides: dict | None = None):
+    """The TrainConfig of a fine-tuning run: the profile's fine-tuning settings, the task's batch scale and budget,
+    then the caller's overrides."""
+    f = prof.finetune
+    batch = max(1, round(f.batch_size * spec.batch_scale))  # items per batch for this task
+    return TrainConfig.from_dict({"epochs": f.epochs, "batch_size": batch, "lr": f.lr,
+                                  "warmup_frac": f.warmup_frac, "max_steps": f.max_steps, "seed": seed,
+                                  **prof.finetune_budgets.get(spec.name, {}), **(train_overrides or {})})  # fmt: skip
+
+
+def synthetic_desc(spec: TaskSpec, prof, world_seed: int, features: dict) -> dict:
+    """The run-config entry of a task's synthetic data: the world, its seed, where its visual inputs come from
+    (`features`: region boxes and store key, or ViLT's pixels / grid), the task's data options."""
+    options = dict(prof.task_data.get(spec.name, {}))
+    desc = {"kind": "synthetic", "world": asdict(prof.world), "world_seed": world_seed, **features}
+    if options:  # only then: the run keys of tasks without options stay what they were
+        desc["options"] = options
+    if WORLD_VERSION != KEYED_WORLD_VERSION:  # a re-rendered world is another run (keys before stay)
+        desc["world_version"] = WORLD_VERSION
+    return desc
+
+
+def vilt_features(config) -> dict:
+    """The visual inputs of a ViLT backbone, for run configs: "patch" or "grid-<stage>"."""
+    return {
+        "features": config.visual_embed if config.visual_embed == "patch" else f"grid-{config.grid_stage}"
+    }
+
+
+def finetune_run_config(spec: TaskSpec, prof, seed: int, init, backbone, data_desc: dict, config, tcfg,
+                        text=None) -> dict:  # fmt: skip
+    """The run config a fine-tuning run is keyed by (its folder is `<task>-<config hash>`): task, profile, seed,
+    the init run's resolved path, the backbone, the data, the model and training configs, and a ViLBERT†'s
+    chosen text init (`text`, None with an init run)."""
+    init_desc = "none" if init is None or str(init).lower() == "none" else str(Path(init).resolve())
+    run_cfg = {"kind": "finetune", "task": spec.name, "profile": prof.name, "seed": seed, "init": init_desc,
+               "backbone": backbone_name(backbone), "data": data_desc, "model": config.to_dict(),
+               "train": tcfg.to_dict(), "version": 1}  # fmt: skip
+    if text is not None and (key := _dagger_text_key(text, prof)) is not None:  # defaults keep their keys
+        run_cfg["text_init"] = key
+    return run_cfg
+
+
+def plan_finetune(task: str, init: str | Path | None = None, profile: str = "cpu", seed: int = 0, *,
+                  backbone: str = "vilbert", config=None, root: str | Path | None = None, world_seed: int = 0,
+                  train_overrides: dict | None = None, blank_images: bool = False,
+                  text_init: str | None = None) -> tuple[Path, dict]:  # fmt: skip
+    """(run folder, run config) of `finetune(task, init, profile, seed, root=root, backbone=backbone,
+    config=config, ...)` on the synthetic world, without reading the init run, extracting or training: the
+    init run may be a planned one (only its path enters the key). config: the model the fine-tuning builds (with
+    an init run: that run's config, ViLBertConfig or ViLTConfig, as `experiments.run_cell` passes it); None =
+    the profile's model at the region extractor's widths (ViLT†: the profile's ViLT)."""
+    spec, prof = get_task(task), get_profile(profile)
+    has_init = init is not None and str(init).lower() != "none"
+    if backbone in VILT_KINDS:
+        if config is None and has_init:
+            raise ValueError("plan_finetune: pass the init run's ViLTConfig as config")
+        if config is None:
+            config = resolve_vilt_config(profile, "patch" if backbone == "vilt" else "grid")
+            if config.visual_embed == "grid":
+                config = config.replace(grid_feature_size=grid_width(config))
+        features = vilt_features(config)
+    else:
+        settings = extractor_settings()
+        features = {"features": spec.features, "store": settings_key(settings)}
+        if config is None:
+            config = ViLBertConfig.preset(prof.model_preset, v_feature_size=settings["feature_dim"],
+                                          v_target_size=settings["num_classes"] or 1000)  # fmt: skip
+    data_desc = synthetic_desc(spec, prof, world_seed, features)
+    if blank_images:
+        data_desc = {**data_desc, "blank_images": True}
+    text = None if has_init else _dagger_text_init(text_init, prof, backbone, backbone, config)
+    tcfg = finetune_train_config(spec, prof, seed, train_overrides)
+    run_cfg = finetune_run_config(spec, prof, seed, init, backbone, data_desc, config, tcfg, text)
+    return runs.run_dir(Path(root or runs.runs_root()) / "finetune", spec.name, run_cfg), run_cfg
+
+
 def _dagger_text_init(text_init: str | None, prof, kind: str | None, backbone, config):
     """The text init of a ViLBERT† (no --init), resolved and checked against the model before any data work;
     ViLT backbones have no BERT text stream (ViLT starts from ViT), so only 'random' (or nothing) applies."""
-    from vilbert_lite.config import ViLBertConfig
-    from vilbert_lite.pretrain import check_text_init, resolve_text_init
-
     if kind in VILT_KINDS:  # random is all there is: the same run as without --text-init
         if text_init not in (None, "random"):
             raise UserError(f"--text-init {text_init}: a {kind} backbone has no BERT text stream; leave out")
@@ -245,9 +302,7 @@ def _dagger_text_init(text_init: str | None, prof, kind: str | None, backbone, c
 def _dagger_text_key(text, prof) -> dict | str | None:
     """The fine-tuning run-config entry of a text init: None when it is the profile's choice (default runs keep
     their keys), the kind ("random" / "bundled") when it differs from it, else the BERT folder / hub entry
-    (`pretrain.text_init_key`)."""
-    from vilbert_lite.pretrain import text_init_key
-
+    (`text_init.text_init_key`)."""
     default = "bundled" if prof.init_text_from_bert else "random"
     if text.asked is None or (text.kind == default and text_init_key(text) is None):
         return None
@@ -257,8 +312,6 @@ def _dagger_text_key(text, prof) -> dict | str | None:
 # ---------------------------------------------------------------------------------------------------- CLI
 def cli(argv: list[str]) -> int:
     """`vilbert-lite finetune TASK --init RUN_DIR|none --profile cpu --seed S --out DIR` (+ VQA v2 files)."""
-    from vilbert_lite.pretrain import TEXT_INIT_HELP
-
     ap = argparse.ArgumentParser(prog="vilbert-lite finetune", description=__doc__.splitlines()[0])
     ap.add_argument("task", help=f"one of: {', '.join(TASKS)}")
     ap.add_argument("--init", required=True, help="a pretraining run folder, or none (ViLBERT†)")

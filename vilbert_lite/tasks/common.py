@@ -15,8 +15,8 @@ matched depth), None (the kind named in the --init run's config.json, else "vilb
 attention_mask, visual_attention_mask, token_type_ids) and returns sequence_output_t / sequence_output_v /
 pooled_output. Models that also have text_prefix / vision_prefix / forward_from_prefix get cached retrieval.
 "vilt" / "vilt_grid" (VILT_KINDS) are ViLT's single stream over the image's patches / CNN grid cells
-(`vilt.ViLTModel`, config a `ViLTConfig`): their items carry "image" or "grid_features" instead of regions
-(`vilt_pretrain.world_visual`, as in ViLT pretraining), and they fine-tune the tasks that read the pooled
+(`vilt.model.ViLTModel`, config a `ViLTConfig`): their items carry "image" or "grid_features" instead of regions
+(`vilt.inputs.world_visual`, as in ViLT pretraining), and they fine-tune the tasks that read the pooled
 output only (VILT_TASKS).
 """
 
@@ -30,13 +30,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from vilbert_lite import runs
-from vilbert_lite.config import ViLBertConfig
 from vilbert_lite.data.collate import collate_examples
+from vilbert_lite.data.regions import RegionExtractor, visual_inputs
+from vilbert_lite.data.store import FeatureStore, cache_dir, extract_features
+from vilbert_lite.data.tokenize import bert_model_path, encode, encode_pairs
+from vilbert_lite.device import resolve_device
 from vilbert_lite.errors import UserError
-from vilbert_lite.model import ViLBertModel, ViLBertOutput, init_weights
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.model.single_stream import SingleStreamModel, matched_config
+from vilbert_lite.model.vilbert import ViLBertModel, ViLBertOutput, init_weights
+from vilbert_lite.pretrain.text_init import apply_text_init
+from vilbert_lite.train.engine import evaluate, train
+from vilbert_lite.train.state import seed_everything
+from vilbert_lite.vilt.inputs import visual_kwargs
+from vilbert_lite.vilt.model import ViLTConfig, ViLTModel
 
 MAX_REGIONS = 36  # + the global region: as in pretraining (REFERENCE §3)
 METRICS_FILE = "metrics.json"
@@ -64,12 +75,8 @@ def backbone_factory(backbone: str | Backbone | None = "vilbert") -> Backbone:
     if backbone in (None, "vilbert"):
         return ViLBertModel
     if backbone == "single_stream":
-        from vilbert_lite.single_stream import SingleStreamModel, matched_config
-
         return lambda c: SingleStreamModel(matched_config(c))
     if backbone in VILT_KINDS:  # the config (a ViLTConfig) says patches or grid cells
-        from vilbert_lite.vilt import ViLTModel
-
         return ViLTModel
     raise UserError(
         f"unknown backbone {backbone!r}; use 'vilbert', 'single_stream', 'vilt', 'vilt_grid' or a callable"
@@ -157,8 +164,6 @@ def load_backbone(init: str | Path | None, config: ViLBertConfig, backbone: str 
     if init is None or str(init).lower() == "none":
         model = factory(config)
         if text_from_bert and hasattr(model, "init_text_from_bert"):
-            from vilbert_lite.data.tokenize import bert_model_path
-
             try:
                 model.init_text_from_bert(bert_model_path())
             except ValueError as e:
@@ -166,13 +171,10 @@ def load_backbone(init: str | Path | None, config: ViLBertConfig, backbone: str 
                                 f"fit: {e}; choose a BERT of the model's width (text_init / --text-init) or "
                                 "'random'") from e  # fmt: skip
         return model
-    from safetensors.torch import load_file
 
     d = model_folder(init)
     stored = check_init_shape(init, config, backbone)
     if stored.get("model_type") == "vilt":
-        from vilbert_lite.vilt import ViLTConfig
-
         model, prefix = factory(ViLTConfig.from_dict(stored, source=str(d / "config.json"))), "vilt."
     else:
         model, prefix = factory(ViLBertConfig.from_dict(stored, source=str(d / "config.json"))), "bert."
@@ -195,8 +197,6 @@ def alignment_head(init: str | Path) -> str:
 
 def load_head_weights(init: str | Path, name: str) -> dict[str, torch.Tensor]:
     """The tensors of one head of a saved model, e.g. name="cls.bi_seq_relationship" -> {weight, bias}."""
-    from safetensors.torch import load_file
-
     state = load_file(model_folder(init) / "model.safetensors")
     out = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(name + ".")}
     if not out:
@@ -241,8 +241,6 @@ class TaskModel(nn.Module):
     def encode(self, batch: dict) -> ViLBertOutput:
         """The backbone on a collated batch (see `collate_pairs`): regions, or a ViLT's pixels / grid cells."""
         if "visual_feats" not in batch:
-            from vilbert_lite.vilt_pretrain import visual_kwargs
-
             return self.bert(batch["input_ids"], attention_mask=batch["attention_mask"],
                              token_type_ids=batch["token_type_ids"], **visual_kwargs(batch))  # fmt: skip
         return self.bert(batch["input_ids"], batch["visual_feats"], batch["visual_pos"], batch["attention_mask"],
@@ -255,8 +253,6 @@ class TaskModel(nn.Module):
 # ---------------------------------------------------------------------------------------------- data
 def tokenize(texts_a: list[str], texts_b: list[str] | None = None, max_length: int = 32) -> list[tuple]:
     """Texts (or pairs) -> per text (input_ids (T_i,), token_type_ids (T_i,)), unpadded; [CLS] a [SEP] (b [SEP])."""
-    from vilbert_lite.data.tokenize import encode, encode_pairs
-
     if not texts_a:
         return []
     enc = encode(texts_a, max_length) if texts_b is None else encode_pairs(texts_a, texts_b, max_length)
@@ -272,8 +268,6 @@ class ImageBank:
 
     def __getitem__(self, image_id: str) -> dict[str, torch.Tensor]:
         if image_id not in self._cache:
-            from vilbert_lite.data.regions import visual_inputs
-
             v = visual_inputs(self.store[image_id], self.max_regions)
             v["cls_prob"] = v["cls_prob"][:, :0]  # (R, 0): the tasks never read the class distribution
             self._cache[image_id] = v
@@ -333,12 +327,8 @@ def extract(items: list[tuple[str, Callable]], root: Path, extractor=None, progr
     """Region features of (image_id, loader() -> (image or image path, boxes or None)) items into the feature
     store under `root` (only missing images are loaded and extracted) -> (store, seconds spent). on_error "skip"
     leaves out images that cannot be read and lists them in `store.skipped` (see `store.extract_features`)."""
-    from vilbert_lite.data.store import FeatureStore, extract_features
-
     t0 = time.perf_counter()
     if extractor is None:
-        from vilbert_lite.data.regions import RegionExtractor
-
         extractor = RegionExtractor(max_regions=MAX_REGIONS)
     todo = [(i, f) for i, f in items if i not in FeatureStore(root, extractor.settings)]
 
@@ -357,12 +347,8 @@ def extract_files(files: dict[str, Path], root: Path, extractor=None, progress: 
     """Region features of image files (image_id -> path, proposal boxes) into the feature store under `root` ->
     (store, seconds). New images are extracted, and so are stored ones whose file changed since; stored images
     whose file is gone are dropped (`store.refresh`), so an id always means the file that is there now."""
-    from vilbert_lite.data.store import extract_features
-
     t0 = time.perf_counter()
     if extractor is None:
-        from vilbert_lite.data.regions import RegionExtractor
-
         extractor = RegionExtractor(max_regions=MAX_REGIONS)
     items = [(i, p, None) for i, p in files.items()]
     store = extract_features(items, root, extractor, progress=progress, on_error=on_error)
@@ -372,8 +358,6 @@ def extract_files(files: dict[str, Path], root: Path, extractor=None, progress: 
 def world_features(world, kind: str, splits=("train", "val", "test"), extractor=None, progress: bool = True):
     """Region features of the world's images in `splits`, cached: kind "gt" (ground-truth boxes, shared with
     pretraining's store) or "proposals" (`propose_boxes`, for referring expressions) -> (store, seconds)."""
-    from vilbert_lite.pretrain import cache_dir
-
     if kind not in ("gt", "proposals"):
         raise ValueError(f"kind must be 'gt' or 'proposals', got {kind!r}")
     key = world.key  # sizes, seed and the world's version: a re-rendered world is another cache
@@ -435,8 +419,6 @@ def per_scene_option(source: Source, task: str) -> int:
 
 def evaluate_batches(model: TaskModel, items, collate, step: Callable, batch_size: int) -> list:
     """`step(model, batch)` over the items in order, eval mode, no grad, on the model's device."""
-    from vilbert_lite.engine import evaluate
-
     device = next(model.parameters()).device
     return evaluate(model, items, collate, step, batch_size, device, progress=False)
 
@@ -490,9 +472,7 @@ def run_task(spec: TaskSpec, source: Source, config: ViLBertConfig, init: str | 
     """Fine-tune `spec` in the run folder `out` (or reuse it when it already finished with this config) and
     write out/metrics.json: task, split, seed, init, each metric, config hash, wall time, per-epoch history,
     and out/task.json (what `predict.load_run` needs; added to a reused run that lacks it). text_init: a
-    ViLBERT†'s `pretrain.TextInit` (instead of `text_from_bert`), recorded in out/text_init.json."""
-    from vilbert_lite.engine import resolve_device, seed_everything, train
-
+    ViLBERT†'s `text_init.TextInit` (instead of `text_from_bert`), recorded in out/text_init.json."""
     h = runs.config_hash(run_cfg)
     runs.prepare_run(out, run_cfg)
     if resume and (out / METRICS_FILE).exists():
@@ -507,8 +487,6 @@ def run_task(spec: TaskSpec, source: Source, config: ViLBertConfig, init: str | 
     seed_everything(train_cfg.seed)  # the heads' initialisation depends on the seed only
     bert = load_backbone(init, config, backbone, text_from_bert and text_init is None)
     if init is None and text_init is not None:  # ViLBERT†: the text stream from the chosen BERT (or random)
-        from vilbert_lite.pretrain import apply_text_init
-
         runs.write_json(out / "text_init.json", apply_text_init(bert, text_init))
     model = TaskModel(bert, spec.forward, **spec.heads(getattr(bert, "config", config), data, init))
     bs = train_cfg.batch_size

@@ -24,7 +24,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from vilbert_lite.data.formats import LMDBFeatures, image_paths_by_id, read_vqa
+from vilbert_lite.data.store import FeatureStore, cache_dir
 from vilbert_lite.errors import UserError
+from vilbert_lite.runs import config_hash, content_digest
 from vilbert_lite.tasks.common import (
     MAX_REGIONS,
     ImageBank,
@@ -150,11 +153,6 @@ def load_vqa_v2(paths: dict, extractor=None, progress: bool = True,
     whose answers is in the vocabulary of the training answers ("oov": it can never score). Image gaps raise a
     UserError that counts and names them, unless `skip_gaps`, which leaves those questions out (and the "oov"
     ones). Without `skip_gaps`, "oov" questions are kept and count as wrong, as the metric defines."""
-    from vilbert_lite.data.formats import LMDBFeatures, image_paths_by_id, read_vqa
-    from vilbert_lite.data.store import FeatureStore
-    from vilbert_lite.pretrain import cache_dir
-    from vilbert_lite.runs import config_hash, content_digest
-
     paths = {k: v for k, v in paths.items() if v}
     unknown = sorted(set(paths) - set(REAL_FILES) - set(REAL_OPTIONAL))
     missing = [k for k in REAL_FILES if k not in paths]

@@ -1,0 +1,2 @@
+"""Pretraining ViLBERT: the objectives, the run, its dataset, held-out evaluation, where the text stream
+starts, caption sampling."""

@@ -1,0 +1,307 @@
+"""`vilbert-lite plan TABLE`: every run a table needs, whether it has finished, and what the rest would take.
+
+    vilbert-lite plan table1 --profile cpu [--seeds 3] [--root runs] [--workers 2] [--json FILE]
+    runs = plan("table1", "cpu", seeds=range(3))        # [PlannedRun, ...], each run once
+
+Trains, extracts and writes nothing. Tables: table1, table2, table3 (the cells of `experiments.table_cells`,
+resolved as `experiments.run_cell` resolves them), multitask (`multitask_table`) and vilt (`vilt_table`). Each
+run's folder comes from the `plan_*` function of its training call (`plan_pretrain`, `plan_finetune`,
+`plan_pretrain_vilt`, `plan_multitask`): the same run config, so the same key, as the call would use. A run
+shared by several cells (the full-depth ViLBERT of all three paper tables) is listed once, with every cell that
+needs it.
+
+State: "finished" (a pretraining with DONE and eval.json; a fine-tuning or multi-task run whose metrics.json holds
+its config hash), "present" (the folder exists but has not finished: a stopped run, which resumes), "missing", or
+"pending" (its key is not known yet: the 12-in-1 curriculum rows start with the group the finished single-task
+runs converged fastest / slowest on). Seconds: a finished run's measured training wall time; for the others a
+projection from measured run times, an estimate, not a timing:
+
+- `cpu` pretraining (ViLBERT, any depth, and the single stream at the same cost per step): the measured wall
+  time of one `cpu` pretraining (reports/grounding/cpu.json) times the corpus fraction;
+- `cpu` fine-tuning: the task's budget (`Profile.finetune_budgets`) times its measured seconds per epoch on the
+  ViLBERT† curve (reports/finetune_curves/vilbert_dagger-cpu.json); zero-shot retrieval (no training) 15 s;
+- anything else (other profiles, ViLT pretraining, multi-task runs): the mean measured time of the finished runs
+  of the same kind in the plan; unknown when none has finished.
+
+Seconds are two-thread seconds on an otherwise idle machine; `workers` processes of one thread each run at
+THREAD_EFFICIENCY of that speed each (measured, reports/DESIGN_LOG.md section 5), so the projected wall time is
+the projected seconds / (workers x THREAD_EFFICIENCY).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vilbert_lite import runs
+from vilbert_lite.model.config import ViLBertConfig
+from vilbert_lite.multitask.data import DATASETS
+from vilbert_lite.multitask.train import SIZES, plan_multitask
+from vilbert_lite.pretrain.run import plan_pretrain
+from vilbert_lite.profiles import get_profile
+from vilbert_lite.repro import experiments, multitask_table, vilt_table
+from vilbert_lite.tasks import plan_finetune
+from vilbert_lite.vilt.model import ViLTConfig
+from vilbert_lite.vilt.pretrain import plan_pretrain_vilt
+
+TABLES = (*experiments.TABLE_NAMES, "multitask", "vilt")
+ZEROSHOT_S = 15.0  # zero-shot retrieval: no training, its evaluation only
+THREAD_EFFICIENCY = 0.73  # one-thread workers, each at this share of a two-thread process's speed
+
+
+@dataclass
+class PlannedRun:
+    """One run a table needs. `folder` is None while its key is pending."""
+
+    kind: (
+        str  # "pretrain" (any ViLBERT / single-stream pretraining), "pretrain_vilt", "finetune", "multitask"
+    )
+    folder: Path | None
+    config: dict = field(default_factory=dict, repr=False)  # its run config (the key is its hash)
+    task: str = ""  # the fine-tuning task; the multi-task run's row
+    fraction: float = 1.0  # a pretraining's corpus fraction
+    cells: list[str] = field(default_factory=list)  # the table cells that need it
+    state: str = "missing"  # finished | present | missing | pending
+    seconds: float | None = None  # measured when finished, else projected (None: unknown)
+
+    @property
+    def name(self) -> str:
+        """The run folder relative to the runs root, e.g. "finetune/vqa-426815f60b13"."""
+        if self.folder is None:
+            return f"{self.kind} ({self.task}: pending)"
+        return (
+            self.folder.name
+            if self.kind.startswith("pretrain")
+            else f"{self.folder.parent.name}/{self.folder.name}"
+        )
+
+
+class _Plan:
+    """Planned runs, each folder once (its cells merged)."""
+
+    def __init__(self):
+        self.runs: dict[str, PlannedRun] = {}
+
+    def add(self, run: PlannedRun, cell: str) -> PlannedRun:
+        key = run.name if run.folder is not None else f"{run.name} {cell}"
+        run = self.runs.setdefault(key, run)
+        run.cells.append(cell)
+        return run
+
+
+# ------------------------------------------------------------------------------------------------ tables
+def _paper_table(table: str, profile: str, seeds, root: Path, p: _Plan) -> None:
+    """Tables 1-3: each cell's pretraining (unless none) and fine-tunings, as `experiments.run_cell` runs them."""
+    for seed in seeds:
+        for row, kw in experiments.table_cells(table, profile):
+            cell, kind = f"{row}, seed {seed}", kw.get("model_kind", "vilbert")
+            fraction, overrides = kw.get("fraction", 1.0), kw.get("config_overrides")
+            init, config = None, None
+            if kw.get("pretrained", True) and fraction > 0:
+                init, cfg = plan_pretrain(profile, seed, out=root, corpus_fraction=fraction,
+                                          config_overrides=overrides, model_kind=kind)  # fmt: skip
+                p.add(PlannedRun("pretrain", init, cfg, fraction=fraction), cell)
+                config = ViLBertConfig.from_dict(cfg["model"])  # what the run's model/config.json holds
+            elif overrides:
+                config = ViLBertConfig.preset(get_profile(profile).model_preset, **overrides)
+            for task in kw.get("tasks", experiments.TASKS):
+                if task == "zeroshot" and init is None and kind != "vilbert":
+                    continue
+                folder, cfg = plan_finetune(task, init, profile, seed, backbone=kind, config=config, root=root,
+                                            blank_images=kw.get("blank_images", False))  # fmt: skip
+                p.add(PlannedRun("finetune", folder, cfg, task=task), cell)
+
+
+def _vilt(profile: str, seeds, root: Path, p: _Plan) -> None:
+    """ViLT's columns: each row's pretraining and fine-tunings, as `vilt_table.run_cell` runs them."""
+    for seed in seeds:
+        for row, kind in vilt_table.ROWS.items():
+            cell = f"{row}, seed {seed}"
+            if kind == "vilbert":
+                init, cfg = plan_pretrain(profile, seed, out=root)
+                p.add(PlannedRun("pretrain", init, cfg), cell)
+                config = ViLBertConfig.from_dict(cfg["model"])
+            else:
+                embed = "patch" if kind == "vilt" else "grid"
+                init, cfg = plan_pretrain_vilt(profile, seed, out=root, visual_embed=embed)
+                p.add(PlannedRun("pretrain_vilt", init, cfg), cell)
+                config = ViLTConfig.from_dict(cfg["model"])  # the run's own ViLTConfig
+            for task in vilt_table.TASKS:
+                folder, cfg = plan_finetune(
+                    task, init, profile, seed, backbone=kind, config=config, root=root
+                )
+                p.add(PlannedRun("finetune", folder, cfg, task=task), cell)
+
+
+def _multitask(profile: str, seeds, root: Path, p: _Plan) -> None:
+    """The 12-in-1 ablation, as `multitask_table.run_table` runs it: phase 1 (single-task and multi-task rows),
+    then the curriculum rows (their group from phase 1's single-task runs) and MT + finetune."""
+    size = SIZES[get_profile(profile).name]
+    single: list[PlannedRun] = []
+    for seed in seeds:
+        init, pre = plan_pretrain(profile, seed, out=root)
+        p.add(PlannedRun("pretrain", init, pre), f"every row, seed {seed}")
+        base = dict(profile=profile, seed=seed, init=init, init_model=pre["model"], root=root)
+        for t in DATASETS:
+            folder, cfg = plan_multitask(**base, tasks=(t,))
+            single.append(
+                p.add(
+                    PlannedRun("multitask", folder, cfg, task="single-task"), f"single-task {t}, seed {seed}"
+                )
+            )
+        mt = {}
+        for row, kw in multitask_table.MT_ROWS.items():
+            mt[row] = plan_multitask(**base, **kw)
+            p.add(PlannedRun("multitask", *mt[row], task=row), f"{row}, seed {seed}")
+        folder, cfg = mt["token + DSG"]
+        for t in DATASETS:
+            ft = plan_multitask(profile, seed, (t,), tokens="dataset", init=folder, init_model=cfg["model"],
+                                init_is_multitask=True, root=root,
+                                train_overrides={"max_steps": size.finetune_iterations})  # fmt: skip
+            p.add(PlannedRun("multitask", *ft, task="MT + finetune"), f"MT + finetune {t}, seed {seed}")
+    for r in single:
+        _check(r)
+    order = None
+    if single and all(r.state == "finished" for r in single):
+        order = multitask_table.convergence_order([_metrics(r) for r in single])
+    for seed in seeds:
+        init, pre = plan_pretrain(profile, seed, out=root)
+        for row, pick in (("curriculum", 0), ("anti-curriculum", -1)):
+            cell = f"{row}, seed {seed}"
+            if order is None:
+                p.add(PlannedRun("multitask", None, task=row, state="pending"), cell)
+                continue
+            folder, cfg = plan_multitask(profile, seed, init=init, init_model=pre["model"], root=root,
+                                         curriculum=order[pick])  # fmt: skip
+            p.add(PlannedRun("multitask", folder, cfg, task=row), cell)
+
+
+# ------------------------------------------------------------------------------------------------ state
+def _metrics(run: PlannedRun) -> dict:
+    return json.loads((run.folder / "metrics.json").read_text())
+
+
+def _check(run: PlannedRun) -> None:
+    """Set a run's state (and, when finished, its measured seconds) from its folder."""
+    if run.folder is None:
+        return
+    if run.kind.startswith("pretrain"):
+        if runs.is_done(run.folder) and (run.folder / "eval.json").exists():
+            run.state = "finished"
+            run.seconds = float(
+                json.loads((run.folder / "eval.json").read_text()).get("train_wall_time_s") or 0.0
+            )
+            return
+    elif (run.folder / "metrics.json").exists():
+        m = _metrics(run)
+        if m.get("config_hash") == runs.config_hash(run.config):
+            run.state, run.seconds = "finished", float(m.get("wall_time_s") or 0.0)
+            return
+    run.state = "present" if run.folder.exists() else "missing"
+
+
+def _reference(profile: str) -> tuple[float | None, dict]:
+    """The committed `cpu` measurements the projection reads: (seconds of one pretraining, {task: seconds per
+    epoch}); (None, {}) for other profiles or when the reports are not there."""
+    reports = runs.project_root() / "reports"
+    pre, curves = reports / "grounding" / "cpu.json", reports / "finetune_curves" / "vilbert_dagger-cpu.json"
+    if get_profile(profile).name != "cpu" or not (pre.exists() and curves.exists()):
+        return None, {}
+    tasks = json.loads(curves.read_text())["tasks"]
+    return json.loads(pre.read_text())["eval"]["train_wall_time_s"], {
+        t: c["seconds_per_epoch"] for t, c in tasks.items()
+    }
+
+
+def _project(planned: list[PlannedRun], profile: str) -> None:
+    """Projected seconds of every run that has not finished (see the module docstring)."""
+    pre_s, per_epoch = _reference(profile)
+    budgets = get_profile(profile).finetune_budgets
+    measured = defaultdict(list)  # (kind, task) -> seconds of finished runs (pretraining: per full corpus)
+    for r in planned:
+        if r.state == "finished":
+            measured[(r.kind, r.task)].append(r.seconds / r.fraction if r.kind == "pretrain" else r.seconds)
+    for r in planned:
+        if r.state == "finished" or r.folder is None:
+            continue
+        if r.kind == "finetune" and r.task == "zeroshot" and pre_s is not None:
+            r.seconds = ZEROSHOT_S
+        elif r.kind == "pretrain" and pre_s is not None:
+            r.seconds = pre_s * r.fraction
+        elif r.kind == "finetune" and r.task in per_epoch and r.task in budgets:
+            r.seconds = budgets[r.task]["epochs"] * per_epoch[r.task]
+        elif measured[(r.kind, r.task)]:
+            r.seconds = float(np.mean(measured[(r.kind, r.task)])) * (
+                r.fraction if r.kind == "pretrain" else 1
+            )
+
+
+def plan(
+    table: str, profile: str = "cpu", seeds=range(3), root: str | Path | None = None
+) -> list[PlannedRun]:
+    """Every run `table` needs at `profile` for `seeds`, each once, with its state and seconds (measured or
+    projected). root: the runs folder (default: the project's runs/, $VILBERT_LITE_RUNS)."""
+    if table not in TABLES:
+        raise ValueError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
+    root = Path(root) if root is not None else runs.runs_root()
+    p = _Plan()
+    if table == "multitask":
+        _multitask(profile, list(seeds), root, p)
+    elif table == "vilt":
+        _vilt(profile, list(seeds), root, p)
+    else:
+        _paper_table(table, profile, list(seeds), root, p)
+    planned = list(p.runs.values())
+    for r in planned:
+        _check(r)
+    _project(planned, profile)
+    return planned
+
+
+def totals(planned: list[PlannedRun], workers: int = 2) -> dict:
+    """Counts by state, the measured seconds of the finished runs, the projected seconds of the rest (and how
+    many of them have no projection) and the projected wall time with `workers` one-thread processes."""
+    todo = [r for r in planned if r.state != "finished"]
+    projected = sum(r.seconds for r in todo if r.seconds is not None)
+    wall = projected / (workers * THREAD_EFFICIENCY) if workers > 1 else projected
+    return {"runs": len(planned), **{s: sum(r.state == s for r in planned) for s in ("finished", "present",
+            "missing", "pending")}, "finished_s": round(sum(r.seconds for r in planned if r.state == "finished"), 1),
+            "projected_s": round(projected, 1), "unknown": sum(r.seconds is None for r in todo),
+            "workers": workers, "projected_wall_h": round(wall / 3600, 2)}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def cli(argv: list[str]) -> int:
+    """`vilbert-lite plan TABLE [--profile P] [--seeds N] [--root DIR] [--workers W] [--json FILE]`"""
+    ap = argparse.ArgumentParser(prog="vilbert-lite plan", description=__doc__.splitlines()[0])
+    ap.add_argument("table", choices=TABLES)
+    ap.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
+    ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3, as the notebooks)")
+    ap.add_argument("--root", default=None, help="runs folder (default: the project's runs/)")
+    ap.add_argument(
+        "--workers", type=int, default=2, help="one-thread processes, for the projected wall time"
+    )
+    ap.add_argument("--json", default=None, help="also write the plan here")
+    a = ap.parse_args(argv)
+    planned = plan(a.table, a.profile, range(a.seeds), a.root)
+    t = totals(planned, a.workers)
+    print(f"{a.table} ({a.profile}, {a.seeds} seed(s)): {t['runs']} runs, {t['finished']} finished "
+          f"({t['finished_s'] / 3600:.2f} h measured), {t['present']} present, {t['missing']} missing, "
+          f"{t['pending']} pending; projected {t['projected_s'] / 3600:.2f} h of training"
+          + (f" ({t['unknown']} without a projection)" if t["unknown"] else "")
+          + f", {t['projected_wall_h']:.2f} h with {a.workers} worker(s)")  # fmt: skip
+    for r in planned:
+        s = "?" if r.seconds is None else f"{'' if r.state == 'finished' else '~'}{r.seconds:.0f}s"
+        print(f"  {r.state:<9}{s:>9}  {r.name:<40} {'; '.join(r.cells)}")
+    if a.json:
+        rows = [{"run": r.name, "kind": r.kind, "task": r.task, "state": r.state, "seconds": r.seconds,
+                 "cells": r.cells} for r in planned]  # fmt: skip
+        runs.write_json(
+            a.json, {"table": a.table, "profile": a.profile, "seeds": a.seeds, "totals": t, "runs": rows}
+        )
+    return 0
