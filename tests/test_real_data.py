@@ -157,3 +157,30 @@ def test_pretraining_on_image_folders_follows_changed_images(tmp_path, cache):
     with pytest.warns(UserWarning, match="1 changed, re-extracted"):
         *_, info2 = coco_data(tmp_path / "caps.json", images, progress=False)
     assert info2["images_digest"] != info["images_digest"]
+
+
+def test_pretrain_command_on_an_image_folder_follows_changed_images_and_captions(tmp_path, cache):
+    """Through `vilbert-lite pretrain --captions --images`: a changed image or an edited caption file is another
+    run (the key holds their content); the same files reuse the finished run."""
+    images = tmp_path / "images"
+    for i, c in enumerate((RED, BLUE, GREEN, RED)):
+        picture(images / f"{i}.png", c)
+    caps = {"images": [{"id": i, "file_name": f"{i}.png"} for i in range(4)],
+            "annotations": [{"image_id": i, "caption": f"a picture number {i}"} for i in range(4)]}  # fmt: skip
+    (tmp_path / "caps.json").write_text(json.dumps(caps))
+    argv = ["pretrain", "--profile", "smoke", "--captions", str(tmp_path / "caps.json"), "--images", str(images),
+            "--out", str(tmp_path / "runs"), "--no-progress", "--train", '{"max_steps": 2}']  # fmt: skip
+
+    def folders() -> set[str]:
+        return {p.name for p in (tmp_path / "runs").glob("pretrain-*")}
+
+    assert cli(argv) == 0
+    first = folders()
+    assert cli(argv) == 0 and folders() == first  # the same files: reused
+    picture(images / "2.png", BLUE)
+    with pytest.warns(UserWarning, match=r"1 changed, re-extracted \(2\)"):
+        assert cli(argv) == 0
+    assert len(folders()) == 2
+    caps["annotations"][0]["caption"] = "a red picture"
+    (tmp_path / "caps.json").write_text(json.dumps(caps))
+    assert cli(argv) == 0 and len(folders()) == 3
