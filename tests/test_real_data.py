@@ -184,3 +184,18 @@ def test_pretrain_command_on_an_image_folder_follows_changed_images_and_captions
     caps["annotations"][0]["caption"] = "a red picture"
     (tmp_path / "caps.json").write_text(json.dumps(caps))
     assert cli(argv) == 0 and len(folders()) == 3
+
+
+def test_a_named_file_that_is_gone_is_reported_not_served(tmp_path):
+    """A list names a stored image whose file has since gone: it leaves the store and is reported as unreadable."""
+    from vilbert_lite.data.store import extract_features
+
+    a, b = picture(tmp_path / "a.png", RED), picture(tmp_path / "b.png", BLUE)
+    items = [("a", a, None), ("b", b, None)]
+    extract_features(items, tmp_path / "feats", ColourExtractor(), progress=False)
+    b.unlink()
+    with pytest.warns(UserWarning, match="1 changed"):
+        store = extract_features(
+            items, tmp_path / "feats", ColourExtractor(), progress=False, on_error="skip"
+        )
+    assert "b" not in store and [r["image_id"] for r in store.skipped] == ["b"] and "a" in store

@@ -461,7 +461,11 @@ class FeatureStore:
             named.add(image_id)
             if image_id not in self._where or not isinstance(image, (str, Path)):
                 continue
-            rec, now = self.sources.get(image_id), file_identity(image)
+            try:
+                rec, now = self.sources.get(image_id), file_identity(image)
+            except OSError:  # named but gone or unreadable: extracted again, where the extractor reports it
+                changed.append(image_id)
+                continue
             if rec is None or rec.get("boxes") != boxes_digest(boxes):
                 changed.append(image_id)  # no record of its file (an older store), or other boxes
             elif any(rec.get(k) != now[k] for k in ("path", "size", "mtime_ns")):
