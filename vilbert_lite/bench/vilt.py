@@ -1,4 +1,4 @@
-"""`vilbert-lite bench vilt`: ViLT's running-time table (REFERENCE §6) on this machine, region vs grid vs
+"""`vilbert-lite bench vilt`: ViLT's running-time table (ViLT, arXiv 2102.03334, Figure 1) on this machine, region vs grid vs
 patch.
 
 One image-text pair, end to end from the raw image, for each way of embedding the image:

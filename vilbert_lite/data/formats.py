@@ -1,4 +1,4 @@
-"""Readers (and a few writers) for the real data formats (REFERENCE §7), yielding the records of `items.py`.
+"""Readers (and a few writers) for the real data formats (the official vilbert-multi-task feature files, VQA v2, COCO captions), yielding the records of `items.py`.
 
 Text:
     read_vqa(questions_json, annotations_json, image_dir)  -> list[VQAItem], {image_id: image path}

@@ -1,7 +1,7 @@
 """Region features from a real CNN: the stand-in for ViLBERT's Faster R-CNN detector.
 
 ViLBERT reads an image as up to 36 detector regions, each a 2048-d feature, a box and a 1601-class distribution
-(REFERENCE §1, §7). We do the same with an ImageNet-pretrained EfficientNet-Lite0, frozen:
+(ViLBERT, arXiv 1908.02265, §3.2, and the official feature files). We do the same with an ImageNet-pretrained EfficientNet-Lite0, frozen:
 
     image --resize to S x S, ImageNet-normalise--> backbone (last conv stage) --> fmap (1280, S/32, S/32)
     boxes (ground truth, or `propose_boxes` for raw photos) --RoIAlign, 7x7 bins, 2x2 samples--> mean --> (N, 1280)
@@ -458,7 +458,7 @@ class RegionExtractor:
 
 
 def visual_inputs(rf: RegionFeatures, max_regions: int = 36) -> dict[str, torch.Tensor]:
-    """RegionFeatures -> model inputs with the global IMG region prepended as region 0 (REFERENCE §1).
+    """RegionFeatures -> model inputs with the global IMG region prepended as region 0 (ViLBERT, arXiv 1908.02265, §3.1).
 
     visual_feats (R+1, D): region 0 is the mean of the region features
     visual_pos (R+1, 5): [x1/W, y1/H, x2/W, y2/H, area/(W*H)] in [0, 1]; region 0 is [0, 0, 1, 1, 1]

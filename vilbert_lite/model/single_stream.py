@@ -3,7 +3,7 @@
 Words get BERT's embeddings (word + position + token type); each region becomes LN(Linear(feature) +
 Linear(5-d box) + a learned visual-segment vector) at the text width. N standard TransformerLayers then run
 over the joint sequence under the joint padding mask, so every layer mixes the two modalities, and the result
-is split back into words (B, T, H) and regions (B, R, H). REFERENCE §1: the official `bert_base_baseline.json`
+is split back into words (B, T, H) and regions (B, R, H). The official `bert_base_baseline.json`
 is plain BERT-base.
 
 Design choices:

@@ -1,4 +1,4 @@
-"""12-in-1 (REFERENCE §5): one ViLBERT for every task group, trained round-robin with Dynamic Stop-and-Go.
+"""12-in-1 (arXiv 1912.02315): one ViLBERT for every task group, trained round-robin with Dynamic Stop-and-Go.
 
     r = multitask("cpu", seed=0, tokens="dataset", dsg=True)          # the paper's model, all 8 data sets
     r = multitask("cpu", seed=0, tasks=("vqa",))                      # a single-task model (the same loop)

@@ -24,7 +24,7 @@ from vilbert_lite.data.texts import PLURAL, SYNONYMS
 from vilbert_lite.data.world import make_world
 from vilbert_lite.errors import UserError
 
-MAX_SEQ_LENGTH = 36  # REFERENCE §3
+MAX_SEQ_LENGTH = 36  # ViLBERT (arXiv 1908.02265) §3.2 and the official code
 MAX_REGIONS = 36
 HELD_OUT_FRACTION = 0.05  # real data: share of images held out for evaluation
 

@@ -1,4 +1,4 @@
-"""The three pretraining objectives of ViLBERT (REFERENCE §3): masking and losses.
+"""The three pretraining objectives of ViLBERT (ViLBERT, arXiv 1908.02265, §3.2): masking and losses.
 
     masked language modelling   15% of tokens; 80% -> [MASK], 10% -> random token, 10% unchanged; cross-entropy
     masked region modelling     15% of regions (never the global region 0); 90% zeroed, 10% unchanged;

@@ -1,4 +1,4 @@
-"""Fine-tuning on the downstream tasks (REFERENCE §4), from Python and from the command line.
+"""Fine-tuning on the downstream tasks (ViLBERT, arXiv 1908.02265, §4), from Python and from the command line.
 
     metrics = finetune("vqa", init="runs/pretrain-<hash>", profile="cpu", seed=0)    # a pretrained backbone
     metrics = finetune("vqa", init=None, profile="cpu", seed=0)                      # ViLBERT† (no pretraining)

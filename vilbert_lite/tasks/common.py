@@ -49,7 +49,7 @@ from vilbert_lite.train.state import seed_everything
 from vilbert_lite.vilt.inputs import visual_kwargs
 from vilbert_lite.vilt.model import ViLTConfig, ViLTModel
 
-MAX_REGIONS = 36  # + the global region: as in pretraining (REFERENCE §3)
+MAX_REGIONS = 36  # + the global region: as in pretraining (ViLBERT, arXiv 1908.02265, §3.2)
 METRICS_FILE = "metrics.json"
 TASK_FILE = "task.json"  # what inference needs and the hashed run config does not hold (predict.load_run)
 PROBE_ITEMS = 32  # training items whose loss is measured before and after fine-tuning

@@ -1,4 +1,4 @@
-"""Verification, NLVR2-style: is a statement about two images true? (REFERENCE §4, 12-in-1 group 4)
+"""Verification, NLVR2-style: is a statement about two images true? (12-in-1, arXiv 1912.02315, group 4)
 
 rows    (statement, left image) and (statement, right image), each through the backbone
 head    vil_binary_prediction.logit_fc on the two fused pooled outputs concatenated:

@@ -1,4 +1,4 @@
-"""Referring expressions (RefCOCO+-style): pick the region a phrase refers to (REFERENCE §4).
+"""Referring expressions (RefCOCO+-style): pick the region a phrase refers to (ViLBERT, arXiv 1908.02265, §4).
 
     regions  proposals from `regions.propose_boxes` (not the ground-truth boxes), + the global region 0
     head     vision_logit = Linear(v_hidden, 1) on every region of sequence_output_v -> logits (B, R)

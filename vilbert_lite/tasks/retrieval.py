@@ -1,4 +1,4 @@
-"""Caption-based image retrieval, fine-tuned and zero-shot (REFERENCE §4).
+"""Caption-based image retrieval, fine-tuned and zero-shot (ViLBERT, arXiv 1908.02265, §4).
 
     train    the paper's 4-way choice per caption: (caption, its image), (random caption, image),
              (caption, random image), (hard-negative caption, image); one alignment score per row, softmax

@@ -1,4 +1,4 @@
-"""VCR-style multiple choice: Q→A and QA→R, each a 4-way choice (REFERENCE §4).
+"""VCR-style multiple choice: Q→A and QA→R, each a 4-way choice (ViLBERT, arXiv 1908.02265, §4).
 
     Q→A    4 rows per question: [CLS] question [SEP] answer_k [SEP] with the image
     QA→R   4 rows: [CLS] question + right answer [SEP] rationale_k [SEP] with the image

@@ -1,4 +1,4 @@
-"""VQA: a 2-layer MLP on the fused pooled output over the answer vocabulary (REFERENCE §4).
+"""VQA: a 2-layer MLP on the fused pooled output over the answer vocabulary (ViLBERT, arXiv 1908.02265, §4).
 
     head    vil_prediction.logit_fc = Linear(bi, 2bi), GeLU, LayerNorm, Linear(2bi, n_answers)
     target  soft score per answer: min(#humans who gave it / 3, 1)     (B, n_answers)

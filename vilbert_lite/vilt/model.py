@@ -1,6 +1,6 @@
 """ViLT (Kim et al. 2021): one transformer over [words ; image patches], no detector, no CNN.
 
-ViLBERT reads an image as ~36 detector regions; the detector is most of its running time (REFERENCE §6). ViLT
+ViLBERT reads an image as ~36 detector regions; the detector is most of its running time (ViLT, arXiv 2102.03334, Figure 1). ViLT
 cuts the image into P x P patches and embeds each with one linear layer, as ViT does, then runs a single
 BERT-size transformer over the words and the patches together:
 

@@ -135,7 +135,7 @@ def plot_region_masking(image, before: dict, after: dict, item: int = 0, n_dims:
 def masking_statistics(dataset, tokenizer, vocab_size: int, n_batches: int = 50, batch_size: int = 64,
                        seed: int = 0) -> pd.DataFrame:  # fmt: skip
     """The rates of `make_pretraining_batch`, measured over `n_batches` random batches of `dataset` (a
-    `CaptionImageDataset`) and set next to the rules of REFERENCE §3 -> DataFrame (rule, expected,
+    `CaptionImageDataset`) and set next to the rules of ViLBERT (arXiv 1908.02265) §3.2 -> DataFrame (rule, expected,
     measured, out of)."""
     mask_id, special = special_ids(tokenizer)
     collate = make_collate(tokenizer.pad_token_id)

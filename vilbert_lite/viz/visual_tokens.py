@@ -262,7 +262,7 @@ def gather(store, scenes) -> tuple[torch.Tensor, pd.DataFrame]:
 
 
 def location_features(table: pd.DataFrame, width: float, height: float) -> torch.Tensor:
-    """The 5-d location [x1/W, y1/H, x2/W, y2/H, area/(W·H)] of each row's box -> (N, 5) (REFERENCE §1)."""
+    """The 5-d location [x1/W, y1/H, x2/W, y2/H, area/(W·H)] of each row's box -> (N, 5) (ViLBERT, arXiv 1908.02265, §3.1)."""
     b = torch.tensor(np.stack(table["box"].to_numpy()), dtype=torch.float32).reshape(-1, 4)
     b = b / torch.tensor([width, height, width, height])
     return torch.cat([b, ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))[:, None]], 1)
