@@ -45,9 +45,9 @@ TABLE3 = {  # Table 3: fraction of Conceptual Captions used for pretraining
 }
 TABLES = {"table1": TABLE1, "table2": TABLE2, "table3": TABLE3}  # by the names notebooks 07-09 use
 
-# 12-in-1 (Lu et al. 2020) ablation, as the lecture's seed shows it: the task groups G1 (vocabulary-based
+# 12-in-1 (Lu et al. 2020) ablation, as the 12-in-1 paper (arXiv 1912.02315) reports it: the task groups G1 (vocabulary-based
 # VQA), G2 (caption-based retrieval), G3 (referring expressions), G4 (multimodal verification) and the
-# all-task average, keyed by the rows of notebook 10 (repro.multitask_table.ROWS). The seed has no single-task or
+# all-task average, keyed by the rows of notebook 10 (repro.multitask_table.ROWS). This summary has no single-task or
 # "MT + finetune" row.
 TWELVE_IN_ONE_COLUMNS = ["G1", "G2", "G3", "G4", "average"]
 TWELVE_IN_ONE = {  # "token + DSG": one token per data set, with Dynamic Stop-and-Go (the paper's model)

@@ -37,7 +37,7 @@ ROWS = {"region (ViLBERT)": "vilbert", "grid (ViLT transformer)": "vilt_grid", "
 TASKS = ("vqa", "retrieval", "nlvr", "zeroshot")
 TIME_ROW = {"vilbert": "region", "vilt_grid": "grid", "vilt": "patch"}  # rows of bench.vilt.running_time
 # the rows by what one (row, seed) cell costs at `cpu`, longest first, so that workers finish together: patch
-# 1,129 ms per pretraining step, grid 976 (design log section 10), ViLBERT 648 (one thread, bench/pretrain_step.json)
+# 1,129 ms per pretraining step, grid 976 (reports/DESIGN_LOG.md, ViLT's recipe), ViLBERT 648 (one thread, bench/pretrain_step.json)
 COST_ORDER = ("patch (ViLT)", "grid (ViLT transformer)", "region (ViLBERT)")
 __all__ = ["ROWS", "TASKS", "run_cell", "run_table", "summarize", "plot_accuracy_vs_time"]
 

@@ -424,7 +424,7 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
         "final_eval": {k[5:]: v for k, v in hist[-1].items() if k.startswith("eval_")} if hist else {},
         "last_log": last, "samples": st["samples"], "world_size": world, "out_dir": str(out),
         # the layout the run was trained in (its last segment, if resumed): the same seed on another number of
-        # threads sums in another order and is another draw (studies/thread_determinism.py)
+        # threads sums in another order and is another sample (studies/thread_determinism.py)
         "device": str(device), "torch_threads": torch.get_num_threads(),
         "history": hist, "wall_time_s": round(wall0 + time.perf_counter() - t0, 3),
     }  # fmt: skip
