@@ -25,7 +25,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
 SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
-NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]*_*.ipynb"))
 NB_SMOKE_LIMIT_S = float(os.environ.get("NB_SMOKE_LIMIT_S", "120"))
 
 

@@ -101,3 +101,38 @@ def test_multitask_keys():
     init, pre = plan_pretrain("smoke", 0, out=ROOT)
     run, cfg = plan_multitask("smoke", 0, init=init, init_model=pre["model"], root=ROOT)
     assert run.name == "mt-c8a4f54d07d5" and cfg["init"] == f"{ROOT}/pretrain-f52f7a141089"
+
+
+def test_a_profile_is_resolved_once_and_handed_down(monkeypatch):
+    """A run looks its profile up by name once, where it starts; below that the `Profile` object travels, and
+    a caller passing the object gets the same run folder as one passing the name."""
+    import vilbert_lite.multitask.train as mt_train
+    import vilbert_lite.tasks as tasks
+    from vilbert_lite import profiles
+
+    lookups = []
+    original = profiles.get_profile
+
+    def counting(name, **overrides):
+        if isinstance(name, str):
+            lookups.append(name)
+        return original(name, **overrides)
+
+    for module in (profiles, tasks, mt_train, *_modules_using_get_profile()):
+        monkeypatch.setattr(module, "get_profile", counting)
+    for backbone in ("vilbert", "vilt"):
+        lookups.clear()
+        by_name = plan_finetune("vqa", None, "smoke", 0, backbone=backbone)
+        assert lookups == ["smoke"], f"{backbone}: profile looked up {len(lookups)} times by name"
+        assert plan_finetune("vqa", None, original("smoke"), 0, backbone=backbone) == by_name
+    lookups.clear()
+    assert plan_multitask("smoke", 0, init=None) == plan_multitask(original("smoke"), 0, init=None)
+    assert lookups == ["smoke"]
+
+
+def _modules_using_get_profile():
+    import sys
+
+    return [
+        m for name, m in sys.modules.items() if name.startswith("vilbert_lite") and hasattr(m, "get_profile")
+    ]

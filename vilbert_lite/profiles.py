@@ -131,8 +131,11 @@ _PROFILES = {
 }
 
 
-def get_profile(name: str, **overrides) -> Profile:
-    """Return the named profile (`smoke`, `cpu`, `gpu`), optionally with top-level fields replaced."""
+def get_profile(name: str | Profile, **overrides) -> Profile:
+    """Return the named profile (`smoke`, `cpu`, `gpu`), optionally with top-level fields replaced. A run
+    resolves its profile once, where it starts, and hands the `Profile` down: given one, this returns it."""
+    if isinstance(name, Profile):
+        return replace(name, **overrides) if overrides else name
     if name not in _PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {name!r}")
     return replace(_PROFILES[name], **overrides) if overrides else _PROFILES[name]

@@ -138,6 +138,6 @@ class World:
         return self._texts("nlvr", split, per_scene=per_scene)
 
 
-def make_world(profile: str = "cpu", seed: int = 0, sizes: WorldSize | None = None) -> World:
-    """Build the world for a profile ("smoke", "cpu", "gpu"), or for explicit `sizes`."""
+def make_world(profile="cpu", seed: int = 0, sizes: WorldSize | None = None) -> World:
+    """Build the world for a profile ("smoke", "cpu", "gpu", or a resolved `Profile`), or for explicit `sizes`."""
     return World(sizes if sizes is not None else get_profile(profile).world, seed=seed)

@@ -553,10 +553,13 @@ def _row_iter(line: str) -> float:
 _DATA: dict = {}  # per process: the built data sets (the table's workers build them once, not once per run)
 
 
-def load_data(profile: str, size: MTSize, world_seed: int = 0, extractor=None, progress: bool = True):
+def load_data(profile, size: MTSize, world_seed: int = 0, extractor=None, progress: bool = True):
     """Every data set of DATASETS on the profile's world (region features extracted once, cached on disk),
     built once per process -> (tasks, description for the run config)."""
-    key = json.dumps([profile, world_seed, asdict(size), getattr(extractor, "settings", None)], default=str)
+    key = json.dumps(
+        [get_profile(profile).name, world_seed, asdict(size), getattr(extractor, "settings", None)],
+        default=str,
+    )
     if key not in _DATA:
         world = make_world(profile, seed=world_seed)
         stores = {
@@ -570,7 +573,7 @@ def load_data(profile: str, size: MTSize, world_seed: int = 0, extractor=None, p
     return _DATA[key]
 
 
-def resolve_init(init, profile: str, seed: int, root: Path, progress: bool) -> Path | None:
+def resolve_init(init, profile, seed: int, root: Path, progress: bool) -> Path | None:
     """The init run: "auto" = the profile's pretraining run for `seed` (reused or trained); None; a folder."""
     if init is None or str(init).lower() == "none":
         return None
@@ -645,7 +648,7 @@ def plan_multitask(profile: str = "cpu", seed: int = 0, tasks=tuple(DATASETS), *
     if init is not None and init_model is None:
         raise ValueError("plan_multitask: pass the init run's model config as init_model")
     settings = extractor_settings()
-    world = make_world(profile, seed=world_seed)
+    world = make_world(prof, seed=world_seed)
     desc = data_desc(world.key, world_seed, {k: settings_key(settings) for k in ("gt", "proposals")}, size)
     config = model_config(prof, init_model, init, settings["feature_dim"], tokens)
     run_cfg = run_config(prof, seed, init, cfg, desc, config, train_config(prof, size, seed, train_overrides))
@@ -666,8 +669,8 @@ def multitask(profile: str = "cpu", seed: int = 0, tasks=tuple(DATASETS), *, tok
     prof = get_profile(profile)
     size = replace(SIZES[prof.name], **(size_overrides or {}))
     root = Path(root) if root is not None else runs.runs_root()
-    init = resolve_init(init, profile, seed, root, progress)
-    data, desc = load_data(profile, size, world_seed, extractor, progress)
+    init = resolve_init(init, prof, seed, root, progress)
+    data, desc = load_data(prof, size, world_seed, extractor, progress)
     chosen = {t: data[t] for t in cfg.tasks}
     n_answers = len(data["vqa"].extra["answer_mask"])  # G1's one vocabulary, whichever data sets train
     width = int(data["vqa"].train[0]["pairs"][0]["visual_feats"].shape[1])  # region features of the stores

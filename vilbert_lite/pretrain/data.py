@@ -143,7 +143,7 @@ def extractor_settings() -> dict:
     return RegionExtractor(max_regions=MAX_REGIONS, device="cpu").settings
 
 
-def synthetic_data(profile: str, world_seed: int = 0, progress: bool = True, corpus_fraction: float = 1.0,
+def synthetic_data(profile, world_seed: int = 0, progress: bool = True, corpus_fraction: float = 1.0,
                    sizes=None):  # fmt: skip
     """The synthetic world's pretrain captions (the first `corpus_fraction` of its images) and val captions with
     region features (only those images are extracted) -> (train captions, val captions, visual map, store,

@@ -86,7 +86,7 @@ CURVE_CAPTIONS = 300  # val captions scored after every epoch (the final evaluat
 
 
 # ------------------------------------------------------------------------------------------------- runs
-def resolve_configs(profile: str = "cpu", seed: int = 0, config_overrides: dict | None = None,
+def resolve_configs(profile="cpu", seed: int = 0, config_overrides: dict | None = None,
                     train_overrides: dict | None = None, world_overrides: dict | None = None):  # fmt: skip
     """(Profile, ViLBertConfig, TrainConfig) for a pretraining run; user overrides are checked key by key
     (unknown key or wrong type -> ValueError naming it) before any data is touched. `world_overrides`
@@ -111,7 +111,7 @@ def resolve_configs(profile: str = "cpu", seed: int = 0, config_overrides: dict 
     return prof, config, TrainConfig.from_dict(train)
 
 
-def resolve_pretraining(profile: str = "cpu", seed: int = 0, data: str = "synthetic", corpus_fraction: float = 1.0,
+def resolve_pretraining(profile="cpu", seed: int = 0, data: str = "synthetic", corpus_fraction: float = 1.0,
                         config_overrides: dict | None = None, train_overrides: dict | None = None, *,
                         text_only: bool = False, weights: dict[str, float] | None = None,
                         model_kind: str = "vilbert", world_overrides: dict | None = None,
@@ -272,7 +272,7 @@ def pretrain(
     tok = get_tokenizer()
     if data == "synthetic":
         train_caps, val_caps, visual, store, feat_info = synthetic_data(
-            profile, world_seed, progress, corpus_fraction, sizes=prof.world
+            prof, world_seed, progress, corpus_fraction, sizes=prof.world
         )
         source = synthetic_source(prof, world_seed)
     else:

@@ -146,7 +146,7 @@ def finetune(
         if config is None:  # the init run's ViLT, or the profile's (ViLT†)
             embed = "patch" if kind == "vilt" else "grid"
             config = (ViLTConfig.from_json_file(model_folder(init) / "config.json") if has_init
-                      else resolve_vilt_config(profile, embed))  # fmt: skip
+                      else resolve_vilt_config(prof, embed))  # fmt: skip
     if has_init:  # fail before any data work (widths come later)
         check_init_shape(init, config or ViLBertConfig.preset(prof.model_preset), backbone,
                          ignore=() if config else ("v_feature_size", "v_target_size"))  # fmt: skip
@@ -159,7 +159,7 @@ def finetune(
         if real_data_paths:
             raise UserError(f"unexpected arguments {sorted(real_data_paths)} (real data needs data='vqa_v2')")
 
-        world = make_world(profile, seed=world_seed)
+        world = make_world(prof, seed=world_seed)
         options = dict(prof.task_data.get(spec.name, {}))
         if kind in VILT_KINDS:  # pixels or CNN grid cells per image, as in ViLT pretraining
             ids = [sc.scene_id for split in ("train", "val", "test") for sc in world.scenes[split]]
@@ -266,7 +266,7 @@ def plan_finetune(task: str, init: str | Path | None = None, profile: str = "cpu
         if config is None and has_init:
             raise ValueError("plan_finetune: pass the init run's ViLTConfig as config")
         if config is None:
-            config = resolve_vilt_config(profile, "patch" if backbone == "vilt" else "grid")
+            config = resolve_vilt_config(prof, "patch" if backbone == "vilt" else "grid")
             if config.visual_embed == "grid":
                 config = config.replace(grid_feature_size=grid_width(config))
         features = vilt_features(config)

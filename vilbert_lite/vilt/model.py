@@ -449,9 +449,9 @@ class ViLTForPreTraining(ViLTPreTrainedMixin, nn.Module):
 
 # ------------------------------------------------------------------------------------------------------ runs
 def resolve_vilt_config(
-    profile: str, visual_embed: str = "patch", config_overrides: dict | None = None
+    profile, visual_embed: str = "patch", config_overrides: dict | None = None
 ) -> ViLTConfig:
-    """The profile's ViLT: the preset named like its ViLBERT preset, at the world's image size, with the
+    """The profile's (a name or a resolved `Profile`) ViLT: the preset named like its ViLBERT preset, at the world's image size, with the
     profile's recipe (`Profile.vilt_recipe["config"]`), then overrides."""
     prof = get_profile(profile)
     base = {**ViLTConfig.preset(prof.model_preset).to_dict(), "image_size": prof.world.image_size,

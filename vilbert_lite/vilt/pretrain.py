@@ -274,7 +274,7 @@ def resolve_vilt_pretraining(profile: str = "cpu", seed: int = 0, visual_embed: 
     views = prof.vilt_recipe.get("views", 2) if views is None else views
     return (
         prof,
-        resolve_vilt_config(profile, visual_embed, config_overrides),
+        resolve_vilt_config(prof, visual_embed, config_overrides),
         tcfg,
         recipe_weights(prof, weights),
         views,
@@ -340,7 +340,7 @@ def pretrain_vilt(
     prof, config, tcfg, w, views = resolve_vilt_pretraining(profile, seed, visual_embed, corpus_fraction,
                                                             config_overrides, train_overrides, weights, augment,
                                                             views)  # fmt: skip
-    world = make_world(profile, seed=world_seed)
+    world = make_world(prof, seed=world_seed)
     train_caps, val_caps = take_fraction(world.captions("pretrain"), corpus_fraction), world.captions("val")
     ids = list(dict.fromkeys(c.image_id for c in train_caps + val_caps))
     rank = int(os.environ.get("RANK", 0))
