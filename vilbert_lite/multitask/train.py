@@ -52,7 +52,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from safetensors.torch import load_file, save
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from vilbert_lite import runs
@@ -78,7 +77,16 @@ from vilbert_lite.tasks.common import (
 )
 from vilbert_lite.tasks.retrieval import recall_at
 from vilbert_lite.train.engine import TrainConfig, epoch_batches, evaluate, lr_factor, process_device
-from vilbert_lite.train.state import rng_state, seed_everything, set_rng_state
+from vilbert_lite.train.state import (
+    autocast,
+    data_parallel,
+    keep_metrics_until,
+    make_optimizer,
+    restore_checkpoint,
+    save_checkpoint,
+    seed_everything,
+    set_lr,
+)
 
 GROUP_HEADS = {"G1": "vil_prediction", "G2": "vil_logit", "G3": "vision_logit", "G4": "vil_verification"}
 METRIC = {"G1": "vqa_accuracy", "G2": "four_way_accuracy", "G3": "refer_accuracy", "G4": "accuracy"}  # val
@@ -408,36 +416,21 @@ def _fit(model, tasks, cfg, tcfg, out, device, rank, world, resume, progress, in
     total = tcfg.max_steps or tcfg.epochs * max(n_iter.values())  # MaxIter
     solo = int(cfg.curriculum_frac * total) if cfg.curriculum else 0  # iterations of the first group alone
     collate = {t: task_collate(tasks[t], cfg.token(t)) for t in names}
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": tcfg.weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]  # fmt: skip
-    opt = torch.optim.AdamW(
-        groups, lr=tcfg.lr, betas=tcfg.betas, eps=tcfg.eps, fused=device.type in ("cpu", "cuda")
-    )
+    opt = make_optimizer(model, tcfg, device)
     # run state: everything a resume needs (cursor: [epoch, next batch] of each data set's own data order)
     st = {"iter": 0, "cursor": {t: [0, 0] for t in names}, "updates": {t: 0 for t in names}, "evals": [],
           "dsg": {t: asdict(cfg.stop_and_go()) for t in names}, "win": {}, "wall": 0.0}  # fmt: skip
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
     if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["model"])
-        if ck["optimizer"] is not None:
-            opt.load_state_dict(ck["optimizer"])
-        st = ck["state"]
-        set_rng_state(ck["rng"][rank] if len(ck["rng"]) == world else ck["rng"][0])
-        if rank == 0 and metrics_path.exists():  # drop rows logged after the checkpoint (and a torn line)
-            lines = metrics_path.read_text().splitlines()
-            kept = "".join(line + "\n" for line in lines if _row_iter(line) <= st["iter"])
-            runs.atomic_write(metrics_path, lambda f: f.write(kept.encode()))
+        st = restore_checkpoint(ckpt_path, model, opt, rank, world)
+        if rank == 0:
+            keep_metrics_until(metrics_path, "iter", st["iter"])
     elif rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         for name in ("metrics.jsonl", "metrics.csv", "checkpoint.pt"):
             (out / name).unlink(missing_ok=True)
     dsg = {t: StopAndGo(**st["dsg"][t]) for t in names}
-    net = model
-    if world > 1:  # unused parameters: every update leaves the other groups' heads out
-        net = DDP(model, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True)
-    use_amp = tcfg.amp == "bf16" or (tcfg.amp == "auto" and device.type == "cuda")
+    net = data_parallel(model, device, world)  # every update leaves the other groups' heads out
     cache: dict = {}
 
     def next_batch(t: str) -> dict:
@@ -461,17 +454,10 @@ def _fit(model, tasks, cfg, tcfg, out, device, rank, world, resume, progress, in
             dist.broadcast_object_list(score, src=0)  # every rank takes the same DSG decision
         return score[0]
 
-    def save_checkpoint(final: bool = False) -> None:
+    def checkpoint(final: bool = False) -> None:
         st["wall"], st["dsg"] = wall0 + time.perf_counter() - t0, {t: asdict(d) for t, d in dsg.items()}
-        rng = [None] * world
-        if world > 1:
-            dist.all_gather_object(rng, rng_state())
-        else:
-            rng = [rng_state()]
-        if rank == 0:  # a finished run keeps no optimizer state (2x the model): it is reused, never continued
-            optimizer = None if final else opt.state_dict()
-            ck = {"model": model.state_dict(), "optimizer": optimizer, "state": st, "rng": rng}
-            runs.atomic_torch_save(ck, ckpt_path)
+        # a finished run keeps no optimizer state (2x the model): it is reused, never continued
+        save_checkpoint(ckpt_path, model, None if final else opt, st, rank, world)
 
     bar = tqdm(total=total, initial=st["iter"], desc="multitask" if len(names) > 1 else names[0],
                disable=not progress or rank != 0, dynamic_ncols=True)  # fmt: skip
@@ -479,14 +465,13 @@ def _fit(model, tasks, cfg, tcfg, out, device, rank, world, resume, progress, in
     model.train()
     for i in range(st["iter"] + 1, total + 1):
         lr = tcfg.lr * lr_factor(i - 1, total, tcfg.warmup_frac)
-        for g in opt.param_groups:
-            g["lr"] = lr
+        set_lr(opt, lr)
         for t in names:
             if i <= solo and tasks[t].group != cfg.curriculum:
                 continue
             if not (cfg.dsg and dsg[t].stopped) or i % cfg.delta == 0:  # θ = θ_shared ∪ θ_t
                 batch = next_batch(t)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                with autocast(tcfg, device):
                     loss = loss_fn(net, batch)
                 value = loss.detach().float()
                 if world > 1:  # the mean over the processes' shares of the batch (as logged and checked)
@@ -528,11 +513,11 @@ def _fit(model, tasks, cfg, tcfg, out, device, rank, world, resume, progress, in
         bar.set_postfix_str(" ".join(f"{t}:{dsg[t].state}" for t in names) if cfg.dsg else "", refresh=False)
         bar.update(1)
         if tcfg.ckpt_every and i % tcfg.ckpt_every == 0 and i < total:
-            save_checkpoint()
+            checkpoint()
         if interrupt_after == i:
             raise KeyboardInterrupt(f"interrupted after iteration {i} (test hook)")
     bar.close()
-    save_checkpoint(final=True)
+    checkpoint(final=True)
     if rank == 0:
         runs.jsonl_to_csv(metrics_path, out / "metrics.csv")
     if world > 1:
@@ -540,13 +525,6 @@ def _fit(model, tasks, cfg, tcfg, out, device, rank, world, resume, progress, in
     return {"iterations": total, "n_iter": n_iter, "batch_sizes": size, "updates": st["updates"],
             "dsg": {t: asdict(d) for t, d in dsg.items()}, "evals": st["evals"],
             "wall_time_s": round(wall0 + time.perf_counter() - t0, 2)}  # fmt: skip
-
-
-def _row_iter(line: str) -> float:
-    try:
-        return json.loads(line)["iter"]
-    except (json.JSONDecodeError, KeyError):
-        return math.inf  # a torn line: dropped
 
 
 # ----------------------------------------------------------------------------------------------- driver

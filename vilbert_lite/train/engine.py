@@ -25,7 +25,6 @@ for attributes. With `num_workers > 0`, randomness inside the workers is not res
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -36,14 +35,22 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vilbert_lite import runs
 from vilbert_lite.device import resolve_device, to_device
 from vilbert_lite.errors import UserError
-from vilbert_lite.train.state import rng_state, seed_everything, set_rng_state
+from vilbert_lite.train.state import (
+    autocast,
+    data_parallel,
+    keep_metrics_until,
+    make_optimizer,
+    restore_checkpoint,
+    save_checkpoint,
+    seed_everything,
+    set_lr,
+)
 
 AMP_MODES = ("auto", "bf16", "off")  # auto: bf16 autocast on CUDA only
 _TYPES = {"int": int, "float": int | float, "str": str, "bool": bool, "int | None": int | None,
@@ -172,14 +179,6 @@ def evaluate(
     return outs
 
 
-def _json_or_none(line: str) -> dict | None:
-    """One metrics.jsonl line, or None for a line a killed process left half-written."""
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError:
-        return None
-
-
 def _mean_over_ranks(d: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
     if world == 1 or not d:
         return d
@@ -259,23 +258,7 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
          resume, eval_fn, eval_every_epoch, progress, desc) -> dict:  # fmt: skip
     seed_everything(cfg.seed + rank)
     model.to(device)
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-
-    def scale(name: str) -> float:
-        return next((float(m) for pre, m in cfg.lr_scale.items() if name.startswith(pre)), 1.0)
-
-    groups = []  # (weight decay or not) x lr multiplier; "lr_scale" is read back when the lr is set
-    for m in sorted({scale(n) for n, _ in named}):
-        for decay in (True, False):
-            ps = [p for n, p in named if scale(n) == m and (p.ndim >= 2) == decay]
-            if ps:
-                groups.append(
-                    {"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr_scale": m}
-                )
-    # the fused kernel is ~3x faster than the per-tensor loop on CPU, and what one wants on CUDA
-    opt = torch.optim.AdamW(
-        groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=device.type in ("cpu", "cuda")
-    )
+    opt = make_optimizer(model, cfg, device)
     lengths = getattr(dataset, "lengths", None)  # for length bucketing (cfg.bucket)
     n_batches = len(epoch_batches(len(dataset), cfg, 0, world, lengths))
     if n_batches == 0:
@@ -289,39 +272,21 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
           "win": {}, "ep": {}, "saved": None}  # fmt: skip
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
     if resume and ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        st = ck["state"]
-        set_rng_state(ck["rng"][rank] if len(ck["rng"]) == world else ck["rng"][0])
-        if rank == 0 and metrics_path.exists():  # drop lines logged after the checkpoint
-            # (a process killed while appending leaves a torn last line: it is dropped too)
-            rows = [_json_or_none(x) for x in metrics_path.read_text().splitlines()]
-            kept = [json.dumps(r) + "\n" for r in rows if r is not None and r["step"] <= st["step"]]
-            runs.atomic_write(metrics_path, lambda f: f.write("".join(kept).encode()))
+        st = restore_checkpoint(ckpt_path, model, opt, rank, world)
+        if rank == 0:
+            keep_metrics_until(metrics_path, "step", st["step"])
     elif rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         for name in ("metrics.jsonl", "metrics.csv", "DONE", "checkpoint.pt"):
             (out / name).unlink(missing_ok=True)
     if rank == 0:
         runs.write_json(out / "train_config.json", cfg.to_dict())
-    # loss_fn gets `net`: under torchrun the DDP wrapper (unused parameters allowed, e.g. a skipped head)
-    net = model
-    if world > 1:
-        net = DDP(model, device_ids=[device] if device.type == "cuda" else None, find_unused_parameters=True)
-    use_amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+    net = data_parallel(model, device, world)  # what loss_fn gets
     t0, wall0 = time.perf_counter(), st["wall"]
 
-    def save_checkpoint() -> None:
+    def checkpoint() -> None:
         st["wall"], st["saved"] = wall0 + time.perf_counter() - t0, st["step"]
-        rng = [None] * world
-        if world > 1:
-            dist.all_gather_object(rng, rng_state())
-        else:
-            rng = [rng_state()]
-        if rank == 0:
-            ck = {"model": model.state_dict(), "optimizer": opt.state_dict(), "state": st, "rng": rng}
-            runs.atomic_torch_save({**ck, "config": cfg.to_dict()}, ckpt_path)
+        save_checkpoint(ckpt_path, model, opt, st, rank, world, config=cfg.to_dict())
 
     def stop(what: str, value: float, epoch: int, i: int) -> None:
         kept = "no checkpoint yet" if st["saved"] is None else f"the checkpoint of step {st['saved']} is kept"
@@ -350,7 +315,7 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
             n_micro = min(cfg.grad_accum, n_batches - first)
             sync = i + 1 == first + n_micro
             with net.no_sync() if world > 1 and not sync else nullcontext():
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                with autocast(cfg, device):
                     loss, logs = loss_fn(net, to_device(batch, device))
                 value = loss.detach().float().item()
                 ok = math.isfinite(value)
@@ -364,8 +329,7 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
             if not sync:
                 continue
             lr = cfg.lr * lr_factor(st["step"], total, cfg.warmup_frac)
-            for g in opt.param_groups:
-                g["lr"] = lr * g.get("lr_scale", 1.0)
+            set_lr(opt, lr)
             gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf")))
             if not math.isfinite(gnorm):  # grads are all-reduced, so every rank sees the same norm
                 stop("gradient norm", gnorm, epoch, i)
@@ -392,7 +356,7 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
                 st["win"], win_t, win_samples = {}, now, 0
             if cfg.ckpt_every and st["step"] % cfg.ckpt_every == 0 and not done:
                 if i + 1 < n_batches:
-                    save_checkpoint()
+                    checkpoint()
                 else:  # end of epoch: save after the epoch's bookkeeping, at position (epoch + 1, 0)
                     ckpt_pending = True
             if done:
@@ -415,7 +379,7 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
         st["history"].append(row)
         st["epoch"], st["batch"], st["ep"] = epoch + 1, 0, {}
         if ckpt_pending:
-            save_checkpoint()
+            checkpoint()
     bar.close()
 
     hist = st["history"]
@@ -428,7 +392,7 @@ def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
         "device": str(device), "torch_threads": torch.get_num_threads(),
         "history": hist, "wall_time_s": round(wall0 + time.perf_counter() - t0, 3),
     }  # fmt: skip
-    save_checkpoint()
+    checkpoint()
     if rank == 0:
         if hasattr(model, "save_pretrained"):
             model.save_pretrained(out / "model")
