@@ -1,4 +1,4 @@
-"""Grounding experiments (issue: make the model see): one named variant of the `cpu` pretraining recipe per call.
+"""Grounding experiments (making the model see): one named variant of the `cpu` pretraining recipe per call.
 
 Every number in reports/DESIGN_LOG.md comes from a variant below, run with
 
@@ -54,7 +54,7 @@ VARIANTS: dict[str, dict] = {
     # `make reproduce` and the notebooks reuse)
     "cpu": {},
     # the same recipe on a schedule of its own with fewer epochs (warm-up and decay over the shorter run): what
-    # a notebook 11 that fits 60 minutes would leave (design log, section 12)
+    # a notebook 11 that fits 60 minutes would leave (reports/DESIGN_LOG.md, fewer epochs)
     "cpu-e2": {"train": {"epochs": 2}},
     "cpu-e4": {"train": {"epochs": 4}},
     # the recipe as it was, on the old world, with the default region features

@@ -16,8 +16,8 @@ untimed ones per recipe, on `--threads` threads (notebook 11 runs two workers of
 machine. `train` pretrains each recipe with `vilt_pretrain.pretrain_vilt` (the `cpu` profile's 1,884 steps,
 seed 0, run folders reused) and records eval.json beside ViLBERT's seed-0 pretraining.
 
-The rule, fixed before the first `train` (design log section 10): among the recipes trained, the one with the
-cheapest step in the `time` file whose held-out alignment reaches 0.85 (the grounding issue's bar for ViLBERT);
+The rule, fixed before the first `train` (reports/DESIGN_LOG.md, ViLT's recipe): among the recipes trained, the one with the
+cheapest step in the `time` file whose held-out alignment reaches 0.85 (ViLBERT's alignment target, reports/DESIGN_LOG.md, Targets);
 `train` writes it as "chosen". `Profile.vilt_recipe` then carries it.
 """
 

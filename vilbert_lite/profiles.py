@@ -78,8 +78,8 @@ _PROFILES = {
     # `cpu`: the `mini` model (the `small` layout at width 128, from scratch, no dropout) on a world matched to the
     # compute: mostly one to three objects per scene, captions that name what is there, five captions per image.
     # A pretraining is 12 epochs of 64 (1,884 steps) with the alignment loss weighted 3x: held-out alignment 0.88
-    # where the old 282-step recipe stayed at chance (reports/DESIGN_LOG.md); `small` (text stream from the
-    # bundled MiniLM) costs ~4x more per step.
+    # where the old 282-step recipe stayed at chance (reports/DESIGN_LOG.md: the saddle, the pretraining
+    # recipe); `small` (text stream from the bundled MiniLM) costs ~4x more per step.
     "cpu": Profile(
         name="cpu",
         model_preset="mini",

@@ -35,7 +35,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Which backbone stage the region features pool: "blockN" (the output of MBConv block N, 0-15) or "head" (the
 # 1280-d last conv stage that ImageNet's classifier reads), or several joined by "+" (concatenated). The head is
-# trained to ignore colour; block 10 (112-d, stride 16) keeps colour, shape and size (reports/DESIGN_LOG.md).
+# trained to ignore colour; block 10 (112-d, stride 16) keeps colour, shape and size (reports/DESIGN_LOG.md,
+# region features).
 DEFAULT_STAGE = "block10"
 
 

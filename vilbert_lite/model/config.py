@@ -160,7 +160,8 @@ _SMALL = dict(
 # word reaches [CLS] (and a region the IMG token) through two 0.02-std maps that scale it by ~0.02 * sqrt(128) =
 # 0.23 each, and the product fusion sat at chance; on the same world and budget 0.05 left chance where 0.02 did
 # not. No dropout: at the `cpu` budget it underfits (training and held-out alignment agree), so dropout buys
-# nothing, and each step is ~8 % cheaper without it (reports/DESIGN_LOG.md, sections 3 and 5).
+# nothing, and each step is ~8 % cheaper without it (reports/DESIGN_LOG.md: the pretraining recipe, and the
+# pretraining step under cost).
 _MINI = dict(
     _SMALL, hidden_size=128, num_attention_heads=4, intermediate_size=512, v_hidden_size=128,
     v_intermediate_size=256, v_num_attention_heads=4, bi_hidden_size=128, bi_num_attention_heads=4,

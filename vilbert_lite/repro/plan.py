@@ -24,8 +24,8 @@ projection from measured run times, an estimate, not a timing:
   of the same kind in the plan; unknown when none has finished.
 
 Seconds are two-thread seconds on an otherwise idle machine; `workers` processes of one thread each run at
-THREAD_EFFICIENCY of that speed each (measured, reports/DESIGN_LOG.md section 5), so the projected wall time is
-the projected seconds / (workers x THREAD_EFFICIENCY).
+THREAD_EFFICIENCY of that speed each (measured, reports/DESIGN_LOG.md, the pretraining step), so the projected
+wall time is the projected seconds / (workers x THREAD_EFFICIENCY).
 """
 
 from __future__ import annotations
