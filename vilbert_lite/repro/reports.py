@@ -61,17 +61,101 @@ def diff_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[fl
     return d, d - q * se, d + q * se
 
 
-def compare(long: pd.DataFrame, row_a, row_b, columns: list[str]) -> pd.DataFrame:
-    """Per column: is `row_a` greater / less than / tied with `row_b` (95% Welch interval of the difference)?"""
+# ------------------------------------------------------------------------------------------- pairing
+PAIRING_RULE = (
+    "paired when both rows fine-tune the same model shape with the same seeds: `tasks.common.run_task` seeds "
+    "every generator with the run's seed, builds the backbone (a pretrained one is built at random and then "
+    "overwritten, so the random stream moves on as for a run from scratch) and then initialises the task heads, "
+    "and `train.engine` orders each epoch's data by (seed, epoch); so two rows of one shape share their data "
+    "order, head initialisation and every later random number, and differ only in the backbone weights they "
+    "start from. A different shape (single-stream, another number of co-attention layers) consumes the random "
+    "stream differently and starts its heads elsewhere: Welch"
+)
+
+
+SHAPES = {  # Table 1's rows -> the model they fine-tune (`experiments.table_cells`)
+    "question_only": "vilbert", "vilbert†": "vilbert", "vilbert": "vilbert",
+    "single_stream†": "single_stream", "single_stream": "single_stream",
+}  # fmt: skip
+
+
+def model_shape(row, table: str | None = None) -> str:
+    """The shape of the model a row fine-tunes: Table 1's rows as SHAPES says, Table 2's depths one shape each,
+    Table 3's corpus shares all ViLBERT at the profile's size. `table` ("table1" / "table2" / "table3") when
+    known, else read from the row key's type (an int is a depth, a float a corpus share). Any other row is a
+    shape of its own (never paired)."""
+    is_int = isinstance(row, (int, np.integer)) and not isinstance(row, bool)
+    if table == "table2" or (table is None and is_int):
+        return f"vilbert-{row}-co-attention-layers"
+    if table == "table3" or (table is None and isinstance(row, (float, np.floating))):
+        return "vilbert"
+    return SHAPES.get(row, f"row {row!r}") if isinstance(row, str) else f"row {row!r}"
+
+
+def _seeded(long: pd.DataFrame, row, column: str) -> pd.Series:
+    """A row's values of one column, indexed by seed."""
+    d = long[(long.row == row) & (long.column == column)]
+    return d.set_index("seed")["value"].astype(float) if "seed" in d else d["value"].astype(float)
+
+
+def paired(long: pd.DataFrame, row_a, row_b, column: str | None = None) -> bool:
+    """Are `row_a` and `row_b` paired runs (compare them by per-seed differences)? Yes when both fine-tune the
+    same model shape (`model_shape`) and have the same seeds, each once, at least two (in `column`, else in every
+    column both have); see PAIRING_RULE for why the shape matters."""
+    table = None
+    if "table" in long:
+        tables = set(long[long.row.isin([row_a, row_b])].table.dropna())
+        table = tables.pop() if len(tables) == 1 else None
+    if model_shape(row_a, table) != model_shape(row_b, table):
+        return False
+    cols = [column] if column is not None else sorted(
+        set(long[long.row == row_a].column) & set(long[long.row == row_b].column)
+    )  # fmt: skip
+    if "seed" not in long:
+        return False
+    for col in cols:
+        a, b = _seeded(long, row_a, col), _seeded(long, row_b, col)
+        if len(a) < 2 or not a.index.is_unique or not b.index.is_unique or set(a.index) != set(b.index):
+            return False
+    return bool(cols)
+
+
+def paired_interval(a, b, level: float = 0.95) -> tuple[float, float, float]:
+    """Interval for mean(a - b) over paired samples (a[i] and b[i] share seed i): a Student-t interval on the
+    per-seed differences, n-1 degrees of freedom -> (difference, low, high)."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    m = float(d.mean())
+    if len(d) < 2:
+        return m, math.nan, math.nan
+    se = float(d.std(ddof=1)) / math.sqrt(len(d))
+    if se == 0:
+        return m, m, m
+    h = t_quantile(len(d), level) * se
+    return m, m - h, m + h
+
+
+def compare(long: pd.DataFrame, row_a, row_b, columns: list[str], pairing: str = "auto") -> pd.DataFrame:
+    """Per column: is `row_a` greater / less than / tied with `row_b` (95% interval of the difference)?
+
+    pairing "auto": the interval on per-seed differences when the rows are `paired`, else Welch; "paired" /
+    "welch" force one (paired needs the same seeds in both rows). Column `test` says which was used."""
+    if pairing not in ("auto", "paired", "welch"):
+        raise ValueError(f"pairing must be 'auto', 'paired' or 'welch', got {pairing!r}")
     out = []
     for col in columns:
-        a = long[(long.row == row_a) & (long.column == col)].value.to_numpy()
-        b = long[(long.row == row_b) & (long.column == col)].value.to_numpy()
+        a, b = _seeded(long, row_a, col), _seeded(long, row_b, col)
         if len(a) == 0 or len(b) == 0:
             continue
-        d, lo, hi = diff_interval(a, b)
+        use_pairs = pairing == "paired" or (pairing == "auto" and paired(long, row_a, row_b, col))
+        if use_pairs:
+            if set(a.index) != set(b.index) or not a.index.is_unique or not b.index.is_unique:
+                raise ValueError(f"{col}: rows {row_a!r} and {row_b!r} do not have the same seeds")
+            d, lo, hi = paired_interval(a.sort_index(), b.sort_index())
+        else:
+            d, lo, hi = diff_interval(a.to_numpy(), b.to_numpy())
         verdict = "greater" if lo > 0 else "less" if hi < 0 else "tie"
-        out.append(dict(column=col, a=row_a, b=row_b, diff=d, ci_low=lo, ci_high=hi, verdict=verdict))
+        out.append(dict(column=col, a=row_a, b=row_b, diff=d, ci_low=lo, ci_high=hi, verdict=verdict,
+                        test="paired" if use_pairs else "Welch"))  # fmt: skip
     return pd.DataFrame(out)
 
 
@@ -85,21 +169,89 @@ def _all_greater(cmp: pd.DataFrame) -> str:
     return "inconclusive"
 
 
+# -------------------------------------------------------------------------------------------- claims
+TASK_LABELS = {
+    "vqa_accuracy": "VQA", "q2a": "VCR Q→A", "qa2r": "VCR QA→R", "q2ar": "VCR Q→AR",
+    "refer_accuracy": "RefCOCO+-style", "r@1": "retrieval R@1", "r@5": "retrieval R@5",
+    "r@10": "retrieval R@10", "zs_r@1": "zero-shot R@1", "zs_r@5": "zero-shot R@5", "zs_r@10": "zero-shot R@10",
+}  # fmt: skip
+GREATER = {"greater": "held", "less": "not held", "tie": "inconclusive"}  # claim "a > b" on one task
+SATURATES = {"tie": "held", "greater": "not held", "less": "not held"}  # claim "a = b" on one task
+
+
 def claims(t1: pd.DataFrame | None = None, t2: pd.DataFrame | None = None, t3: pd.DataFrame | None = None,
            chance_r1: float | None = None) -> pd.DataFrame:  # fmt: skip
-    """The paper's claims C1-C5, each marked held / not held / inconclusive from the intervals.
+    """The paper's claims C1-C5, each marked held / not held / inconclusive from the intervals (all tasks).
 
     t1 rows: "single_stream†", "single_stream", "vilbert†", "vilbert"; t2 rows: co-attention depths (ints);
     t3 rows: corpus fractions (floats); chance_r1: R@1 of a random ranking, in percent (100 / pool size).
-    """
-    rows = []
+    Each comparison is paired or Welch as `paired` decides; the evidence says which. Per task: `claims_by_task`,
+    `verdict_grid`."""
+    return pd.DataFrame(
+        _claim_records(t1, t2, t3, chance_r1)[0], columns=["claim", "statement", "verdict", "evidence"]
+    )
+
+
+def claims_by_task(t1: pd.DataFrame | None = None, t2: pd.DataFrame | None = None,
+                   t3: pd.DataFrame | None = None, chance_r1: float | None = None) -> pd.DataFrame:  # fmt: skip
+    """The claims of `claims`, one row per (claim, task): claim, column, task, verdict (held / not held /
+    inconclusive on that task alone), diff, ci_low, ci_high (the 95% interval of the claim's difference on that
+    task), test (paired / Welch), comparison (e.g. "vilbert − vilbert†") and cell (the text of `verdict_grid`).
+    C2 (zero-shot) reads its two intervals against chance, as in `claims`."""
+    cols = ["claim", "column", "task", "verdict", "diff", "ci_low", "ci_high", "test", "comparison", "cell"]
+    return pd.DataFrame(_claim_records(t1, t2, t3, chance_r1)[1], columns=cols)
+
+
+def verdict_grid(t1: pd.DataFrame | None = None, t2: pd.DataFrame | None = None, t3: pd.DataFrame | None = None,
+                 chance_r1: float | None = None) -> pd.DataFrame:  # fmt: skip
+    """Claims as rows, tasks as columns: "all tasks" (the verdict of `claims`), then each task's verdict with
+    its difference and 95% interval (e.g. "held +4.47 [+1.52, +7.43]"; "-" where the claim does not test the
+    task), then the comparison and its test (paired / Welch)."""
+    rows, cells = _claim_records(t1, t2, t3, chance_r1)
+    if not rows:
+        return pd.DataFrame(columns=["all tasks", "comparison"]).rename_axis("claim")
+    by = pd.DataFrame(cells, columns=["claim", "column", "task", "cell", "comparison", "test"])
+    tasks = [TASK_LABELS.get(c, c) for c in dict.fromkeys([*COLUMNS, *by.column]) if c in set(by.column)]
+    out = pd.DataFrame({"all tasks": {r["claim"]: r["verdict"] for r in rows}}).rename_axis("claim")
+    out = out.join(by.pivot(index="claim", columns="task", values="cell").reindex(columns=tasks))
+    compared: dict[str, dict] = {}  # claim -> its comparisons, in order, each once
+    for r in by.itertuples():
+        compared.setdefault(r.claim, {})[f"{r.comparison} ({r.test})"] = None
+    out["comparison"] = [("; ".join(compared[c]) if c in compared else "-") for c in out.index]
+    return out.fillna("-")
+
+
+def _row_name(row) -> str:
+    """A row key as text: a corpus share as a percentage, a depth as layers, a Table 1 row as it is."""
+    if isinstance(row, (float, np.floating)):
+        return f"{row:.0%}"
+    if isinstance(row, (int, np.integer)) and not isinstance(row, bool):
+        return f"{row} layers"
+    return str(row)
+
+
+def _cell(verdict: str, d: float, lo: float, hi: float) -> str:
+    return f"{verdict} {d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+
+def _claim_records(t1, t2, t3, chance_r1) -> tuple[list[dict], list[dict]]:
+    """(claims rows, per-task rows) of C1-C5 from whichever tables are given."""
+    rows, cells = [], []
 
     def add(cid, claim, verdict, evidence):
         rows.append(dict(claim=cid, statement=claim, verdict=verdict, evidence=evidence))
 
+    def per_task(cid, cmp, rule=GREATER):
+        for r in cmp.itertuples():
+            v = rule[r.verdict]
+            cells.append(dict(claim=cid, column=r.column, task=TASK_LABELS.get(r.column, r.column), verdict=v,
+                              diff=r.diff, ci_low=r.ci_low, ci_high=r.ci_high, test=r.test,
+                              comparison=f"{_row_name(r.a)} − {_row_name(r.b)}", cell=_cell(v, r.diff, r.ci_low, r.ci_high)))  # fmt: skip
+
     if t1 is not None:
         cols = [c for c in COLUMNS if not c.startswith("zs_")]
         cmp = compare(t1, "vilbert", "vilbert†", cols)
+        per_task("C1", cmp)
         add("C1", "pretraining helps: ViLBERT > ViLBERT† on every task", _all_greater(cmp), _evidence(cmp))
         zs_pre = t1[(t1.row == "vilbert") & (t1.column == "zs_r@1")].value.to_numpy()
         zs_none = t1[(t1.row == "vilbert†") & (t1.column == "zs_r@1")].value.to_numpy()
@@ -116,13 +268,20 @@ def claims(t1: pd.DataFrame | None = None, t2: pd.DataFrame | None = None, t3: p
             )
             add("C2", "zero-shot retrieval needs pretraining: ViLBERT† at chance, ViLBERT far above", verdict,
                 f"chance R@1 {chance_r1:.2f}; ViLBERT† {_fmt(zs_none)}; ViLBERT {_fmt(zs_pre)}")  # fmt: skip
+            zs = compare(t1, "vilbert", "vilbert†", ["zs_r@1"]).iloc[0]
+            cells.append(dict(claim="C2", column="zs_r@1", task=TASK_LABELS["zs_r@1"], verdict=verdict,
+                              diff=zs["diff"], ci_low=zs.ci_low, ci_high=zs.ci_high, test="intervals vs chance",
+                              comparison=f"ViLBERT† ≤ 2× chance {chance_r1:.2f}, ViLBERT ≥ 3× chance",
+                              cell=f"{verdict}: † {_fmt(zs_none)}, ViLBERT {_fmt(zs_pre)}"))  # fmt: skip
         shared = [c for c in UNDERSTANDING if c in set(t1[t1.row == "single_stream"].column)]
         cmp = compare(t1, "vilbert", "single_stream", shared)
+        per_task("C3", cmp)
         add("C3", "two streams beat one: ViLBERT > single-stream, both pretrained", _all_greater(cmp),
             _evidence(cmp))  # fmt: skip
     if t3 is not None:
         lo, hi = min(t3.row), max(t3.row)
         cmp = compare(t3, hi, lo, [c for c in COLUMNS if c in set(t3.column)])
+        per_task("C4", cmp)
         add("C4", f"more pretraining data helps: {hi:.0%} > {lo:.0%} of the corpus on every task",
             _all_greater(cmp), _evidence(cmp))  # fmt: skip
     if t2 is not None:
@@ -134,6 +293,8 @@ def claims(t1: pd.DataFrame | None = None, t2: pd.DataFrame | None = None, t3: p
             sorted(set(t2.row))[len(set(t2.row)) // 2],
             [c for c in UNDERSTANDING if c in set(t2.column)],
         )
+        per_task("C5", ret)
+        per_task("C5", sat, SATURATES)
         ret_v = _all_greater(ret)
         sat_v = (
             "held"
@@ -151,7 +312,7 @@ def claims(t1: pd.DataFrame | None = None, t2: pd.DataFrame | None = None, t3: p
         )
         add("C5", f"depth: retrieval improves from {lo} to {hi} co-attention layers; VQA/VCR/referring saturate",
             verdict, f"retrieval: {_evidence(ret)}; saturation (vs middle depth): {_evidence(sat)}")  # fmt: skip
-    return pd.DataFrame(rows)
+    return rows, cells
 
 
 def _interval(x: np.ndarray) -> tuple[float, float]:
@@ -171,7 +332,7 @@ def _evidence(cmp: pd.DataFrame) -> str:
     if cmp.empty:
         return "no data"
     return "; ".join(
-        f"{r.column} {r.diff:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]" for r in cmp.itertuples()
+        f"{r.column} {r.diff:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] ({r.test})" for r in cmp.itertuples()
     )
 
 
@@ -220,22 +381,90 @@ def markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_bars(summary: pd.DataFrame, columns: list[str] | None = None, title: str = "", save=None):
-    """Grouped bars (one group per metric, one bar per row) with 95% interval error bars."""
+PERCENT = (0.0, 100.0)
+METRIC_RANGES: dict[str, tuple[float, float]] = {}  # a metric's possible values, when not a percentage
+
+
+def metric_range(column: str) -> tuple[float, float]:
+    """The values a metric can take (every metric here is a percentage unless METRIC_RANGES says otherwise):
+    intervals in the figures are clipped to it."""
+    return METRIC_RANGES.get(column, PERCENT)
+
+
+def _clipped(s: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A summary's 95% interval (reindexed to `cols`), clipped to each metric's range."""
+    lo_r = np.array([metric_range(c)[0] for c in cols])
+    hi_r = np.array([metric_range(c)[1] for c in cols])
+    return (
+        np.clip(s["ci_low"].to_numpy(float), lo_r, hi_r),
+        np.clip(s["ci_high"].to_numpy(float), lo_r, hi_r),
+    )
+
+
+def chance_of(long: pd.DataFrame | None, column: str) -> float | None:
+    """The chance level (percent) the long rows record for a metric, if any."""
+    if long is None or "chance" not in long:
+        return None
+    c = long[long.column == column].chance.dropna()
+    return float(c.mean()) if len(c) else None
+
+
+def _spread(n: int, width: float) -> np.ndarray:
+    """Fixed horizontal offsets for n dots of one cell, so that seeds with equal values stay apart."""
+    return np.linspace(-width / 2, width / 2, n) if n > 1 else np.zeros(n)
+
+
+def _colour(i: int, n: int):
+    """The i-th of n distinct colours (tab10, tab20 past ten)."""
+    import matplotlib
+
+    return matplotlib.colormaps["tab10" if n <= 10 else "tab20"](i % 20)
+
+
+def plot_bars(summary: pd.DataFrame, columns: list[str] | None = None, title: str = "", save=None,
+              long: pd.DataFrame | None = None):  # fmt: skip
+    """Grouped bars (one group per metric, one bar per row) at the mean, the 95% interval as a black line
+    clipped to the metric's range (`metric_range`), and with `long` (the rows `summary` came from) one dot per
+    seed and a dashed chance line over each metric whose rows record a `chance`. Artists carry gids "interval",
+    "seeds" and "chance"."""
     import matplotlib.pyplot as plt  # matplotlib loads only when a figure is drawn
 
     cols = [c for c in (columns or COLUMNS) if c in set(summary.column)]
     rows = list(dict.fromkeys(summary.row))
     fig, ax = plt.subplots(figsize=(min(14, max(6, 0.3 * len(cols) * max(1, len(rows)))), 3.8))
     w = 0.8 / max(1, len(rows))
+    x0 = np.arange(len(cols))
     for i, row in enumerate(rows):
         s = summary[summary.row == row].set_index("column").reindex(cols)
-        err = (s["ci_high"] - s["mean"]).fillna(0).to_numpy()
-        ax.bar(np.arange(len(cols)) + i * w, s["mean"], w, yerr=err, capsize=2, label=str(row))
-    ax.set_xticks(np.arange(len(cols)) + w * (len(rows) - 1) / 2, cols, rotation=30, ha="right")
+        x, color = x0 + i * w, _colour(i, len(rows))
+        ax.bar(x, s["mean"], w, color=color, alpha=0.45, label=str(row))
+        lo, hi = _clipped(s, cols)
+        ok = ~(np.isnan(lo) | np.isnan(hi))
+        if ok.any():
+            ax.vlines(x[ok], lo[ok], hi[ok], colors="black", linewidth=1.2, gid="interval")
+        if long is not None:
+            xs, ys = [], []
+            for j, col in enumerate(cols):
+                v = _seeded(long, row, col).sort_index().to_numpy(float)
+                xs += list(x[j] + _spread(len(v), 0.5 * w))
+                ys += list(v)
+            if xs:
+                ax.scatter(
+                    xs, ys, s=12, color=color, edgecolors="black", linewidths=0.4, zorder=3, gid="seeds"
+                )
+    labelled = False
+    for j, col in enumerate(cols):
+        c = chance_of(long, col)
+        if c is not None:
+            ax.hlines(c, x0[j] - w / 2, x0[j] + w * (len(rows) - 0.5), colors="grey", linestyles="dashed",
+                      linewidth=1, gid="chance", label=None if labelled else "chance")  # fmt: skip
+            labelled = True
+    ax.set_xticks(x0 + w * (len(rows) - 1) / 2, cols, rotation=30, ha="right")
+    if cols:
+        ax.set_ylim(min(metric_range(c)[0] for c in cols), max(metric_range(c)[1] for c in cols) * 1.02)
     ax.set_ylabel("score (%)")
     ax.set_title(title)
-    ax.legend(fontsize=8, ncol=min(4, len(rows)))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0))  # outside: no bar hidden
     fig.tight_layout()
     if save:
         fig.savefig(save, dpi=110)
@@ -243,21 +472,44 @@ def plot_bars(summary: pd.DataFrame, columns: list[str] | None = None, title: st
 
 
 def plot_trend(summary: pd.DataFrame, columns: list[str] | None = None, xlabel: str = "", title: str = "",
-               save=None):  # fmt: skip
-    """Score against a numeric row key (corpus fraction, depth), one line per metric, 95% bands."""
+               save=None, long: pd.DataFrame | None = None):  # fmt: skip
+    """Score against a numeric row key (corpus fraction, depth), one line per metric through the means, each
+    point's 95% interval clipped to the metric's range (`metric_range`), and with `long` (the rows `summary` came
+    from) one dot per seed and a dotted chance line per metric whose rows record a `chance`. Artists carry gids
+    "interval", "seeds" and "chance"."""
     import matplotlib.pyplot as plt  # matplotlib loads only when a figure is drawn
 
     cols = [c for c in (columns or COLUMNS) if c in set(summary.column)]
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for col in cols:
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    keys = sorted(set(summary.row))
+    step = float(np.min(np.diff(keys))) if len(keys) > 1 else 1.0
+    for k, col in enumerate(cols):
         s = summary[summary.column == col].sort_values("row")
-        ax.errorbar(
-            s.row, s["mean"], yerr=(s["ci_high"] - s["mean"]).fillna(0), marker="o", capsize=3, label=col
-        )
+        x, color = s.row.to_numpy(float), _colour(k, len(cols))
+        ax.plot(x, s["mean"], marker="o", markersize=4, color=color, label=col)
+        lo, hi = _clipped(s, [col] * len(s))
+        ok = ~(np.isnan(lo) | np.isnan(hi))
+        if ok.any():
+            ax.vlines(x[ok], lo[ok], hi[ok], colors=color, linewidth=1.5, alpha=0.8, gid="interval")
+        if long is not None:
+            xs, ys = [], []
+            for row in s.row:
+                v = _seeded(long, row, col).sort_index().to_numpy(float)
+                xs += list(float(row) + _spread(len(v), 0.15 * step))
+                ys += list(v)
+            if xs:
+                ax.scatter(xs, ys, s=9, color=color, alpha=0.6, zorder=3, gid="seeds")
+        c = chance_of(long, col)
+        if c is not None:
+            ax.axhline(c, color=color, linestyle=":", linewidth=1, gid="chance")
+    if cols:
+        ax.set_ylim(min(metric_range(c)[0] for c in cols), max(metric_range(c)[1] for c in cols) * 1.02)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("score (%)")
+    ax.set_ylabel(
+        "score (%)" + ("; dotted: chance" if any(chance_of(long, c) is not None for c in cols) else "")
+    )
     ax.set_title(title)
-    ax.legend(fontsize=7, ncol=3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0))  # outside: no point hidden
     fig.tight_layout()
     if save:
         fig.savefig(save, dpi=110)
@@ -290,12 +542,50 @@ def chance_r1(long: pd.DataFrame) -> float | None:
     return float(c.mean()) if len(c) else None
 
 
+def load_tables(tables_dir: str | Path) -> dict[str, pd.DataFrame | None]:
+    """{"table1": long rows or None, "table2": ..., "table3": ...} from whichever KEY_long.csv exist."""
+    d = Path(tables_dir)
+    return {
+        k: read_long(d / f"{k}_long.csv") if (d / f"{k}_long.csv").exists() else None for k in TABLE_TITLES
+    }
+
+
+def _claims_args(tables_dir: str | Path) -> dict:
+    t = load_tables(tables_dir)
+    return dict(t1=t["table1"], t2=t["table2"], t3=t["table3"],
+                chance_r1=chance_r1(t["table1"]) if t["table1"] is not None else None)  # fmt: skip
+
+
 def all_claims(tables_dir: str | Path) -> pd.DataFrame:
     """Claims C1-C5 from whichever of table1/2/3_long.csv exist in `tables_dir`."""
+    return claims(**_claims_args(tables_dir))
+
+
+def all_verdict_grid(tables_dir: str | Path) -> pd.DataFrame:
+    """`verdict_grid` (claims x tasks) from whichever of table1/2/3_long.csv exist in `tables_dir`."""
+    return verdict_grid(**_claims_args(tables_dir))
+
+
+GRID_NOTE = (
+    "Each cell: the claim's verdict on that task alone, then the difference (first row of the comparison minus "
+    "the second, percentage points) and its 95% interval; C5's understanding tasks hold when the interval "
+    "contains 0 (saturation). Paired: a t interval on the per-seed differences of runs that share their "
+    "fine-tuning seed and model shape (same data order and head initialisation); Welch: independent samples. "
+    "'all tasks' is the verdict of the claims table."
+)
+
+
+def write_claims_by_task(tables_dir: str | Path) -> pd.DataFrame | None:
+    """Write tables/claims_by_task.csv/.md (the verdict grid) and tables/claims_by_task_long.csv (one row per
+    claim and task, with the numbers) from the long tables in `tables_dir` -> the grid, None without tables."""
     d = Path(tables_dir)
-    t = {k: read_long(d / f"{k}_long.csv") if (d / f"{k}_long.csv").exists() else None for k in TABLE_TITLES}
-    return claims(t["table1"], t["table2"], t["table3"],
-                  chance_r1=chance_r1(t["table1"]) if t["table1"] is not None else None)  # fmt: skip
+    args = _claims_args(d)
+    if all(args[k] is None for k in ("t1", "t2", "t3")):
+        return None
+    grid = verdict_grid(**args)
+    save_table(grid, d / "claims_by_task")
+    claims_by_task(**args).to_csv(d / "claims_by_task_long.csv", index=False)
+    return grid
 
 
 def compute_line(long: pd.DataFrame, runs_root: str | Path | None = None, seconds: dict | None = None) -> str:
@@ -324,9 +614,10 @@ def table_compute_line(long: pd.DataFrame, cache: Path, runs_root: str | Path | 
 
 def write_summary(reports_dir: str | Path, profile: str, command: str | None = None,
                   runs_root: str | Path | None = None) -> Path:  # fmt: skip
-    """reports/README.md: every table (ours mean ± std next to the paper), the claims, the figures, what the
-    runs behind each table cost, the 12-in-1 and ViLT tables when notebooks 10 and 11 have written them, and the
-    command, date and machine that made them. Computed from the tables' files and run folders, nothing typed by hand."""
+    """reports/README.md: every table (ours mean ± std next to the paper), the claims and their verdicts per task
+    (also written to tables/claims_by_task.*), the figures, what the runs behind each table cost, the 12-in-1 and
+    ViLT tables when notebooks 10 and 11 have written them, and the command, date and machine that made them.
+    Computed from the tables' files and run folders, nothing typed by hand."""
     r = Path(reports_dir)
     tables = r / "tables"
     lines = ["# Reproduction report", "",
@@ -354,6 +645,8 @@ def write_summary(reports_dir: str | Path, profile: str, command: str | None = N
     cl = all_claims(tables)
     if not cl.empty:
         lines += ["## The paper's claims", "", markdown(cl.set_index("claim")), ""]
+        grid = write_claims_by_task(tables)
+        lines += ["### Verdicts per task", "", markdown(grid), GRID_NOTE, ""]
     for stem, title in (("multitask", "12-in-1 · multi-task ablation (notebook 10)"),
                         ("multitask_claims", "12-in-1 · claims"),
                         ("vilt", "ViLT beside ViLBERT · accuracy at equal budgets (notebook 11)"),
@@ -369,8 +662,10 @@ def write_summary(reports_dir: str | Path, profile: str, command: str | None = N
 
 def report_table(long: pd.DataFrame, key: str, reports_dir: str | Path, title: str = ""):
     """Summarise one table's long rows and write its files under reports_dir: tables/KEY_summary.csv (mean, std,
-    n, 95% interval), tables/KEY.csv/.md (ours next to the paper), figures/KEY.png -> (summary, side, figure).
-    Table 3 is drawn as score against corpus fraction, the others as grouped bars."""
+    n, 95% interval), tables/KEY.csv/.md (ours next to the paper), figures/KEY.png (with a dot per seed and the
+    chance levels) and, from every KEY_long.csv in tables/, the claims' verdicts per task
+    (tables/claims_by_task.*, `write_claims_by_task`) -> (summary, side, figure). Table 3 is drawn as score
+    against corpus fraction, the others as grouped bars."""
     r = Path(reports_dir)
     summary = summarize(long)
     (r / "tables").mkdir(parents=True, exist_ok=True)
@@ -381,9 +676,10 @@ def report_table(long: pd.DataFrame, key: str, reports_dir: str | Path, title: s
     title = title or TABLE_TITLES[key]
     if key == "table3":
         fig = plot_trend(summary, xlabel="share of the pretraining corpus", title=title,
-                         save=r / "figures" / f"{key}.png")  # fmt: skip
+                         save=r / "figures" / f"{key}.png", long=long)  # fmt: skip
     else:
-        fig = plot_bars(summary, title=title, save=r / "figures" / f"{key}.png")
+        fig = plot_bars(summary, title=title, save=r / "figures" / f"{key}.png", long=long)
+    write_claims_by_task(r / "tables")  # the verdict grid of every table written so far
     import matplotlib.pyplot as plt  # matplotlib loads only when a figure is drawn
 
     plt.close(fig)  # returned, not shown twice by the inline backend
