@@ -21,8 +21,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/ruff check vilbert_lite tests studies tools
-	$(BIN)/ruff format --check vilbert_lite tests studies tools
+	$(BIN)/ruff check vilbert_lite tests studies tools notebooks/solutions
+	$(BIN)/ruff format --check vilbert_lite tests studies tools notebooks/solutions
 	$(BIN)/python -m pytest
 
 reproduce: $(STAMP)

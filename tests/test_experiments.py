@@ -252,7 +252,7 @@ def test_run_index_keeps_each_notebooks_latest_run_and_counts_what_it_trained(tm
 
     reports = tmp_path / "reports"
     reports.mkdir()
-    first, second = reproduce.SUITE[6], reproduce.SUITE[7]
+    first, second = (next(n for n in reproduce.SUITE if n.startswith(k)) for k in ("07_", "08_"))
     for e in (dict(notebook=second, seconds=5.0, trained={"pretrain": 2, "finetune": 9, "other": 0}),
               dict(notebook=first, seconds=1.0),
               dict(notebook=first, seconds=7.0, trained={"pretrain": 0, "finetune": 3, "other": 1}),
@@ -291,3 +291,68 @@ def test_reproduce_extra_parameters_are_parsed_logged_and_shown(tmp_path, capsys
         f"| {name}, n_seeds=2 | ok | 3.0 | 2026-12-03 10:00 | not recorded |"
         in (reports / "RUN.md").read_text()
     )
+
+
+def test_device_reaches_every_run_and_auto_keeps_the_run_keys(monkeypatch, tmp_path):
+    """run_table(device=...) hands a named device to each cell, which trains with it (it is part of the runs'
+    keys); "auto" hands nothing, so the cells keep the run folders that notebooks 04-06 made."""
+    run_cell, seen = experiments.run_cell, []
+
+    def fake_cell(table, row, profile, seed, root=None, **kw):
+        seen.append(kw.get("device"))
+        return [dict(table=table, row=row, seed=seed, column="r@1", value=1.0, chance=1.0)]
+
+    monkeypatch.setattr(experiments, "run_cell", fake_cell)
+    monkeypatch.setattr(experiments, "prepare_data", lambda profile, progress=False: None)
+    experiments.run_table("table3", "smoke", [0], root=tmp_path, progress=False)
+    assert seen and set(seen) == {None}
+    seen.clear()
+    experiments.run_table("table3", "smoke", [0], root=tmp_path, progress=False, device="cpu")
+    assert seen and set(seen) == {"cpu"}
+
+    calls = {}
+    monkeypatch.setattr(
+        experiments, "pretrain", lambda *a, **kw: calls.setdefault("pretrain", kw) and tmp_path
+    )
+    monkeypatch.setattr(experiments, "finetune", lambda *a, **kw: calls.setdefault("finetune", kw) and {})
+    monkeypatch.setattr(experiments.ViLBertConfig, "from_json_file", staticmethod(lambda path: None))
+    for device, want in (("auto", None), ("cpu", {"device": "cpu"})):
+        calls.clear()
+        run_cell("t", "r", "smoke", 0, tasks=("vqa",), root=tmp_path, device=device)
+        assert calls["pretrain"]["train_overrides"] == want and calls["finetune"]["train_overrides"] == want
+
+
+def test_a_notebook_read_from_reports_has_its_own_row_in_the_run_index(tmp_path, monkeypatch):
+    """`reproduce --results reports` passes results="reports" to the notebooks that declare it (07-09) and logs it;
+    RUN.md then shows that execution beside, not instead of, the one that trained the table."""
+    import sys
+    from pathlib import Path
+
+    from vilbert_lite.repro import reproduce
+
+    name = next(n for n in reproduce.SUITE if n.startswith("07_"))
+    for e in (dict(seconds=3000.0, trained={"pretrain": 6, "finetune": 63, "other": 0}),
+              dict(seconds=18.0, trained={"pretrain": 0, "finetune": 0, "other": 0}, params={"results": "reports"})):  # fmt: skip
+        reproduce.append_log(tmp_path, {"notebook": name, "status": "ok", "profile": "cpu",
+                                        "finished": "2026-12-07 10:00", **e})  # fmt: skip
+    reproduce.write_index(tmp_path, "cpu")
+    rows = [line for line in (tmp_path / "RUN.md").read_text().splitlines() if line.startswith("| 0")]
+    assert rows == [f"| {name} | ok | 3000.0 | 2026-12-07 10:00 | 6 / 63 |",
+                    f'| {name}, results="reports" | ok | 18.0 | 2026-12-07 10:00 | 0 / 0 |']  # fmt: skip
+
+    seen = {}
+
+    class FakePm:
+        @staticmethod
+        def execute_notebook(src, out, parameters, **kw):
+            seen[Path(src).name] = parameters
+
+    monkeypatch.setitem(sys.modules, "papermill", FakePm)
+    monkeypatch.setattr(reproduce, "notebook_parameters",
+                        lambda path, reports, extra=None, **p: {**p, **{k: v for k, v in (extra or {}).items()
+                                                                      if Path(path).name[:2] in ("07", "08", "09")}})  # fmt: skip
+    monkeypatch.setattr(reproduce, "write_summary", lambda *a, **k: None)
+    monkeypatch.setenv("VILBERT_LITE_RUNS", str(tmp_path / "runs"))
+    reproduce.run_suite("cpu", reports=tmp_path / "r", only=["06_", "07_"], results="reports")
+    nb07, nb06 = (next(n for n in reproduce.SUITE if n.startswith(k)) for k in ("07_", "06_"))
+    assert seen[nb07]["results"] == "reports" and "results" not in seen[nb06]

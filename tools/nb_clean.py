@@ -125,8 +125,9 @@ def record(path: Path, parameters: dict | None = None, kernel: str = "python3") 
         t0 = time.perf_counter()
         from vilbert_lite.repro.reproduce import notebook_parameters
 
-        # smoke tables never overwrite reports/
-        params = {**notebook_parameters(path, Path(tmp) / "reports", profile="smoke"), **(parameters or {})}
+        # smoke tables never overwrite reports/; notebooks 07-09 train theirs (results="runs"), as the tests run them
+        declared = notebook_parameters(path, Path(tmp) / "reports", {"results": "runs"}, profile="smoke")
+        params = {**declared, **(parameters or {})}
         done = pm.execute_notebook(
             str(path), str(Path(tmp) / path.name), parameters=params,
             cwd=str(path.parent), kernel_name=kernel, progress_bar=False,

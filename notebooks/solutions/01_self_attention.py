@@ -1,6 +1,6 @@
 """Solutions to the exercises of notebook 01 · Self-attention (seconds at every profile).
 
-    python solutions/01_self_attention.py [--profile cpu]
+python solutions/01_self_attention.py [--profile cpu]
 """
 
 from __future__ import annotations
@@ -29,8 +29,12 @@ def exercise_1() -> None:
     """Without 1/sqrt(d), the scores of d=512 vectors have a spread ~sqrt(512) larger: the softmax saturates."""
     for scale in (True, False):
         A = toy_attention(512, scale)
-        print(f"exercise 1: d=512, scaled={scale}: mean of the largest weight per row {A.max(-1).values.mean():.3f}")
-    print("exercise 1: without the scaling each row is (nearly) one-hot: the gradient through the softmax vanishes")
+        print(
+            f"exercise 1: d=512, scaled={scale}: mean of the largest weight per row {A.max(-1).values.mean():.3f}"
+        )
+    print(
+        "exercise 1: without the scaling each row is (nearly) one-hot: the gradient through the softmax vanishes"
+    )
 
 
 def exercise_2() -> None:
@@ -40,7 +44,9 @@ def exercise_2() -> None:
     with torch.no_grad():
         _, A = layer(torch.randn(1, L, d), mask=causal, need_weights=True)
     upper = A[0, 0][torch.triu(torch.ones(L, L, dtype=torch.bool), diagonal=1)]
-    print(f"exercise 2: causal mask {tuple(causal.shape)}: largest weight above the diagonal {upper.max().item()}")
+    print(
+        f"exercise 2: causal mask {tuple(causal.shape)}: largest weight above the diagonal {upper.max().item()}"
+    )
     assert upper.max().item() == 0.0
 
 
@@ -52,8 +58,10 @@ def exercise_3() -> None:
         with torch.no_grad():
             q = split_heads(mh.query(x), h)
             y, a = mh(x, mask=None, need_weights=True)
-        print(f"exercise 3: heads={h}: q per head {tuple(q.shape)}, maps {tuple(a.shape)}, "
-              f"merged {tuple(merge_heads(q).shape)}, output {tuple(y.shape)}")
+        print(
+            f"exercise 3: heads={h}: q per head {tuple(q.shape)}, maps {tuple(a.shape)}, "
+            f"merged {tuple(merge_heads(q).shape)}, output {tuple(y.shape)}"
+        )
 
 
 def bert_maps(sentence: str):
@@ -72,8 +80,10 @@ def exercise_4() -> None:
                key=lambda lh: float(maps[lh[0]][0, lh[1], it, [trophy, suitcase]].max()))  # fmt: skip
     row = maps[best[0]][0, best[1], it]
     noun = "trophy" if row[trophy] > row[suitcase] else "suitcase"
-    print(f"exercise 4: layer {best[0]}, head {best[1]}: 'it' -> trophy {row[trophy]:.2f}, suitcase "
-          f"{row[suitcase]:.2f}: most on '{noun}' (the right noun is 'trophy')")
+    print(
+        f"exercise 4: layer {best[0]}, head {best[1]}: 'it' -> trophy {row[trophy]:.2f}, suitcase "
+        f"{row[suitcase]:.2f}: most on '{noun}' (the right noun is 'trophy')"
+    )
 
 
 def best_heads(sentence: str) -> dict[str, tuple[int, int]]:
@@ -82,7 +92,9 @@ def best_heads(sentence: str) -> dict[str, tuple[int, int]]:
     scores = {"previous token": {}, "next token": {}, "[SEP]": {}}
     for layer, a in enumerate(maps):
         for head, m in enumerate(a[0]):
-            scores["previous token"][layer, head] = float(m[torch.arange(1, T), torch.arange(0, T - 1)].mean())
+            scores["previous token"][layer, head] = float(
+                m[torch.arange(1, T), torch.arange(0, T - 1)].mean()
+            )
             scores["next token"][layer, head] = float(m[torch.arange(0, T - 1), torch.arange(1, T)].mean())
             scores["[SEP]"][layer, head] = float(m[:, sep].mean())
     return {p: max(s, key=s.get) for p, s in scores.items()}
@@ -95,8 +107,10 @@ def exercise_5() -> None:
     found = [best_heads(s) for s in sentences]
     for pattern in found[0]:
         heads = [f[pattern] for f in found]
-        print(f"exercise 5: {pattern:15s} best (layer, head) per sentence {heads}: "
-              f"{'kept' if len(set(heads)) == 1 else 'changes'}")
+        print(
+            f"exercise 5: {pattern:15s} best (layer, head) per sentence {heads}: "
+            f"{'kept' if len(set(heads)) == 1 else 'changes'}"
+        )
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Solutions to the exercises of notebook 02 · Co-attention (seconds; exercise 5 reads notebook 04b's run if present).
 
-    python solutions/02_co_attention.py [--profile cpu]
+python solutions/02_co_attention.py [--profile cpu]
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ def exercise_1() -> None:
     with torch.no_grad():
         _, _, t2v, v2t = att(H_V, None, H_W, None, need_weights=True)
         _, _, t2v_m, v2t_m = att(H_V, v_mask, H_W, None, need_weights=True)
-    print(f"exercise 1: t2v changed: {not torch.allclose(t2v, t2v_m)} (weight on region 3 now "
-          f"{t2v_m[..., 3].max().item():.1e}); v2t changed: {not torch.allclose(v2t, v2t_m)}")
+    print(
+        f"exercise 1: t2v changed: {not torch.allclose(t2v, t2v_m)} (weight on region 3 now "
+        f"{t2v_m[..., 3].max().item():.1e}); v2t changed: {not torch.allclose(v2t, v2t_m)}"
+    )
     print("exercise 1: the mask acts on keys; only t2v has regions as keys (words look at regions)")
 
 
@@ -44,14 +46,18 @@ def exercise_2() -> None:
 def exercise_3() -> None:
     cfg = ViLBertConfig.preset("small", fixed_t_layer=2)
     frozen = [f"{kind.upper()}{i}" for kind, i, fixed in layer_schedule(cfg) if fixed]
-    print(f"exercise 3: fixed_t_layer=2 on `small`: order {viz.schedule_text(cfg)}; frozen (hatched): {frozen}")
+    print(
+        f"exercise 3: fixed_t_layer=2 on `small`: order {viz.schedule_text(cfg)}; frozen (hatched): {frozen}"
+    )
     print("exercise 3: the hatched layers run under no_grad: they keep BERT's weights while the rest trains")
 
 
 def exercise_4() -> None:
     cfg = ViLBertConfig.preset("tiny", t_biattention_id=[0, 1], v_biattention_id=[0, 1])
-    print(f"exercise 4: order {viz.schedule_text(cfg)}: the first co-attention sees the word embeddings and the "
-          "region embeddings, before any layer of either stream")
+    print(
+        f"exercise 4: order {viz.schedule_text(cfg)}: the first co-attention sees the word embeddings and the "
+        "region embeddings, before any layer of either stream"
+    )
 
 
 def exercise_5(profile: str) -> None:
@@ -59,13 +65,15 @@ def exercise_5(profile: str) -> None:
 
     run, _ = plan_pretrain(profile, 0)
     if not runs.is_done(run):
-        print(f"exercise 5: no pretraining run for profile {profile!r} in {run.parent}: run notebook 04b first")
+        print(
+            f"exercise 5: no pretraining run for profile {profile!r} in {run.parent}: run notebook 04b first"
+        )
         return
-    from vilbert_lite.pretrain.data import CaptionImageDataset, synthetic_data
-    from vilbert_lite.pretrain.run import load_pretrained
+    from vilbert_lite.data.collate import collate_examples
     from vilbert_lite.data.tokenize import get_tokenizer
     from vilbert_lite.data.world import make_world
-    from vilbert_lite.data.collate import collate_examples
+    from vilbert_lite.pretrain.data import CaptionImageDataset, synthetic_data
+    from vilbert_lite.pretrain.run import load_pretrained
 
     tok, world = get_tokenizer(), make_world(profile, seed=0)
     _, val_caps, visual, _, _ = synthetic_data(profile, progress=False)
@@ -89,8 +97,10 @@ def exercise_5(profile: str) -> None:
                 on.append(float(t2v[t, same].sum()))
                 base.append(len(same) / (t2v.shape[1]))
     if on:
-        print(f"exercise 5: {len(on)} colour words: {100 * sum(on) / len(on):.1f} % of their attention on regions of "
-              f"that colour, against {100 * sum(base) / len(base):.1f} % for uniform attention")
+        print(
+            f"exercise 5: {len(on)} colour words: {100 * sum(on) / len(on):.1f} % of their attention on regions of "
+            f"that colour, against {100 * sum(base) / len(base):.1f} % for uniform attention"
+        )
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Solutions to the exercises of notebook 03 · Visual tokens and regions (seconds to a minute; reuses the feature cache).
 
-    python solutions/03_visual_tokens_and_regions.py [--profile cpu]
+python solutions/03_visual_tokens_and_regions.py [--profile cpu]
 """
 
 from __future__ import annotations
@@ -21,9 +21,13 @@ def exercise_1(extractor) -> None:
         vis = visual_inputs(extractor(getattr(skimage.data, photo)(), image_id=photo))
         top = vis["cls_prob"].argmax(-1)
         same = int((top[1:] == top[0]).sum())
-        print(f"exercise 1: {photo}: {same} of {len(top) - 1} proposals share the IMG region's top class; "
-              f"{len(set(top.tolist()))} distinct top classes")
-    print("exercise 1: the classes come from the CNN's last stage, whose cells see most of the image: context wins")
+        print(
+            f"exercise 1: {photo}: {same} of {len(top) - 1} proposals share the IMG region's top class; "
+            f"{len(set(top.tolist()))} distinct top classes"
+        )
+    print(
+        "exercise 1: the classes come from the CNN's last stage, whose cells see most of the image: context wins"
+    )
 
 
 def exercise_2(x_train, attrs_train, x_val, attrs_val, profile: str) -> None:
@@ -33,8 +37,10 @@ def exercise_2(x_train, attrs_train, x_val, attrs_val, profile: str) -> None:
         ids = vt.assign(x_val, km.centroids)
         acc = vt.cluster_lookup_accuracy(km.labels, attrs_train["color+shape"], ids, attrs_val["color+shape"])
         per = torch.bincount(km.labels, minlength=k).float()
-        print(f"exercise 2: K={k:5d}: colour+shape from the id {100 * acc:5.1f} %, train regions per token "
-              f"mean {per.mean():.1f}, tokens with <= 1 region {100 * float((per <= 1).float().mean()):.0f} %")
+        print(
+            f"exercise 2: K={k:5d}: colour+shape from the id {100 * acc:5.1f} %, train regions per token "
+            f"mean {per.mean():.1f}, tokens with <= 1 region {100 * float((per <= 1).float().mean()):.0f} %"
+        )
     print("exercise 2: at large K most tokens hold a region or two: nothing to learn a token's meaning from")
 
 
@@ -49,9 +55,13 @@ def exercise_3(store, world, attrs_train, attrs_val) -> None:
     ids = vt.assign(p_val, km.centroids)
     for a in ("color", "shape"):
         acc = vt.cluster_lookup_accuracy(km.labels, attrs_train[a], ids, attrs_val[a])
-        print(f"exercise 3: {a} from a K={k} token of the class distribution: {100 * acc:.1f} % "
-              f"(chance {100 * vt.majority_accuracy(attrs_train[a], attrs_val[a]):.1f} %)")
-    print("exercise 3: the ImageNet label is about object categories, not colours: a label-as-word keeps less")
+        print(
+            f"exercise 3: {a} from a K={k} token of the class distribution: {100 * acc:.1f} % "
+            f"(chance {100 * vt.majority_accuracy(attrs_train[a], attrs_val[a]):.1f} %)"
+        )
+    print(
+        "exercise 3: the ImageNet label is about object categories, not colours: a label-as-word keeps less"
+    )
 
 
 def exercise_4(x_train, attrs_train, x_val, attrs_val) -> None:
@@ -66,15 +76,22 @@ def exercise_4(x_train, attrs_train, x_val, attrs_val) -> None:
     km = vt.kmeans(x_train, k, seed=0)
     flat = vt.cluster_lookup_accuracy(km.labels, attrs_train["color+shape"], vt.assign(x_val, km.centroids),
                                       attrs_val["color+shape"])  # fmt: skip
-    print(f"exercise 4: colour+shape: one K={k} token {100 * flat:.1f} %, a pair of K={k} tokens ({k * k} ids) "
-          f"{100 * pq:.1f} %")
+    print(
+        f"exercise 4: colour+shape: one K={k} token {100 * flat:.1f} %, a pair of K={k} tokens ({k * k} ids) "
+        f"{100 * pq:.1f} %"
+    )
 
 
 def exercise_5(world, x_train, attrs_train, x_val, attrs_val) -> None:
     side = world.sizes.image_size
-    loc_tr, loc_va = vt.location_features(attrs_train, side, side), vt.location_features(attrs_val, side, side)
+    loc_tr, loc_va = (
+        vt.location_features(attrs_train, side, side),
+        vt.location_features(attrs_val, side, side),
+    )
     for name, tr, va in (("feature", x_train, x_val), ("5-d location", loc_tr, loc_va)):
-        print(f"exercise 5: size from the {name} alone: {100 * vt.linear_probe(tr, attrs_train['size'], va, attrs_val['size']):.1f} %")
+        print(
+            f"exercise 5: size from the {name} alone: {100 * vt.linear_probe(tr, attrs_train['size'], va, attrs_val['size']):.1f} %"
+        )
     print("exercise 5: the location (area) carries size; referring expressions with 'small'/'large' need it")
 
 

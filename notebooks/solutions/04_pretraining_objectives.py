@@ -1,6 +1,6 @@
 """Solutions to the exercises of notebook 04 · Pretraining objectives (seconds once the features are cached).
 
-    python solutions/04_pretraining_objectives.py [--profile cpu]
+python solutions/04_pretraining_objectives.py [--profile cpu]
 """
 
 from __future__ import annotations
@@ -28,40 +28,58 @@ def setup(profile: str, seed: int = 0, batch_size: int = 16):
     idx = torch.randperm(len(dataset), generator=g)[:batch_size].tolist()
     before = make_collate(tok.pad_token_id)([dataset[i] for i in idx])
     after = make_pretraining_batch(before, g, tok, tok.vocab_size)
-    config = config.replace(v_feature_size=before["visual_feats"].shape[-1], v_target_size=before["cls_prob"].shape[-1])
+    config = config.replace(
+        v_feature_size=before["visual_feats"].shape[-1], v_target_size=before["cls_prob"].shape[-1]
+    )
     torch.manual_seed(seed)
     return tok, dataset, config, tcfg, weights, before, after, ViLBertForPreTraining(config).eval()
 
 
 def exercise_1(tok, dataset, tcfg, profile: str) -> None:
     n_batches = 20 if profile == "smoke" else 200
-    stats = pv.masking_statistics(dataset, tok, tok.vocab_size, n_batches=n_batches, batch_size=tcfg.batch_size, seed=0)
+    stats = pv.masking_statistics(
+        dataset, tok, tok.vocab_size, n_batches=n_batches, batch_size=tcfg.batch_size, seed=0
+    )
     row = stats[[("random token" in r) for r in stats.index.get_level_values("rule")]].iloc[0]
     n, share = int(row["out of"]), float(row["measured"])
     se = math.sqrt(0.1 * 0.9 / n)
-    print(f"exercise 1: random-token share {100 * share:.2f} % of n={n} chosen tokens; standard error "
-          f"{100 * se:.2f} %; within two standard errors of 10 %: {abs(share - 0.1) <= 2 * se}")
+    print(
+        f"exercise 1: random-token share {100 * share:.2f} % of n={n} chosen tokens; standard error "
+        f"{100 * se:.2f} %; within two standard errors of 10 %: {abs(share - 0.1) <= 2 * se}"
+    )
     need = 0.1 * 0.9 / 0.001**2  # chosen tokens for a standard error of 0.1 %
-    print(f"exercise 1: ±0.1 % needs ~{need:,.0f} chosen tokens, ~{math.ceil(n_batches * need / n):,} batches like these")
+    print(
+        f"exercise 1: ±0.1 % needs ~{need:,.0f} chosen tokens, ~{math.ceil(n_batches * need / n):,} batches like these"
+    )
 
 
 def exercise_2(model0, after, weights) -> None:
     for objective in (0, 1):
-        keep = after["alignment_label"].bool()[:, None] if objective else torch.ones_like(after["alignment_label"].bool())[:, None]
+        keep = (
+            after["alignment_label"].bool()[:, None]
+            if objective
+            else torch.ones_like(after["alignment_label"].bool())[:, None]
+        )
         n_tok = int(((after["lm_labels"] != -1) & keep).sum())
         n_reg = int(((after["region_labels"] == 1) & keep).sum())
         with torch.no_grad():
             _, logs = pretraining_loss(model0, after, weights, objective=objective)
-        print(f"exercise 2: objective {objective}: token head on {n_tok} positions, region head on {n_reg}; "
-              f"mlm {logs['mlm']:.3f}, region {logs['region']:.3f}, align {logs['align']:.3f}")
-    print("exercise 2: objective 1 drops the masked losses of mismatched pairs; the alignment loss is unchanged")
+        print(
+            f"exercise 2: objective {objective}: token head on {n_tok} positions, region head on {n_reg}; "
+            f"mlm {logs['mlm']:.3f}, region {logs['region']:.3f}, align {logs['align']:.3f}"
+        )
+    print(
+        "exercise 2: objective 1 drops the masked losses of mismatched pairs; the alignment loss is unchanged"
+    )
 
 
 def exercise_3(model0, after, weights) -> None:
     with torch.no_grad():
         total, logs = pretraining_loss(model0, after, {**weights, "region": 0})
-    print(f"exercise 3: region weight 0: the region head runs at no position, logged region loss {logs['region']}, "
-          f"total {float(total):.3f} = mlm {logs['mlm']:.3f} + {weights['align']:g} x align {logs['align']:.3f}")
+    print(
+        f"exercise 3: region weight 0: the region head runs at no position, logged region loss {logs['region']}, "
+        f"total {float(total):.3f} = mlm {logs['mlm']:.3f} + {weights['align']:g} x align {logs['align']:.3f}"
+    )
 
 
 def exercise_4(tok, config, before, weights) -> None:
@@ -72,13 +90,23 @@ def exercise_4(tok, config, before, weights) -> None:
     model = ViLBertForPreTraining(cfg).eval()
     reg_pos = b["region_labels"] == 1
     with torch.no_grad():
-        out = model(b["input_ids"], b["visual_feats"], b["visual_pos"], b["attention_mask"], b["visual_attention_mask"],
-                    b["token_type_ids"], lm_positions=b["lm_labels"] != -1, region_positions=reg_pos)
+        out = model(
+            b["input_ids"],
+            b["visual_feats"],
+            b["visual_pos"],
+            b["attention_mask"],
+            b["visual_attention_mask"],
+            b["token_type_ids"],
+            lm_positions=b["lm_labels"] != -1,
+            region_positions=reg_pos,
+        )
         pred, target = out.prediction_logits_v, b["region_targets"][reg_pos]
         mse = ((pred - target) ** 2).mean(-1).mean()
         _, logs = pretraining_loss(model, b, weights)
-    print(f"exercise 4: feature regression on {int(reg_pos.sum())} masked regions: by hand {float(mse):.5f}, "
-          f"pretraining_loss {logs['region']:.5f}")
+    print(
+        f"exercise 4: feature regression on {int(reg_pos.sum())} masked regions: by hand {float(mse):.5f}, "
+        f"pretraining_loss {logs['region']:.5f}"
+    )
 
 
 def exercise_5(tok, model0, before, weights) -> None:
@@ -89,8 +117,10 @@ def exercise_5(tok, model0, before, weights) -> None:
     finite = all(torch.isfinite(p.grad).all() for p in model0.parameters() if p.grad is not None)
     model0.zero_grad(set_to_none=True)
     model0.eval()
-    print(f"exercise 5: no token chosen: mlm loss {logs['mlm']}, total finite {bool(torch.isfinite(total))}, "
-          f"gradients finite {finite}: the token loss is guarded like the region loss")
+    print(
+        f"exercise 5: no token chosen: mlm loss {logs['mlm']}, total finite {bool(torch.isfinite(total))}, "
+        f"gradients finite {finite}: the token loss is guarded like the region loss"
+    )
 
 
 def main() -> None:

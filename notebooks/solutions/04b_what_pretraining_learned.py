@@ -37,7 +37,9 @@ def exercise_1(profile: str, base: dict) -> None:
 
 def exercise_2(profile: str, base: dict) -> None:
     run = pretrain(profile, 0, weights={"region": 0}, progress=False)
-    print(f"exercise 2: no region loss {fmt(held_out(run))} (default: colour words {100 * base['color_acc']:.1f} %)")
+    print(
+        f"exercise 2: no region loss {fmt(held_out(run))} (default: colour words {100 * base['color_acc']:.1f} %)"
+    )
 
 
 def exercise_3(model, tok, world, visual) -> None:
@@ -47,7 +49,9 @@ def exercise_3(model, tok, world, visual) -> None:
         g = torch.Generator().manual_seed(0)
         text = sample_caption(model, tok, visual[image_id], length=8, generator=g, **kw)[0]
         print(f"exercise 3: {label:20s} “{text}” (image: {objects})")
-    print("exercise 3: one shot predicts every position independently, so neighbours can pick the same likely word")
+    print(
+        "exercise 3: one shot predicts every position independently, so neighbours can pick the same likely word"
+    )
 
 
 def exercise_4(profile: str, base: dict) -> None:
@@ -75,8 +79,10 @@ def exercise_5(model, tok, world, visual) -> None:
         higher += int(p[0] > p[1])
         n += 1
     if n:
-        print(f"exercise 5: {n} val captions with a relation: the true caption scores higher than the swapped "
-              f"relation for {100 * higher / n:.1f} % (50 % = chance)")
+        print(
+            f"exercise 5: {n} val captions with a relation: the true caption scores higher than the swapped "
+            f"relation for {100 * higher / n:.1f} % (50 % = chance)"
+        )
     else:
         print("exercise 5: no val caption names a relation at this profile")
 

@@ -28,7 +28,9 @@ def exercise_1(profile: str) -> None:
         scores["pretrained"].append(finetune("vqa", run, profile, s, progress=False)["vqa_accuracy"])
         scores["ViLBERT†"].append(finetune("vqa", None, profile, s, progress=False)["vqa_accuracy"])
     for k, v in scores.items():
-        print(f"exercise 1: VQA {k:10s} over seeds {seeds}: {100 * statistics.mean(v):.1f} ± {100 * statistics.stdev(v):.1f} %")
+        print(
+            f"exercise 1: VQA {k:10s} over seeds {seeds}: {100 * statistics.mean(v):.1f} ± {100 * statistics.stdev(v):.1f} %"
+        )
 
 
 def exercise_2(profile: str, run) -> None:
@@ -38,7 +40,9 @@ def exercise_2(profile: str, run) -> None:
     for label, over in (("budget", None), ("twice the budget", longer)):
         a = finetune("vqa", run, profile, 0, train_overrides=over, progress=False)["vqa_accuracy"]
         b = finetune("vqa", None, profile, 0, train_overrides=over, progress=False)["vqa_accuracy"]
-        print(f"exercise 2: VQA at {label:16s}: pretrained {100 * a:.1f} %, ViLBERT† {100 * b:.1f} %, gap {100 * (a - b):+.1f}")
+        print(
+            f"exercise 2: VQA at {label:16s}: pretrained {100 * a:.1f} %, ViLBERT† {100 * b:.1f} %, gap {100 * (a - b):+.1f}"
+        )
 
 
 def exercise_3(profile: str, run) -> None:
@@ -49,20 +53,30 @@ def exercise_3(profile: str, run) -> None:
     answers_of = pred.groupby("qtype")["answer"].agg(set)
     wrong = pred[pred["accuracy"] == 0]
     right_type = wrong.apply(lambda r: r["predicted"] in answers_of[r["qtype"]], axis=1)
-    print(f"exercise 3: {len(wrong)} wrong answers, {int(right_type.sum())} of the right type but the wrong value")
+    print(
+        f"exercise 3: {len(wrong)} wrong answers, {int(right_type.sum())} of the right type but the wrong value"
+    )
 
 
 def exercise_4(profile: str, run) -> None:
     m = finetune("refer", run, profile, 0, progress=False)
     acc, bound = m["refer_accuracy"], m["refer_upper_bound"]
-    print(f"exercise 4: refer accuracy {100 * acc:.1f} %, proposals' upper bound {100 * bound:.1f} %: "
-          f"{100 * (1 - bound):.1f} points lost to the proposals, {100 * (bound - acc):.1f} to the scorer")
+    print(
+        f"exercise 4: refer accuracy {100 * acc:.1f} %, proposals' upper bound {100 * bound:.1f} %: "
+        f"{100 * (1 - bound):.1f} points lost to the proposals, {100 * (bound - acc):.1f} to the scorer"
+    )
 
 
 def exercise_5(profile: str, run) -> None:
     run_ss = pretrain(profile, 0, model_kind="single_stream", progress=False)
-    table = tv.results_table({"vqa": {"ViLBERT": finetune("vqa", run, profile, 0, progress=False),
-                                      "single-stream": finetune("vqa", run_ss, profile, 0, progress=False)}})
+    table = tv.results_table(
+        {
+            "vqa": {
+                "ViLBERT": finetune("vqa", run, profile, 0, progress=False),
+                "single-stream": finetune("vqa", run_ss, profile, 0, progress=False),
+            }
+        }
+    )
     for col in ("ViLBERT", "single-stream", "chance"):
         print(f"exercise 5: VQA {col:14s} {100 * float(table[col].iloc[0]):.1f} %")
 

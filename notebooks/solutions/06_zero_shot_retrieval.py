@@ -45,8 +45,10 @@ def rank_of_truth(scores, truth):
 def exercise_1(model, queries, image_batch, truth, scores) -> None:
     hard = score_matrix(model, text_batch(q.hard_negative for q in queries), image_batch).cpu()
     own, neg = rank_of_truth(scores, truth).float(), rank_of_truth(hard, truth).float()
-    print(f"exercise 1: mean rank of the own image: {own.mean():.1f} under the true caption, {neg.mean():.1f} under "
-          f"its hard negative; pushed down for {100 * float((neg > own).float().mean()):.1f} % of the captions")
+    print(
+        f"exercise 1: mean rank of the own image: {own.mean():.1f} under the true caption, {neg.mean():.1f} under "
+        f"its hard negative; pushed down for {100 * float((neg > own).float().mean()):.1f} % of the captions"
+    )
 
 
 def exercise_2(pool, queries, scores, truth) -> None:
@@ -56,8 +58,10 @@ def exercise_2(pool, queries, scores, truth) -> None:
     imgs = sorted(first)
     by_image = scores.T[imgs]  # (images with a caption, captions)
     r = recall_at(by_image, torch.tensor([first[j] for j in imgs]))
-    print(f"exercise 2: image -> caption R@1 {100 * r['r@1']:.1f} % over {len(imgs)} images "
-          f"(caption -> image R@1 {100 * recall_at(scores, truth)['r@1']:.1f} %)")
+    print(
+        f"exercise 2: image -> caption R@1 {100 * r['r@1']:.1f} % over {len(imgs)} images "
+        f"(caption -> image R@1 {100 * recall_at(scores, truth)['r@1']:.1f} %)"
+    )
 
 
 def exercise_3(profile: str, run, m) -> None:
@@ -65,7 +69,9 @@ def exercise_3(profile: str, run, m) -> None:
     ms = finetune("zeroshot", short, profile, 0, progress=False)
     for label, r, mm in (("full", run, m), ("shorter", short, ms)):
         align = json.loads((r / "eval.json").read_text())["alignment_acc"]
-        print(f"exercise 3: {label:8s} pretraining: zero-shot R@1 {100 * mm['r@1']:.1f} %, held-out alignment {100 * align:.1f} %")
+        print(
+            f"exercise 3: {label:8s} pretraining: zero-shot R@1 {100 * mm['r@1']:.1f} %, held-out alignment {100 * align:.1f} %"
+        )
 
 
 def exercise_4(model, queries, image_batch, profile: str) -> None:
@@ -77,8 +83,10 @@ def exercise_4(model, queries, image_batch, profile: str) -> None:
         score_matrix(model, texts, images, cache=cache)
         print(f"exercise 4: {nc} x {ni} pairs, cache={cache}: {time.perf_counter() - t0:.2f} s")
     cfg = model.bert.config
-    print(f"exercise 4: only the {cfg.t_biattention_id[0]} text layer(s) before the first co-attention are cached; "
-          "the co-attention layers and what follows still run per pair: that bounds the speed-up")
+    print(
+        f"exercise 4: only the {cfg.t_biattention_id[0]} text layer(s) before the first co-attention are cached; "
+        "the co-attention layers and what follows still run per pair: that bounds the speed-up"
+    )
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from vilbert_lite.pretrain.data import synthetic_data
 from vilbert_lite.pretrain.run import pretrain
 from vilbert_lite.profiles import get_profile
 from vilbert_lite.repro.runner import run_jobs
-from vilbert_lite.runs import runs_root
+from vilbert_lite.runs import project_root, runs_root
 from vilbert_lite.tasks import finetune
 from vilbert_lite.tasks.common import world_features
 
@@ -54,16 +54,19 @@ def depth_overrides(profile: str) -> dict[int, dict]:
 
 def run_cell(table: str, row, profile: str, seed: int, *, pretrained: bool = True, model_kind: str = "vilbert",
              config_overrides: dict | None = None, fraction: float = 1.0, tasks=TASKS, progress: bool = False,
-             root: str | Path | None = None, blank_images: bool = False) -> list[dict]:  # fmt: skip
+             root: str | Path | None = None, blank_images: bool = False, device: str = "auto") -> list[dict]:  # fmt: skip
     """Pretrain (unless not `pretrained`) and fine-tune `tasks` for one table cell and seed -> long rows.
-    blank_images: the fine-tuned model sees the text only (the question-only VQA row). Each row names the run
+    blank_images: the fine-tuned model sees the text only (the question-only VQA row). device: where every run
+    trains ("auto": CUDA when present; a named device is part of the runs' keys, so "cpu" or "cuda" makes run
+    folders of its own instead of reusing the "auto" ones of notebooks 04-06). Each row names the run
     folders it came from (`init`: the pretraining run, "" for none; `run`: the fine-tuning run), relative to
     `root`, so that `run_seconds` can add up what a table cost."""
     root = Path(root) if root is not None else runs_root()
+    train = None if device == "auto" else {"device": device}  # "auto" keeps the run keys of notebooks 04-06
     init, config = None, None
     if pretrained and fraction > 0:
         init = pretrain(profile, seed, out=root, corpus_fraction=fraction, config_overrides=config_overrides,
-                        progress=progress, model_kind=model_kind)  # fmt: skip
+                        progress=progress, model_kind=model_kind, train_overrides=train)  # fmt: skip
         config = ViLBertConfig.from_json_file(init / "model" / "config.json")
     elif config_overrides:
         prof = get_profile(profile)
@@ -73,7 +76,7 @@ def run_cell(table: str, row, profile: str, seed: int, *, pretrained: bool = Tru
         if task == "zeroshot" and init is None and model_kind != "vilbert":
             continue
         m = finetune(task, init, profile, seed, backbone=model_kind, config=config, root=root, progress=progress,
-                     blank_images=blank_images)  # fmt: skip
+                     blank_images=blank_images, train_overrides=train)  # fmt: skip
         for (t, metric), column in COLUMN_OF.items():
             if t == task and metric in m:
                 chance = m.get(f"chance_{metric}")  # e.g. chance_r@1 = 1 / pool for retrieval
@@ -135,15 +138,18 @@ def prepare_data(profile: str, progress: bool = False) -> None:
 
 
 def run_table(table: str, profile: str, seeds, *, workers: int = 1, root: str | Path | None = None,
-              csv: str | Path | None = None, progress: bool = True, executor: Executor | None = None):  # fmt: skip
+              csv: str | Path | None = None, progress: bool = True, executor: Executor | None = None,
+              device: str = "auto"):  # fmt: skip
     """Every cell of `table` for every seed -> long DataFrame (table, row, seed, column, value in percent).
 
     Cells run in `workers` processes (one torch thread each: on a small CPU, two one-thread processes beat one
     two-thread process for these models), or on `executor` (any concurrent.futures.Executor, `runner.run_jobs`).
     Finished runs are reused, so a stopped table resumes. With `csv` the rows are also written there (the file
-    that reports read)."""
+    that reports read). device: where the runs train (`run_cell`)."""
     root = str(Path(root) if root is not None else runs_root())
     cells = table_cells(table, profile)
+    if device != "auto":
+        cells = [(row, {**kw, "device": device}) for row, kw in cells]
     # rows with identical settings (e.g. depths that a small model maps to one) run once: key -> rows, key -> job
     groups: dict[tuple, list] = {}
     jobs: dict[tuple, tuple] = {}
@@ -187,3 +193,85 @@ def run_seconds(long, root: str | Path | None = None) -> dict:
             out[f"{kind}_s"] += float(json.loads(path.read_text()).get(key) or 0.0)
             out[f"n_{kind}"] += 1
     return out
+
+
+# ------------------------------------------------------------------------------------------------ results
+RESULTS = ("reports", "runs")  # where a table's numbers come from: the committed files, or the run folders
+
+
+def committed_reports() -> Path:
+    """The project's committed results: `reports/` at the project root (its tables are the `cpu` profile's)."""
+    return project_root() / "reports"
+
+
+def long_csv(table: str, results_from: str | Path | None = None) -> Path:
+    """The per-seed rows of `table` in a results folder (None: the committed `reports/`): tables/TABLE_long.csv."""
+    folder = Path(results_from) if results_from is not None else committed_reports()
+    return folder / "tables" / f"{table}_long.csv"
+
+
+def read_rows(path: str | Path) -> pd.DataFrame:
+    """Long rows written by `run_table(csv=...)`, back with the dtypes `run_table` returns: numeric row keys
+    (depths, corpus fractions) as numbers, no-pretraining `init` as "" (the CSV stores it empty)."""
+    df = pd.read_csv(path)
+    numeric = pd.to_numeric(df["row"], errors="coerce")
+    if numeric.notna().all():
+        df["row"] = numeric
+    for column in ("init", "run"):
+        if column in df:
+            df[column] = df[column].fillna("").astype(str)
+    return df
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the project root when it lies inside it (reports/tables/...), else as given."""
+    try:
+        return str(path.resolve().relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
+def _folder_profile(folder: Path) -> str | None:
+    """The profile whose results a reports folder holds, as `reports.reports_dir_for` lays them out: the committed
+    `reports/` is cpu, `reports/smoke` and `reports/gpu` theirs; None for any other folder."""
+    if folder.resolve() == committed_reports().resolve():
+        return "cpu"
+    return folder.name if folder.name in ("smoke", "gpu") else None
+
+
+def table_results(table: str, profile: str, seeds, *, results: str = "runs",
+                  results_from: str | Path | None = None, workers: int = 1, root: str | Path | None = None,
+                  csv: str | Path | None = None, progress: bool = True, executor: Executor | None = None,
+                  device: str = "auto") -> pd.DataFrame:  # fmt: skip
+    """A table's long rows (table, row, seed, column, value in percent, chance, init, run), from one of two places.
+
+    results="runs": `run_table` (trains every missing run, reuses finished ones; `workers`, `root`, `executor`,
+    `device` go to it). results="reports": the rows stored in `results_from`/tables/TABLE_long.csv (None: the
+    committed `reports/`), exactly, with `run_table`'s dtypes, so summaries, tables and claims come out the same;
+    nothing trains and no `runs/` is needed. A file that holds other seeds (or, for the committed and
+    `reports/<profile>` folders, another profile) than those asked for is said so, and used as it is.
+    With `csv` the rows are also written there (unless it is the file read), where the reports read them."""
+    if results not in RESULTS:
+        raise ValueError(f"results={results!r}: choose one of {RESULTS}")
+    seeds = list(seeds)
+    if results == "runs":
+        return run_table(table, profile, seeds, workers=workers, root=root, csv=csv, progress=progress,
+                         executor=executor, device=device)  # fmt: skip
+    src = long_csv(table, results_from)
+    if not src.is_file():
+        raise FileNotFoundError(f"{_shown(src)}: no stored results for {table}; run with results='runs' to train "
+                                "them, or point results_from at a folder whose tables/ holds it")  # fmt: skip
+    df = read_rows(src)
+    held = sorted(int(s) for s in df.seed.unique())
+    committed = src.resolve().is_relative_to(committed_reports().resolve())
+    print(f"{_shown(src)}: {len(df)} numbers ({df.row.nunique()} rows x seeds {held}), "
+          f"{'committed' if committed else 'stored'} results, nothing trained")  # fmt: skip
+    folder_profile = _folder_profile(src.parent.parent)
+    if held != sorted(seeds) or folder_profile not in (None, profile):
+        holds = f"profile {folder_profile}'s" if folder_profile else "its"
+        print(f"  note: the file holds {holds} numbers for seeds {held}; you asked for profile {profile}, seeds "
+              f"{sorted(seeds)}: shown as stored (results='runs' trains the ones asked for)")  # fmt: skip
+    if csv is not None and Path(csv).resolve() != src.resolve():
+        Path(csv).parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(csv, index=False)
+    return df

@@ -3,6 +3,10 @@
     long = run_table("cpu", seeds=[0, 1, 2], workers=2)  # long rows {table, row, seed, column, value, chance}
     summary, side, claims = report(long, "reports", run)  # tables/multitask*.csv|md, figures/multitask*.png
 
+    # notebook 10: the committed per-seed numbers (results="reports", nothing trained) or the runs ("runs")
+    long = table_results("cpu", [0, 1, 2], results="reports", reports_dir="reports")
+    run = dsg_run("cpu", 0, results="reports")  # the token + DSG run's log, or None when it was never written
+
 Rows: single-task (one model per data set), vanilla multi-task, + task token, + DSG, token + DSG (the paper's
 model), one token per head (with DSG), curriculum and anti-curriculum (the fastest / slowest converging group
 of the single-task runs trains alone first, `convergence_order`), and MT + finetune (each data set fine-tuned
@@ -14,6 +18,7 @@ are those of notebooks 04-09 (`pretrain(profile, seed)`).
 
 from __future__ import annotations
 
+import json
 import math
 from concurrent.futures import Executor
 from pathlib import Path
@@ -29,7 +34,7 @@ from vilbert_lite.pretrain.run import pretrain
 from vilbert_lite.repro import paper
 from vilbert_lite.repro.reports import diff_interval, plot_bars, save_table, summarize
 from vilbert_lite.repro.runner import run_jobs
-from vilbert_lite.runs import runs_root
+from vilbert_lite.runs import project_root, runs_root, write_json
 
 TABLE = "multitask"
 MT_ROWS = {  # row -> multitask() keyword arguments
@@ -41,6 +46,11 @@ MT_ROWS = {  # row -> multitask() keyword arguments
 }
 ROWS = ("single-task", *MT_ROWS, "curriculum", "anti-curriculum", "MT + finetune")
 COLUMNS = (*GROUPS, "average")
+RESULTS = ("reports", "runs")  # where a notebook's numbers come from: the committed files, or the run folders
+LONG_FILE = f"{TABLE}_long.csv"  # under <reports>/tables/: every (row, seed, column) number
+DSG_FILE = f"{TABLE}_dsg.json"  # under <reports>/tables/: the token + DSG run's DSG log (evals, updates)
+DSG_KEYS = ("profile", "seed", "tasks", "iterations", "updates", "evals")
+CPU_MINUTES = 49  # the whole table at `cpu` from a fresh clone, 2 workers (reports/RUN.md: 2,929 s)
 
 
 # --------------------------------------------------------------------------------------------------- runs
@@ -66,17 +76,25 @@ def _job(kw: dict) -> dict:
     return multitask(**kw, progress=False)
 
 
+def _device(device: str | None, overrides: dict | None = None) -> dict:
+    """multitask()'s train_overrides with the training device: "auto" / None keep the engine's default (CUDA
+    when present) and so the run keys of the committed table; another device is part of each run's key."""
+    return {**(overrides or {}), **({} if device in (None, "auto") else {"device": device})}
+
+
 def run_table(profile: str, seeds, *, workers: int = 1, root: str | Path | None = None,
-              csv: str | Path | None = None, progress: bool = True,
-              executor: Executor | None = None) -> pd.DataFrame:  # fmt: skip
+              csv: str | Path | None = None, progress: bool = True, executor: Executor | None = None,
+              device: str | None = None) -> pd.DataFrame:  # fmt: skip
     """Every row of the ablation for every seed -> long DataFrame (see the module docstring); with `csv` also
-    written there; runs in `workers` processes or on `executor` (`runner.run_jobs`). Phase 1: single-task and
-    the multi-task rows; phase 2: curriculum rows (their group order comes from phase 1's single-task runs) and
-    MT + finetune (from phase 1's token + DSG runs)."""
+    written there; runs in `workers` processes or on `executor` (`runner.run_jobs`), on `device` (None /
+    "auto": the engine's choice). Phase 1: single-task and the multi-task rows; phase 2: curriculum rows (their
+    group order comes from phase 1's single-task runs) and MT + finetune (from phase 1's token + DSG runs)."""
     root = str(Path(root) if root is not None else runs_root())
     load_data(profile, SIZES[profile], progress=progress)  # feature stores extracted once, before the workers
     init = {s: str(pretrain(profile, s, out=root, progress=progress)) for s in seeds}  # reused when finished
-    base = {s: dict(profile=profile, seed=s, init=init[s], root=root) for s in seeds}
+    dev = _device(device)
+    base = {s: dict(profile=profile, seed=s, init=init[s], root=root) | ({"train_overrides": dev} if dev else {})
+            for s in seeds}  # fmt: skip
     jobs = {("single-task", s, t): {**base[s], "tasks": (t,)} for s in seeds for t in DATASETS}
     jobs |= {(row, s, None): {**base[s], **kw} for s in seeds for row, kw in MT_ROWS.items()}
     bar = tqdm(
@@ -88,7 +106,7 @@ def run_table(profile: str, seeds, *, workers: int = 1, root: str | Path | None 
     later = {(row, s, None): {**base[s], "curriculum": g} for s in seeds for row, g in first.items()}
     later |= {("MT + finetune", s, t): {**base[s], "tasks": (t,), "tokens": "dataset",
                                         "init": results[("token + DSG", s, None)]["out_dir"],
-                                        "train_overrides": {"max_steps": SIZES[profile].finetune_iterations}}
+                                        "train_overrides": _device(device, {"max_steps": SIZES[profile].finetune_iterations})}
               for s in seeds for t in DATASETS}  # fmt: skip
     results |= run_jobs(_job, later, workers=workers, executor=executor, progress=bar)
     bar.close()
@@ -125,7 +143,113 @@ def long_rows(results: dict) -> pd.DataFrame:
     order = {r: i for i, r in enumerate(ROWS)}
     return df.sort_values(
         ["row", "seed"], key=lambda c: c.map(order) if c.name == "row" else c, kind="stable"
-    )
+    ).reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- committed results or runs
+def results_dir(results_from: str | Path | None = None) -> Path:
+    """The reports folder that results="reports" reads: `results_from`, else the project's committed reports/."""
+    return Path(results_from) if results_from is not None else project_root() / "reports"
+
+
+def _check_results(results: str) -> None:
+    if results not in RESULTS:
+        raise ValueError(f"results={results!r}: choose one of {RESULTS}")
+
+
+def read_long(path: str | Path) -> pd.DataFrame:
+    """The long rows `run_table(csv=...)` wrote, as run_table returned them (same columns, dtypes and order)."""
+    return pd.read_csv(path)
+
+
+def _show(path: Path) -> str:
+    """`path` relative to the project root when it lies inside it (reports/tables/...), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(project_root()))
+    except ValueError:
+        return str(path)
+
+
+def _folder_profile(folder: Path) -> str | None:
+    """The profile a reports folder holds (`reports_dir_for`'s layout): the committed reports/ is cpu's,
+    reports/smoke and reports/gpu theirs; None for any other folder."""
+    if folder.resolve() == (project_root() / "reports").resolve():
+        return "cpu"
+    return folder.name if folder.name in ("smoke", "gpu") else None
+
+
+def stored_rows(src: Path, profile: str, seeds, cost: str) -> pd.DataFrame:
+    """Long rows stored in `src`, as stored, with one line saying where they come from (and a note when they
+    are of other seeds or another profile than asked for). cost: what results='runs' would take instead."""
+    if not src.is_file():
+        raise FileNotFoundError(f"{_show(src)}: no stored results; set results='runs' to train them ({cost})")
+    long = read_long(src)
+    held = sorted(int(s) for s in long.seed.unique())
+    committed = src.resolve().is_relative_to((project_root() / "reports").resolve())
+    print(f"{_show(src)}: {'committed' if committed else 'stored'} results, nothing trained ({len(long)} "
+          f"numbers, {long.row.nunique()} rows x seeds {held})")  # fmt: skip
+    folder_profile = _folder_profile(src.parent.parent)
+    if held != sorted(seeds) or folder_profile not in (None, profile):
+        holds = f"profile {folder_profile}'s" if folder_profile else "its"
+        print(f"  note: the file holds {holds} numbers for seeds {held}; you asked for profile {profile}, seeds "
+              f"{sorted(seeds)}: shown as stored (results='runs' trains the ones asked for)")  # fmt: skip
+    return long
+
+
+def write_rows(long: pd.DataFrame, csv: Path | None, src: Path | None = None) -> None:
+    """Write the long rows to `csv` (when given, and not the file they were read from)."""
+    if csv is not None and (src is None or Path(csv).resolve() != Path(src).resolve()):
+        Path(csv).parent.mkdir(parents=True, exist_ok=True)
+        long.to_csv(csv, index=False)
+
+
+def table_results(profile: str, seeds, *, results: str = "reports", results_from: str | Path | None = None,
+                  reports_dir: str | Path | None = None, workers: int = 1, root: str | Path | None = None,
+                  device: str | None = None, progress: bool = True, executor: Executor | None = None,
+                  ) -> pd.DataFrame:  # fmt: skip
+    """The table's long rows. results="runs": `run_table` (trains what is missing, reuses finished runs, on
+    `device`); "reports": the rows stored in `results_from`/tables/multitask_long.csv (None: the committed
+    reports/), exactly as run_table returned them, so summaries and claims come out the same; nothing trains
+    and no run folder is touched. Either way, with `reports_dir`, the rows go to its tables/multitask_long.csv
+    (not rewritten when that is the file read)."""
+    _check_results(results)
+    csv = Path(reports_dir) / "tables" / LONG_FILE if reports_dir is not None else None
+    if results == "runs":
+        return run_table(profile, seeds, workers=workers, root=root, csv=csv, progress=progress,
+                         executor=executor, device=device)  # fmt: skip
+    src = results_dir(results_from) / "tables" / LONG_FILE
+    long = stored_rows(src, profile, seeds, f"~{CPU_MINUTES} min at cpu")
+    write_rows(long, csv, src)
+    return long
+
+
+def dsg_run(
+    profile: str,
+    seed: int,
+    *,
+    results: str = "reports",
+    results_from: str | Path | None = None,
+    root: str | Path | None = None,
+    device: str | None = None,
+) -> dict | None:
+    """The token + DSG run of `seed` as far as the DSG figure needs it ({profile, seed, tasks, iterations,
+    updates, evals}). "runs": `multitask(...)` (reused when finished, trained otherwise); "reports":
+    `results_from`/tables/multitask_dsg.json (written by `report` from a run), None when it is not there or is
+    of another profile or seed (one line printed saying what would show it)."""
+    _check_results(results)
+    if results == "runs":
+        m = multitask(profile, seed, **MT_ROWS["token + DSG"], root=root, train_overrides=_device(device) or None,
+                      progress=False)  # fmt: skip
+        return {k: m[k] for k in DSG_KEYS}
+    src = results_dir(results_from) / "tables" / DSG_FILE
+    run = json.loads(src.read_text()) if src.exists() else None
+    if run is None or (run["profile"], run["seed"]) != (profile, seed):
+        print(
+            f"no DSG log of the token + DSG run (profile {profile}, seed {seed}) in {_show(src)}: set "
+            f"results='runs' to train it (~{CPU_MINUTES} min at cpu with the table) and draw it"
+        )
+        return None
+    return run
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -223,7 +347,8 @@ def plot_dsg(evals: list[dict], iterations: int, tasks=None, title: str = "Dynam
 def report(long: pd.DataFrame, reports_dir: str | Path, run: dict | None = None):
     """Write tables/multitask_summary.csv (mean, std, n, 95% interval), tables/multitask.csv/.md (ours beside
     the paper), tables/multitask_claims.csv/.md, figures/multitask.png (bars with 95% intervals) and, given
-    a run's metrics (`multitask(...)`), figures/multitask_dsg.png -> (summary, side, claims)"""
+    a run's metrics (`multitask(...)` or `dsg_run(...)`), figures/multitask_dsg.png and its DSG log
+    tables/multitask_dsg.json (what `dsg_run(results="reports")` reads) -> (summary, side, claims)"""
     import matplotlib.pyplot as plt  # matplotlib loads only when a figure is drawn
 
     r = Path(reports_dir)
@@ -242,4 +367,5 @@ def report(long: pd.DataFrame, reports_dir: str | Path, run: dict | None = None)
         plot_dsg(run["evals"], run["iterations"], run["tasks"]).savefig(
             r / "figures" / f"{TABLE}_dsg.png", dpi=110
         )
+        write_json(r / "tables" / DSG_FILE, {k: run[k] for k in DSG_KEYS})
     return summary, side, cl

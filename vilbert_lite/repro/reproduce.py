@@ -1,7 +1,9 @@
 """`make reproduce`: execute the notebook suite with papermill at one profile and collect `reports/`.
 
 Each notebook runs from `notebooks/` with `profile`, `seed` and `device` injected into its `parameters`
-cell; the executed copy goes to `reports/notebooks/`. Heavy work inside the notebooks lives in run folders
+cell, and `results` ("runs" by default: train what is missing) into those that declare it (the tables of notebooks
+07-09; `--results reports` reads them from the committed per-seed numbers in seconds instead); the executed copy
+goes to `reports/notebooks/`. Heavy work inside the notebooks lives in run folders
 under `runs/` that are reused, so a stopped reproduction resumes where it stopped.
 
 Every notebook's outcome is appended to `reports/run_log.jsonl` (when it finished, its seconds, and how many
@@ -33,6 +35,7 @@ SUITE = [
     "02_co_attention.ipynb",
     "03_visual_tokens_and_regions.ipynb",
     "04_pretraining_objectives.ipynb",
+    "04b_what_pretraining_learned.ipynb",
     "05_finetuning.ipynb",
     "06_zero_shot_retrieval.ipynb",
     "07_baselines_table1.ipynb",
@@ -40,6 +43,7 @@ SUITE = [
     "09_ablation_data.ipynb",
     "10_multitask.ipynb",
     "11_vilt.ipynb",
+    "11b_vilt_experiments.ipynb",
     "12_real_data.ipynb",
 ]
 
@@ -86,9 +90,11 @@ def parse_param(text: str) -> tuple[str, object]:
 
 
 def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports: Path | None = None,
-              only: list[str] | None = None, params: dict | None = None) -> list[dict]:  # fmt: skip
+              only: list[str] | None = None, params: dict | None = None, results: str = "runs") -> list[dict]:  # fmt: skip
     """Execute every notebook of the suite that exists; returns one status dict per notebook. `params` are
-    extra papermill parameters, given only to the notebooks whose `parameters` cell declares them."""
+    extra papermill parameters, given only to the notebooks whose `parameters` cell declares them; so is
+    `results` ("runs": train what is missing, "reports": read the committed per-seed results, notebooks 07-09),
+    which the run log records when it is not "runs"."""
     import papermill as pm  # optional (notebooks extra): only running notebooks needs it
 
     reports = Path(reports or ROOT / "reports")
@@ -106,8 +112,12 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
             continue
         print(f"[{i}/{len(SUITE)}] {name} (profile={profile}) ...", flush=True)
         t0, before = time.time(), finished_runs(runs_root())
-        nb_params = notebook_parameters(src, reports, params, profile=profile, seed=seed, device=device)
+        nb_params = notebook_parameters(src, reports, {"results": results, **(params or {})}, profile=profile,
+                                        seed=seed, device=device)  # fmt: skip
         extra = {k: nb_params[k] for k in params or {} if k in nb_params}
+        # a table read from reports/, not trained: RUN.md says so
+        if nb_params.get("results", "runs") != "runs":
+            extra["results"] = nb_params["results"]
         timeout = CELL_TIMEOUT_S.get(profile)
         for attempt in (1, 2):  # a kernel that stops answering (seen once, in a widget cell) is retried once;
             try:  # the retry is cheap: every finished run folder is reused
@@ -142,13 +152,14 @@ def append_log(reports: Path, entry: dict) -> None:
 
 def write_index(reports: Path, profile: str) -> None:
     """reports/RUN.md from reports/run_log.jsonl: the latest entry of each notebook of `profile` (the tables'
-    README is written by the notebooks)."""
+    README is written by the notebooks); a notebook run with results="reports" (read, not trained) has a row of
+    its own, so it never hides the time its training took."""
     log = reports / "run_log.jsonl"
     latest = {}
     for line in log.read_text().splitlines() if log.exists() else []:
         e = json.loads(line)
         if e.get("profile") == profile:
-            latest[e["notebook"]] = e
+            latest[(e["notebook"], (e.get("params") or {}).get("results", "runs"))] = e
     lines = [
         "# Reproduction run",
         "",
@@ -161,9 +172,9 @@ def write_index(reports: Path, profile: str) -> None:
         "| notebook | status | seconds | finished (UTC) | runs trained (pretraining / fine-tuning) |",
         "|---|---|---|---|---|",
     ]
-    for name in SUITE:
-        if name in latest:
-            e = latest[name]
+    for key in [(name, mode) for name in SUITE for mode in ("runs", "reports")]:
+        if key in latest:
+            name, e = key[0], latest[key]
             tr = e.get("trained") or {}
             trained = f"{tr['pretrain']} / {tr['finetune']}" if tr else "not recorded"
             trained += f" (+ {tr['other']} other)" if tr.get("other") else ""
@@ -185,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         help="default: reports/ for the cpu profile (committed), reports/<profile>/ for the others",
     )
     ap.add_argument("--only", nargs="*", help="substrings of notebook names to run")
+    ap.add_argument("--results", default="runs", choices=["runs", "reports"],
+                    help="notebooks 07-09: train the tables (runs, resumable) or read them from the committed "
+                    "per-seed results in seconds (reports)")  # fmt: skip
     ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                     help="an extra parameter for the notebooks that declare it, e.g. -p n_seeds=2 (VALUE as JSON)")  # fmt: skip
     a = ap.parse_args(argv)
@@ -194,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(e))
 
     reports = reports_dir_for(a.profile, a.reports, ROOT / "reports")
-    status = run_suite(a.profile, a.seed, a.device, reports, a.only, params)
+    status = run_suite(a.profile, a.seed, a.device, reports, a.only, params, a.results)
     missing = [s["notebook"] for s in status if s["status"] == "missing"]
     if missing:
         print(f"{len(missing)} notebook(s) not written yet: {', '.join(missing)}", file=sys.stderr)
