@@ -97,7 +97,7 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
     which the run log records when it is not "runs"."""
     import papermill as pm  # optional (notebooks extra): only running notebooks needs it
 
-    reports = Path(reports or ROOT / "reports")
+    reports = reports_dir_for(profile, reports, base=ROOT / "reports")  # smoke / gpu: reports/<profile>/
     out_dir = reports / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     nb_dir = ROOT / "notebooks"
@@ -137,12 +137,40 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
                  "trained": trained_counts(finished_runs(runs_root()) - before)}  # fmt: skip
         if extra:
             entry["params"] = extra
+        stamp_banner(out_dir / name, entry)
         status.append(entry)
         append_log(reports, entry)
     write_index(reports, profile)
     if (reports / "tables").is_dir():
         write_summary(reports, profile)
     return status
+
+
+def stamp_banner(path: Path, entry: dict) -> None:
+    """The executed copy says what it is: the source notebook's banner (its stored outputs are the `smoke`
+    profile's) becomes a line with the profile, when and how long it ran, and whether it trained or read the
+    committed per-seed results."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    banner = next((c for c in nb.cells if "course-banner" in c.metadata.get("tags", [])), None)
+    if banner is None:
+        return
+    read = (entry.get("params") or {}).get("results") == "reports"
+    t = entry.get("trained") or {}
+    how = (
+        "its tables and figures are drawn from the committed per-seed results (`reports/tables/*_long.csv`, "
+        '`results="reports"`): nothing was trained for this copy; `make reproduce` trains them'
+        if read
+        else f"run folders trained by this execution: {t.get('pretrain', 0)} pretraining, "
+        f"{t.get('finetune', 0)} fine-tuning (finished runs under `runs/` are reused)"
+    )
+    banner.source = (
+        f"> **Executed at the `{entry['profile']}` profile** on {entry['finished']} UTC in {entry['seconds']:,.0f} s "
+        f"on {os.cpu_count()} CPU cores; {how}. The lesson itself, with its parameters, is "
+        f"[notebooks/{path.name}](../../notebooks/{path.name})."
+    )
+    nbformat.write(nb, path)
 
 
 def append_log(reports: Path, entry: dict) -> None:
@@ -197,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--only", nargs="*", help="substrings of notebook names to run")
     ap.add_argument("--results", default="runs", choices=["runs", "reports"],
-                    help="notebooks 07-09: train the tables (runs, resumable) or read them from the committed "
+                    help="notebooks 07-11b: train the tables (runs, resumable) or read them from the committed "
                     "per-seed results in seconds (reports)")  # fmt: skip
     ap.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                     help="an extra parameter for the notebooks that declare it, e.g. -p n_seeds=2 (VALUE as JSON)")  # fmt: skip
