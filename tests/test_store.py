@@ -1,6 +1,8 @@
 """Feature store: round trip, cache reuse, corrupt shards rebuilt, atomic writes, the data_samples shard."""
 
 import json
+import multiprocessing as mp
+import time
 import zlib
 from pathlib import Path
 
@@ -171,3 +173,37 @@ def test_data_samples_shard():
         np.testing.assert_allclose(
             rf.boxes[0], [0, 0, rf.image_w, rf.image_h]
         )  # proposals: whole image first
+
+
+class SlowExtractor(FakeExtractor):
+    """A FakeExtractor that takes its time per image, so that two processes overlap."""
+
+    def extract_many(self, items, batch_size=16, progress=True, total=None):
+        for item in super().extract_many(items, batch_size, progress, total):
+            time.sleep(0.01)
+            yield item
+
+
+def _extract_into(root: str, n: int, done) -> None:
+    store = extract_features(items(n), root, SlowExtractor(), batch_size=4, progress=False, shard_size=8)
+    done.put(store.extracted)
+
+
+def test_two_processes_extracting_into_one_store_take_turns(tmp_path):
+    """Two processes started on the same store at once (two notebooks, a table's workers): the writer lock makes
+    the second wait, then extract only what the first did not; the store ends complete, every image once, and
+    its shards pass the checksum check (without the lock the second process's open deleted the first's parts)."""
+    ctx = mp.get_context("fork")
+    done = ctx.Queue()
+    procs = [ctx.Process(target=_extract_into, args=(str(tmp_path), 40, done)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert sorted(done.get(timeout=5) for _ in procs) == [0, 40]  # the second found everything extracted
+    st = FeatureStore(tmp_path, SETTINGS)
+    assert len(st) == 40 and st.verify(force=True) == []
+    assert sorted(st.ids()) == sorted(i for i, _, _ in items(40))
+    for image_id, _, _ in items(40):
+        assert_same(st.get(image_id), fake_of(image_id))

@@ -24,7 +24,10 @@ Rules: shards are immutable. A write goes to a temporary file in the same folder
 (also written via temp file + `os.replace`) is the commit point, so an interrupted write leaves at most an
 orphan file that the next open deletes, never a half-written shard that is used. Every shard's sha256 is checked
 (once per process) before its features are read; a mismatch raises `CorruptShardError`, and `extract_features`
-drops such shards (naming them in a warning) and re-extracts their images. One writer at a time per store folder.
+drops such shards (naming them in a warning) and re-extracts their images. One writer at a time per store folder:
+`extract_features` holds an exclusive lock on `ROOT/.<settings-key>.lock` while it writes, so two processes
+extracting into one store take turns (the second then finds the first's images and extracts only the rest), and
+opening a store deletes leftovers of interrupted writes only when no writer holds the lock.
 
 Extraction commits as it goes: every batch of images becomes a small shard named `part-NNNNN.safetensors` (same
 layout, listed in the index like any shard); once the parts hold `shard_size` images they are merged into a
@@ -57,6 +60,7 @@ import struct
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -69,6 +73,11 @@ from tqdm.auto import tqdm
 from vilbert_lite.data.items import RegionFeatures
 from vilbert_lite.errors import UserError
 from vilbert_lite.runs import project_root
+
+try:  # POSIX advisory locks; where there are none (Windows), one writer at a time is the user's to keep
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
 
 FORMAT = "vilbert_lite.features"
 FORMAT_VERSION = 1
@@ -160,7 +169,9 @@ class FeatureStore:
             )
             self._write_index()
         self._rebuild_lookup()
-        self._remove_orphans()
+        with writer_lock(self.path, wait=False) as alone:
+            if alone:  # a writer at work may have files its index does not list yet: not leftovers
+                self._remove_orphans()
         self.sources = self._read_sources()
 
     @classmethod
@@ -564,6 +575,27 @@ def _extract_chunk(extractor: Any, chunk: list, on_error: str, skipped: list[dic
     return [rf for item in chunk for rf in _extract_chunk(extractor, [item], on_error, skipped)]
 
 
+@contextmanager
+def writer_lock(store_path: Path, wait: bool = True) -> Iterator[bool]:
+    """Hold the store's exclusive writer lock (a file beside the store folder) -> True; with wait=False and
+    another process holding it -> False at once (nothing is held)."""
+    if fcntl is None:  # pragma: no cover
+        yield True
+        return
+    store_path = Path(store_path)
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(store_path.parent / f".{store_path.name}.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def extract_features(
     images: Iterable[tuple[str, Any, Any]],
     root: str | Path,
@@ -586,7 +618,15 @@ def extract_features(
     """
     if on_error not in ON_ERROR:
         raise UserError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    with writer_lock(Path(root) / settings_key(extractor.settings)):
+        return _extract_locked(images, root, extractor, batch_size, total, progress, shard_size, on_error)
+
+
+def _extract_locked(
+    images, root, extractor, batch_size, total, progress, shard_size, on_error
+) -> FeatureStore:
     store = FeatureStore(root, extractor.settings, shard_size=shard_size)
+    store._remove_orphans()  # under the writer lock: whatever the index does not list is a leftover
     bad = store.verify()
     if bad:
         lost = store.drop_shards(bad)
