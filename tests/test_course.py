@@ -85,3 +85,32 @@ def test_an_executed_copy_says_how_it_was_made(tmp_path):
     reproduce.stamp_banner(copy, {**entry, "params": {}, "trained": {"pretrain": 1, "finetune": 5}})
     banner = nbformat.read(copy, as_version=4).cells[0].source
     assert "1 pretraining, 5 fine-tuning" in banner
+
+
+def test_executed_copies_keep_their_figures_small(tmp_path):
+    """compact_images redraws a large PNG at most max_side pixels and with a palette, drops widget state, and
+    keeps every figure (the committed executed copies must stay a few MB together)."""
+    import base64
+    import io
+
+    import numpy as np
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    fig = Figure(figsize=(20, 10), dpi=100)
+    ax = fig.subplots()
+    ax.imshow(np.random.default_rng(0).random((64, 64)), cmap="viridis")
+    ax.plot(np.sin(np.linspace(0, 10, 200)) * 30 + 32, lw=3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    png = base64.b64encode(buf.getvalue()).decode()
+    v4 = nbformat.v4
+    out = v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})
+    nb = v4.new_notebook(cells=[v4.new_code_cell("fig", outputs=[out])], metadata={"widgets": {"state": {}}})
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    saved = reproduce.compact_images(path, max_side=800)
+    after = nbformat.read(path, as_version=4)
+    img = Image.open(io.BytesIO(base64.b64decode(after.cells[0].outputs[0].data["image/png"])))
+    assert saved > 0 and max(img.size) == 800 and img.size[0] == 2 * img.size[1]
+    assert "widgets" not in after.metadata and after.cells[0].outputs[0].data["text/plain"] == "<Figure>"

@@ -138,6 +138,7 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
         if extra:
             entry["params"] = extra
         stamp_banner(out_dir / name, entry)
+        compact_images(out_dir / name)
         status.append(entry)
         append_log(reports, entry)
     write_index(reports, profile)
@@ -171,6 +172,43 @@ def stamp_banner(path: Path, entry: dict) -> None:
         f"[notebooks/{path.name}](../../notebooks/{path.name})."
     )
     nbformat.write(nb, path)
+
+
+def compact_images(path: Path, max_side: int = 1400) -> int:
+    """Keep the committed executed copies small (all of them together a few MB): every PNG output is redrawn
+    at most `max_side` pixels wide or high and stored with a 256-colour palette when that is smaller (figures of
+    flat colours lose nothing visible), and the widgets' saved state (which GitHub does not render) is dropped.
+    -> bytes saved."""
+    import base64
+    import io
+
+    import nbformat
+    from PIL import Image
+
+    before = path.stat().st_size
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "image/png" not in data:
+                continue
+            raw = base64.b64decode(data["image/png"])
+            img = Image.open(io.BytesIO(raw))
+            if max(img.size) > max_side:
+                scale = max_side / max(img.size)
+                img = img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS)
+            small = io.BytesIO()
+            img.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(
+                small, "PNG", optimize=True
+            )
+            if small.tell() < len(raw):
+                data["image/png"] = base64.b64encode(small.getvalue()).decode()
+                meta = out.setdefault("metadata", {}).setdefault("image/png", {})
+                if isinstance(meta, dict) and {"width", "height"} & set(meta):
+                    meta.pop("width", None), meta.pop("height", None)
+    nbformat.write(nb, path)
+    return before - path.stat().st_size
 
 
 def append_log(reports: Path, entry: dict) -> None:
