@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 
@@ -26,12 +24,7 @@ def table_rows(profile: str, results: str = "reports") -> pd.DataFrame:
     "runs": the table trained now at `profile`, its csv written to a temporary folder and read back as the notebook
     reads committed results (~4.4 h of training at cpu the first time; finished runs are reused)."""
     seeds = list(range(get_profile(profile).seeds))
-    if results == "reports":
-        return experiments.table_results(TABLE, profile, seeds, results="reports")
-    tmp = Path(tempfile.mkdtemp())
-    experiments.table_results(TABLE, profile, seeds, results="runs", workers=2, progress=False,
-                              csv=experiments.long_csv(TABLE, tmp))  # fmt: skip
-    return experiments.table_results(TABLE, profile, seeds, results="reports", results_from=tmp)
+    return experiments.table_results(TABLE, profile, seeds, results=results, workers=2, progress=False)
 
 
 def exercise_1(summary: pd.DataFrame) -> pd.Series:

@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import tempfile
 from collections import Counter
-from pathlib import Path
 
 import pandas as pd
 
@@ -34,14 +32,9 @@ PARTS = {
 
 def table_rows(profile: str, results: str = "reports") -> pd.DataFrame:
     """Table 2's long rows: results="reports": the committed per-seed numbers (the cpu profile's, seconds); "runs":
-    the table trained now at `profile`, its csv written to a temporary folder and read back."""
+    the table trained now at `profile` (finished runs reused)."""
     seeds = list(range(get_profile(profile).seeds))
-    if results == "reports":
-        return experiments.table_results(TABLE, profile, seeds, results="reports")
-    tmp = Path(tempfile.mkdtemp())
-    experiments.table_results(TABLE, profile, seeds, results="runs", workers=2, progress=False,
-                              csv=experiments.long_csv(TABLE, tmp))  # fmt: skip
-    return experiments.table_results(TABLE, profile, seeds, results="reports", results_from=tmp)
+    return experiments.table_results(TABLE, profile, seeds, results=results, workers=2, progress=False)
 
 
 def exercise_1(profile: str) -> pd.DataFrame:

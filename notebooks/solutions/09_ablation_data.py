@@ -10,8 +10,6 @@ Each exercise is one function; each prints lines starting "exercise N:".
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 
@@ -23,14 +21,9 @@ TABLE = "table3"
 
 def table_rows(profile: str, results: str = "reports") -> pd.DataFrame:
     """Table 3's long rows: results="reports": the committed per-seed numbers (the cpu profile's, seconds); "runs":
-    the table trained now at `profile`, its csv written to a temporary folder and read back."""
+    the table trained now at `profile` (finished runs reused)."""
     seeds = list(range(get_profile(profile).seeds))
-    if results == "reports":
-        return experiments.table_results(TABLE, profile, seeds, results="reports")
-    tmp = Path(tempfile.mkdtemp())
-    experiments.table_results(TABLE, profile, seeds, results="runs", workers=2, progress=False,
-                              csv=experiments.long_csv(TABLE, tmp))  # fmt: skip
-    return experiments.table_results(TABLE, profile, seeds, results="reports", results_from=tmp)
+    return experiments.table_results(TABLE, profile, seeds, results=results, workers=2, progress=False)
 
 
 def exercise_1(long: pd.DataFrame) -> pd.DataFrame:

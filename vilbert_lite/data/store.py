@@ -169,9 +169,10 @@ class FeatureStore:
             )
             self._write_index()
         self._rebuild_lookup()
-        with writer_lock(self.path, wait=False) as alone:
-            if alone:  # a writer at work may have files its index does not list yet: not leftovers
-                self._remove_orphans()
+        if _no_writer(
+            self.path
+        ):  # a writer at work may have files its index does not list yet: not leftovers
+            self._remove_orphans()
         self.sources = self._read_sources()
 
     @classmethod
@@ -594,6 +595,21 @@ def writer_lock(store_path: Path, wait: bool = True) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _no_writer(store_path: Path) -> bool:
+    """Whether no process is writing the store now, found without creating anything (opening a committed
+    store must leave the checkout as it is): every writer creates the lock file first, so no file = no writer."""
+    lock = store_path.parent / f".{store_path.name}.lock"
+    if fcntl is None or not lock.exists():
+        return True
+    with open(lock) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return True
 
 
 def extract_features(

@@ -22,8 +22,9 @@ from vilbert_lite.model.config import ViLBertConfig, co_attention_ids
 from vilbert_lite.pretrain.data import synthetic_data
 from vilbert_lite.pretrain.run import pretrain
 from vilbert_lite.profiles import get_profile
+from vilbert_lite.repro.results import check_results, results_dir, stored_rows, write_rows
 from vilbert_lite.repro.runner import run_jobs
-from vilbert_lite.runs import project_root, runs_root
+from vilbert_lite.runs import runs_root
 from vilbert_lite.tasks import finetune
 from vilbert_lite.tasks.common import world_features
 
@@ -196,18 +197,9 @@ def run_seconds(long, root: str | Path | None = None) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ results
-RESULTS = ("reports", "runs")  # where a table's numbers come from: the committed files, or the run folders
-
-
-def committed_reports() -> Path:
-    """The project's committed results: `reports/` at the project root (its tables are the `cpu` profile's)."""
-    return project_root() / "reports"
-
-
 def long_csv(table: str, results_from: str | Path | None = None) -> Path:
     """The per-seed rows of `table` in a results folder (None: the committed `reports/`): tables/TABLE_long.csv."""
-    folder = Path(results_from) if results_from is not None else committed_reports()
-    return folder / "tables" / f"{table}_long.csv"
+    return results_dir(results_from) / "tables" / f"{table}_long.csv"
 
 
 def read_rows(path: str | Path) -> pd.DataFrame:
@@ -223,22 +215,6 @@ def read_rows(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def _shown(path: Path) -> str:
-    """`path` relative to the project root when it lies inside it (reports/tables/...), else as given."""
-    try:
-        return str(path.resolve().relative_to(project_root()))
-    except ValueError:
-        return str(path)
-
-
-def _folder_profile(folder: Path) -> str | None:
-    """The profile whose results a reports folder holds, as `reports.reports_dir_for` lays them out: the committed
-    `reports/` is cpu, `reports/smoke` and `reports/gpu` theirs; None for any other folder."""
-    if folder.resolve() == committed_reports().resolve():
-        return "cpu"
-    return folder.name if folder.name in ("smoke", "gpu") else None
-
-
 def table_results(table: str, profile: str, seeds, *, results: str = "runs",
                   results_from: str | Path | None = None, workers: int = 1, root: str | Path | None = None,
                   csv: str | Path | None = None, progress: bool = True, executor: Executor | None = None,
@@ -251,27 +227,12 @@ def table_results(table: str, profile: str, seeds, *, results: str = "runs",
     nothing trains and no `runs/` is needed. A file that holds other seeds (or, for the committed and
     `reports/<profile>` folders, another profile) than those asked for is said so, and used as it is.
     With `csv` the rows are also written there (unless it is the file read), where the reports read them."""
-    if results not in RESULTS:
-        raise ValueError(f"results={results!r}: choose one of {RESULTS}")
+    check_results(results)
     seeds = list(seeds)
     if results == "runs":
         return run_table(table, profile, seeds, workers=workers, root=root, csv=csv, progress=progress,
                          executor=executor, device=device)  # fmt: skip
     src = long_csv(table, results_from)
-    if not src.is_file():
-        raise FileNotFoundError(f"{_shown(src)}: no stored results for {table}; run with results='runs' to train "
-                                "them, or point results_from at a folder whose tables/ holds it")  # fmt: skip
-    df = read_rows(src)
-    held = sorted(int(s) for s in df.seed.unique())
-    committed = src.resolve().is_relative_to(committed_reports().resolve())
-    print(f"{_shown(src)}: {len(df)} numbers ({df.row.nunique()} rows x seeds {held}), "
-          f"{'committed' if committed else 'stored'} results, nothing trained")  # fmt: skip
-    folder_profile = _folder_profile(src.parent.parent)
-    if held != sorted(seeds) or folder_profile not in (None, profile):
-        holds = f"profile {folder_profile}'s" if folder_profile else "its"
-        print(f"  note: the file holds {holds} numbers for seeds {held}; you asked for profile {profile}, seeds "
-              f"{sorted(seeds)}: shown as stored (results='runs' trains the ones asked for)")  # fmt: skip
-    if csv is not None and Path(csv).resolve() != src.resolve():
-        Path(csv).parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(csv, index=False)
-    return df
+    long = stored_rows(src, profile, seeds, f"the {table} runs", read=read_rows)
+    write_rows(long, csv, src)
+    return long

@@ -33,8 +33,9 @@ from vilbert_lite.multitask.train import SIZES, StopAndGo, load_data, multitask
 from vilbert_lite.pretrain.run import pretrain
 from vilbert_lite.repro import paper
 from vilbert_lite.repro.reports import diff_interval, plot_bars, save_table, summarize
+from vilbert_lite.repro.results import check_results, results_dir, shown, stored_rows, write_rows
 from vilbert_lite.repro.runner import run_jobs
-from vilbert_lite.runs import project_root, runs_root, write_json
+from vilbert_lite.runs import runs_root, write_json
 
 TABLE = "multitask"
 MT_ROWS = {  # row -> multitask() keyword arguments
@@ -46,7 +47,6 @@ MT_ROWS = {  # row -> multitask() keyword arguments
 }
 ROWS = ("single-task", *MT_ROWS, "curriculum", "anti-curriculum", "MT + finetune")
 COLUMNS = (*GROUPS, "average")
-RESULTS = ("reports", "runs")  # where a notebook's numbers come from: the committed files, or the run folders
 LONG_FILE = f"{TABLE}_long.csv"  # under <reports>/tables/: every (row, seed, column) number
 DSG_FILE = f"{TABLE}_dsg.json"  # under <reports>/tables/: the token + DSG run's DSG log (evals, updates)
 DSG_KEYS = ("profile", "seed", "tasks", "iterations", "updates", "evals")
@@ -147,62 +147,6 @@ def long_rows(results: dict) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- committed results or runs
-def results_dir(results_from: str | Path | None = None) -> Path:
-    """The reports folder that results="reports" reads: `results_from`, else the project's committed reports/."""
-    return Path(results_from) if results_from is not None else project_root() / "reports"
-
-
-def _check_results(results: str) -> None:
-    if results not in RESULTS:
-        raise ValueError(f"results={results!r}: choose one of {RESULTS}")
-
-
-def read_long(path: str | Path) -> pd.DataFrame:
-    """The long rows `run_table(csv=...)` wrote, as run_table returned them (same columns, dtypes and order)."""
-    return pd.read_csv(path)
-
-
-def _show(path: Path) -> str:
-    """`path` relative to the project root when it lies inside it (reports/tables/...), else as given."""
-    try:
-        return str(Path(path).resolve().relative_to(project_root()))
-    except ValueError:
-        return str(path)
-
-
-def _folder_profile(folder: Path) -> str | None:
-    """The profile a reports folder holds (`reports_dir_for`'s layout): the committed reports/ is cpu's,
-    reports/smoke and reports/gpu theirs; None for any other folder."""
-    if folder.resolve() == (project_root() / "reports").resolve():
-        return "cpu"
-    return folder.name if folder.name in ("smoke", "gpu") else None
-
-
-def stored_rows(src: Path, profile: str, seeds, cost: str) -> pd.DataFrame:
-    """Long rows stored in `src`, as stored, with one line saying where they come from (and a note when they
-    are of other seeds or another profile than asked for). cost: what results='runs' would take instead."""
-    if not src.is_file():
-        raise FileNotFoundError(f"{_show(src)}: no stored results; set results='runs' to train them ({cost})")
-    long = read_long(src)
-    held = sorted(int(s) for s in long.seed.unique())
-    committed = src.resolve().is_relative_to((project_root() / "reports").resolve())
-    print(f"{_show(src)}: {'committed' if committed else 'stored'} results, nothing trained ({len(long)} "
-          f"numbers, {long.row.nunique()} rows x seeds {held})")  # fmt: skip
-    folder_profile = _folder_profile(src.parent.parent)
-    if held != sorted(seeds) or folder_profile not in (None, profile):
-        holds = f"profile {folder_profile}'s" if folder_profile else "its"
-        print(f"  note: the file holds {holds} numbers for seeds {held}; you asked for profile {profile}, seeds "
-              f"{sorted(seeds)}: shown as stored (results='runs' trains the ones asked for)")  # fmt: skip
-    return long
-
-
-def write_rows(long: pd.DataFrame, csv: Path | None, src: Path | None = None) -> None:
-    """Write the long rows to `csv` (when given, and not the file they were read from)."""
-    if csv is not None and (src is None or Path(csv).resolve() != Path(src).resolve()):
-        Path(csv).parent.mkdir(parents=True, exist_ok=True)
-        long.to_csv(csv, index=False)
-
-
 def table_results(profile: str, seeds, *, results: str = "reports", results_from: str | Path | None = None,
                   reports_dir: str | Path | None = None, workers: int = 1, root: str | Path | None = None,
                   device: str | None = None, progress: bool = True, executor: Executor | None = None,
@@ -212,7 +156,7 @@ def table_results(profile: str, seeds, *, results: str = "reports", results_from
     reports/), exactly as run_table returned them, so summaries and claims come out the same; nothing trains
     and no run folder is touched. Either way, with `reports_dir`, the rows go to its tables/multitask_long.csv
     (not rewritten when that is the file read)."""
-    _check_results(results)
+    check_results(results)
     csv = Path(reports_dir) / "tables" / LONG_FILE if reports_dir is not None else None
     if results == "runs":
         return run_table(profile, seeds, workers=workers, root=root, csv=csv, progress=progress,
@@ -236,7 +180,7 @@ def dsg_run(
     updates, evals}). "runs": `multitask(...)` (reused when finished, trained otherwise); "reports":
     `results_from`/tables/multitask_dsg.json (written by `report` from a run), None when it is not there or is
     of another profile or seed (one line printed saying what would show it)."""
-    _check_results(results)
+    check_results(results)
     if results == "runs":
         m = multitask(profile, seed, **MT_ROWS["token + DSG"], root=root, train_overrides=_device(device) or None,
                       progress=False)  # fmt: skip
@@ -245,7 +189,7 @@ def dsg_run(
     run = json.loads(src.read_text()) if src.exists() else None
     if run is None or (run["profile"], run["seed"]) != (profile, seed):
         print(
-            f"no DSG log of the token + DSG run (profile {profile}, seed {seed}) in {_show(src)}: set "
+            f"no DSG log of the token + DSG run (profile {profile}, seed {seed}) in {shown(src)}: set "
             f"results='runs' to train it (~{CPU_MINUTES} min at cpu with the table) and draw it"
         )
         return None

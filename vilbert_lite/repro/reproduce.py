@@ -137,8 +137,9 @@ def run_suite(profile: str = "cpu", seed: int = 0, device: str = "auto", reports
                  "trained": trained_counts(finished_runs(runs_root()) - before)}  # fmt: skip
         if extra:
             entry["params"] = extra
-        stamp_banner(out_dir / name, entry)
-        compact_images(out_dir / name)
+        if (out_dir / name).is_file():
+            stamp_banner(out_dir / name, entry)
+            compact_images(out_dir / name)
         status.append(entry)
         append_log(reports, entry)
     write_index(reports, profile)

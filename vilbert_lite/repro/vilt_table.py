@@ -33,8 +33,8 @@ from tqdm.auto import tqdm
 from vilbert_lite.model.config import ViLBertConfig
 from vilbert_lite.pretrain.run import plan_pretrain, pretrain
 from vilbert_lite.repro.experiments import COLUMN_OF, prepare_data, run_seconds
-from vilbert_lite.repro.multitask_table import _check_results, _show, results_dir, stored_rows, write_rows
 from vilbert_lite.repro.reports import compute_line, markdown, summarize
+from vilbert_lite.repro.results import check_results, results_dir, shown, stored_rows, write_rows
 from vilbert_lite.repro.runner import run_jobs
 from vilbert_lite.runs import is_done, runs_root
 from vilbert_lite.tasks import finetune
@@ -121,7 +121,7 @@ def table_results(profile: str, seeds, *, results: str = "reports", results_from
     "reports": the rows stored in `results_from`/tables/vilt_long.csv (None: the committed reports/), exactly
     as run_table returned them; nothing trains and no run folder is touched. Either way, with `reports_dir`,
     the rows go to its tables/vilt_long.csv (not rewritten when that is the file read)."""
-    _check_results(results)
+    check_results(results)
     csv = Path(reports_dir) / "tables" / LONG_FILE if reports_dir is not None else None
     if results == "runs":
         return run_table(profile, seeds, workers=workers, root=root, csv=csv, progress=progress,
@@ -195,7 +195,7 @@ def pretraining_runs(profile: str, seed: int, *, results: str = "reports", root:
     """The three pretraining runs of `seed` (region: notebook 04's ViLBERT run; grid and patch: `pretrain_vilt`)
     -> {row: run folder}. "runs": trained when missing, reused when finished; "reports": the finished folders
     when all three are under `root` (found by their config, nothing written), else None."""
-    _check_results(results)
+    check_results(results)
     if results == "runs":
         return {"region (ViLBERT)": pretrain(profile, seed, out=root, progress=progress),
                 "grid (ViLT transformer)": pretrain_vilt(profile, seed, out=root, visual_embed="grid",
@@ -234,9 +234,9 @@ def pretraining_table(
         return table
     src = results_dir(results_from) / "tables" / PRETRAINING_FILE
     if not src.is_file():
-        print(needs_runs(f"the pretraining table ({_show(src)} is not there either)"))
+        print(needs_runs(f"the pretraining table ({shown(src)} is not there either)"))
         return None
-    print(f"{_show(src)}: stored results, nothing trained")
+    print(f"{shown(src)}: stored results, nothing trained")
     table = pd.read_csv(src, index_col=0, dtype=object)
     if (
         reports_dir is not None
