@@ -416,7 +416,7 @@ def _spread(n: int, width: float) -> np.ndarray:
 
 def _colour(i: int, n: int):
     """The i-th of n distinct colours (tab10, tab20 past ten)."""
-    import matplotlib
+    import matplotlib  # matplotlib loads only when a figure is drawn
 
     return matplotlib.colormaps["tab10" if n <= 10 else "tab20"](i % 20)
 
@@ -649,7 +649,7 @@ def write_summary(reports_dir: str | Path, profile: str, command: str | None = N
         lines += ["### Verdicts per task", "", markdown(grid), GRID_NOTE, ""]
     for stem, title in (("multitask", "12-in-1 · multi-task ablation (notebook 10)"),
                         ("multitask_claims", "12-in-1 · claims"),
-                        ("vilt", "ViLT beside ViLBERT · accuracy at equal budgets (notebook 11)"),
+                        ("vilt", "ViLT beside ViLBERT · accuracy at equal budgets (notebook 11b)"),
                         ("easy_vqa", "Real data · easy-VQA, VQA accuracy (%) on its held-out test pictures, "
                                      "per answer type (notebook 12)")):  # fmt: skip
         f = tables / f"{stem}.md"

@@ -14,7 +14,9 @@ run folders it trained: a notebook that reused finished runs took less than it w
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
+import io
 import json
 import os
 import platform
@@ -152,7 +154,7 @@ def stamp_banner(path: Path, entry: dict) -> None:
     """The executed copy says what it is: the source notebook's banner (its stored outputs are the `smoke`
     profile's) becomes a line with the profile, when and how long it ran, and whether it trained or read the
     committed per-seed results."""
-    import nbformat
+    import nbformat  # the notebooks extra, as papermill
 
     nb = nbformat.read(path, as_version=4)
     banner = next((c for c in nb.cells if "course-banner" in c.metadata.get("tags", [])), None)
@@ -180,11 +182,8 @@ def compact_images(path: Path, max_side: int = 1400) -> int:
     at most `max_side` pixels wide or high and stored with a 256-colour palette when that is smaller (figures of
     flat colours lose nothing visible), and the widgets' saved state (which GitHub does not render) is dropped.
     -> bytes saved."""
-    import base64
-    import io
-
-    import nbformat
-    from PIL import Image
+    import nbformat  # the notebooks extra, as papermill
+    from PIL import Image  # matplotlib's image library
 
     before = path.stat().st_size
     nb = nbformat.read(path, as_version=4)

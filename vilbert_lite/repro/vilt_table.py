@@ -1,4 +1,4 @@
-"""ViLT's accuracy columns (notebook 11): the region, grid and patch models pretrained on the same captions with
+"""ViLT's accuracy columns (notebook 11b): the region, grid and patch models pretrained on the same captions with
 the same budget, then fine-tuned on the same tasks with the same budgets, for several seeds.
 
     long = run_table("cpu", seeds=[0, 1, 2], workers=2)   # long rows {row, seed, column, value, chance, ...}
@@ -39,6 +39,8 @@ from vilbert_lite.repro.runner import run_jobs
 from vilbert_lite.runs import is_done, runs_root
 from vilbert_lite.tasks import finetune
 from vilbert_lite.vilt.pretrain import plan_pretrain_vilt, pretrain_vilt
+from vilbert_lite.viz.pretrain import EVAL_ROWS
+from vilbert_lite.viz.vilt import accuracy_table
 
 ROWS = {"region (ViLBERT)": "vilbert", "grid (ViLT transformer)": "vilt_grid", "patch (ViLT)": "vilt"}
 TASKS = ("vqa", "retrieval", "nlvr", "zeroshot")
@@ -53,7 +55,7 @@ PRETRAINING_FILE = (
 COMPUTE_FILE = (
     "vilt_compute.txt"  # under <reports>/tables/: what the table's runs took (when they were all here)
 )
-CPU_MINUTES = 67  # notebook 11's table at `cpu`, 2 workers (reports/RUN.md: 3,998 s, 3 pretrainings and 9
+CPU_MINUTES = 67  # notebook 11b's table at `cpu`, 2 workers (reports/RUN.md: 3,998 s, 3 pretrainings and 9
 # fine-tunings trained, the region row's reused from Table 1)
 __all__ = ["ROWS", "TASKS", "run_cell", "run_table", "summarize", "plot_accuracy_vs_time", "table_results",
            "report", "pretraining_runs", "pretraining_table"]  # fmt: skip
@@ -219,9 +221,6 @@ def pretraining_table(
     percent) -> DataFrame:
     from the runs when given (then also written to `reports_dir`/tables/vilt_pretraining.csv), else the stored
     table of `results_from` (None: the committed reports/), else None with one line saying what would show it."""
-    from vilbert_lite.viz.pretrain import EVAL_ROWS
-    from vilbert_lite.viz.vilt import accuracy_table
-
     if runs is not None:
         table = accuracy_table(runs)
         n = len(EVAL_ROWS)  # the held-out accuracies, in percent
