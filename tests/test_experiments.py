@@ -195,7 +195,7 @@ def test_write_summary_reads_the_tables_and_states_the_claims(tmp_path):
     text = reports.write_summary(tmp_path, "cpu", runs_root=tmp_path / "elsewhere").read_text()
     assert full in text and "not on this machine" not in text
     assert "## 12-in-1 · multi-task ablation (notebook 10)" in text and "| vanilla | 50.00 |" in text
-    assert "## ViLT beside ViLBERT · accuracy at equal budgets (notebook 11)" in text
+    assert "## ViLT beside ViLBERT · accuracy at equal budgets (notebook 11b)" in text
     assert "| 7.0 ± 1.0 |" in text
 
 

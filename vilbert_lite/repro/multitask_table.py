@@ -305,7 +305,7 @@ def report(long: pd.DataFrame, reports_dir: str | Path, run: dict | None = None)
     cl = claims(long)
     save_table(cl.set_index("claim"), r / "tables" / f"{TABLE}_claims")
     fig = plot_bars(summary, list(COLUMNS), title="12-in-1 ablation: task groups and all-task average",
-                    save=r / "figures" / f"{TABLE}.png")  # fmt: skip
+                    save=r / "figures" / f"{TABLE}.png", long=long)  # fmt: skip
     plt.close(fig)
     if run is not None:
         plot_dsg(run["evals"], run["iterations"], run["tasks"]).savefig(
