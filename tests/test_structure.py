@@ -176,6 +176,29 @@ def test_imports_sit_at_the_top():
     assert not bad, "\n".join(bad)
 
 
+def test_one_training_loop():
+    """Every optimizer step of every run is made by the engine's loop (`train.engine.run_schedule`): no other
+    module of the package calls backward(), an optimizer's step() or clip_grad_norm_, or builds an optimizer
+    (bench/ times a bare step on purpose). The 12-in-1 round robin and the epoch loop are schedules fed to it."""
+    bad = []
+    for p in sorted(PACKAGE.rglob("*.py")):
+        rel = p.relative_to(PACKAGE).as_posix()
+        if rel.startswith(("train/", "bench/")):
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute | ast.Name):
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id
+                target = ast.unparse(node.func.value) if isinstance(node.func, ast.Attribute) else ""
+                if name in ("backward", "clip_grad_norm_", "make_optimizer", "AdamW") or (
+                    name == "step" and "opt" in target.lower()
+                ):
+                    bad.append(f"vilbert_lite/{rel}:{node.lineno} calls {ast.unparse(node.func)}")
+    assert not bad, "\n".join(bad)
+    engine = (PACKAGE / "train" / "engine.py").read_text()
+    multitask = (PACKAGE / "multitask" / "train.py").read_text()
+    assert "def run_schedule" in engine and "run_schedule(" in multitask
+
+
 @pytest.mark.parametrize("folder", ["vilbert_lite", "studies", "tools"])
 def test_no_sys_path_or_mock_outside_tests(folder):
     bad = []

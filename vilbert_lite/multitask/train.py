@@ -17,7 +17,8 @@ Model: one shared ViLBertModel (`bert`) and one head per task group (official na
 Task tokens (`tokens`): "none"; "dataset": one learned embedding per data set inserted after [CLS], as the
 official code (config.task_specific_tokens; id = position in multitask.data.DATASETS); "head": one per group.
 
-Round-robin batch-level sampling: iteration i visits the data sets in order; each takes its own next batch
+Round-robin batch-level sampling, the batch schedule (`RoundRobin`) fed to the training engine's one loop
+(`train.engine.run_schedule`, which makes the updates, checkpoints and resumes): iteration i visits the data sets in order; each takes its own next batch
 (its own batch size, BATCH_SCALE x the profile's, and its own data order: `train.engine.epoch_batches` seeded by
 (seed, data set)) and makes one AdamW update of θ = shared ∪ its head: the other heads get no gradient, and
 no data set is padded to another's length. MaxIter = the train config's max_steps, else epochs x max n_t.
@@ -52,7 +53,6 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from safetensors.torch import load_file, save
 from torch import nn
-from tqdm.auto import tqdm
 
 from vilbert_lite import runs
 from vilbert_lite.data.store import settings_key
@@ -76,17 +76,20 @@ from vilbert_lite.tasks.common import (
     world_features,
 )
 from vilbert_lite.tasks.retrieval import recall_at
-from vilbert_lite.train.engine import TrainConfig, epoch_batches, evaluate, lr_factor, process_device
-from vilbert_lite.train.state import (
-    autocast,
-    data_parallel,
-    keep_metrics_until,
-    make_optimizer,
-    restore_checkpoint,
-    save_checkpoint,
-    seed_everything,
-    set_lr,
+from vilbert_lite.train.engine import (
+    Checkpoint,
+    RunContext,
+    Tick,
+    TrainConfig,
+    Update,
+    epoch_batches,
+    evaluate,
+    lr_factor,
+    mean_over_ranks,
+    process_device,
+    run_schedule,
 )
+from vilbert_lite.train.state import seed_everything
 
 GROUP_HEADS = {"G1": "vil_prediction", "G2": "vil_logit", "G3": "vision_logit", "G4": "vil_verification"}
 METRIC = {"G1": "vqa_accuracy", "G2": "four_way_accuracy", "G3": "refer_accuracy", "G4": "accuracy"}  # val
@@ -403,128 +406,135 @@ def fit(model: MultiTaskModel, tasks: dict[str, MTTask], cfg: MTConfig, tcfg: Tr
 
 
 def _fit(model, tasks, cfg, tcfg, out, device, rank, world, resume, progress, interrupt_after) -> dict:
-    seed_everything(tcfg.seed + rank)
-    model.to(device)
-    names = list(cfg.tasks)
-    size = {t: max(1, round(tcfg.batch_size * BATCH_SCALE[t])) for t in names}  # items per batch
-    if any(size[t] % world for t in names):
-        raise UserError(f"per-task batch sizes {size} must divide among {world} processes")
-    order = {
-        t: replace(tcfg, batch_size=size[t], seed=tcfg.seed * 1000 + list(DATASETS).index(t)) for t in names
-    }
-    n_iter = {t: len(epoch_batches(len(tasks[t].train), order[t], 0, world)) for t in names}  # n_t
-    total = tcfg.max_steps or tcfg.epochs * max(n_iter.values())  # MaxIter
-    solo = int(cfg.curriculum_frac * total) if cfg.curriculum else 0  # iterations of the first group alone
-    collate = {t: task_collate(tasks[t], cfg.token(t)) for t in names}
-    opt = make_optimizer(model, tcfg, device)
-    # run state: everything a resume needs (cursor: [epoch, next batch] of each data set's own data order)
-    st = {"iter": 0, "cursor": {t: [0, 0] for t in names}, "updates": {t: 0 for t in names}, "evals": [],
-          "dsg": {t: asdict(cfg.stop_and_go()) for t in names}, "win": {}, "wall": 0.0}  # fmt: skip
-    ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
-    if resume and ckpt_path.exists():
-        st = restore_checkpoint(ckpt_path, model, opt, rank, world)
-        if rank == 0:
-            keep_metrics_until(metrics_path, "iter", st["iter"])
-    elif rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("metrics.jsonl", "metrics.csv", "checkpoint.pt"):
-            (out / name).unlink(missing_ok=True)
-    dsg = {t: StopAndGo(**st["dsg"][t]) for t in names}
-    net = data_parallel(model, device, world)  # every update leaves the other groups' heads out
-    cache: dict = {}
+    schedule = RoundRobin(tasks, cfg, tcfg, rank, world, device, interrupt_after)
+    desc = "multitask" if len(schedule.names) > 1 else schedule.names[0]
+    return run_schedule(model, schedule, _loss_and_logs, tcfg, out, device, rank, world, resume=resume,
+                        progress=progress, desc=desc)[0]  # fmt: skip
 
-    def next_batch(t: str) -> dict:
+
+def _loss_and_logs(net, batch: dict) -> tuple[torch.Tensor, dict]:
+    return loss_fn(net, batch), {}
+
+
+class RoundRobin:
+    """The 12-in-1 batch schedule fed to the training engine: iteration i (the lr of `lr_factor(i - 1)`)
+    visits the data sets in order, each making one update on its own next batch unless the curriculum holds
+    it back or DSG stopped it (then only when i mod Δ = 0); a data set whose epoch (n_t iterations) ends is
+    validated right after its turn and DSG takes the score. A checkpoint every `ckpt_every` iterations holds
+    every data set's data cursor and DSG state."""
+
+    unit = "iter"
+
+    def __init__(self, tasks: dict[str, MTTask], cfg: MTConfig, tcfg: TrainConfig, rank: int, world: int,
+                 device, interrupt_after: int | None = None):  # fmt: skip
+        self.tasks, self.cfg, self.tcfg, self.rank, self.world, self.device = (
+            tasks,
+            cfg,
+            tcfg,
+            rank,
+            world,
+            device,
+        )
+        self.interrupt_after = interrupt_after
+        self.names = names = list(cfg.tasks)
+        self.size = {t: max(1, round(tcfg.batch_size * BATCH_SCALE[t])) for t in names}  # items per batch
+        if any(self.size[t] % world for t in names):
+            raise UserError(f"per-task batch sizes {self.size} must divide among {world} processes")
+        self.order = {  # each data set's own data order
+            t: replace(tcfg, batch_size=self.size[t], seed=tcfg.seed * 1000 + list(DATASETS).index(t))
+            for t in names
+        }
+        self.n_iter = {
+            t: len(epoch_batches(len(tasks[t].train), self.order[t], 0, world)) for t in names
+        }  # n_t
+        self.total = tcfg.max_steps or tcfg.epochs * max(self.n_iter.values())  # MaxIter
+        self.solo = int(cfg.curriculum_frac * self.total) if cfg.curriculum else 0  # first group alone
+        self.collate = {t: task_collate(tasks[t], cfg.token(t)) for t in names}
+        self._cache: dict = {}
+
+    def start(self) -> dict:
+        # cursor: [epoch, next batch] of each data set's own data order
+        return {"iter": 0, "cursor": {t: [0, 0] for t in self.names}, "updates": {t: 0 for t in self.names},
+                "evals": [], "dsg": {t: asdict(self.cfg.stop_and_go()) for t in self.names}, "win": {},
+                "wall": 0.0}  # fmt: skip
+
+    def _next_batch(self, st: dict, t: str) -> dict:
         e, b = st["cursor"][t]
-        if (t, e) not in cache:
-            cache[t, e] = epoch_batches(len(tasks[t].train), order[t], e, world)
-        if b >= len(cache[t, e]):  # the data set's epoch is over: the next permutation
+        n = len(self.tasks[t].train)
+        if (t, e) not in self._cache:
+            self._cache[t, e] = epoch_batches(n, self.order[t], e, self.world)
+        if b >= len(self._cache[t, e]):  # the data set's epoch is over: the next permutation
             e, b = e + 1, 0
-            cache[t, e] = epoch_batches(len(tasks[t].train), order[t], e, world)
+            self._cache[t, e] = epoch_batches(n, self.order[t], e, self.world)
         st["cursor"][t] = [e, b + 1]
-        idx = cache[t, e][b]
-        mine = idx[rank * len(idx) // world : (rank + 1) * len(idx) // world]
-        return to_device(collate[t]([tasks[t].train[j] for j in mine]), device)
+        idx = self._cache[t, e][b]
+        mine = idx[self.rank * len(idx) // self.world : (self.rank + 1) * len(idx) // self.world]
+        return to_device(self.collate[t]([self.tasks[t].train[j] for j in mine]), self.device)
 
-    def validate(t: str) -> float:
+    def _validate(self, ctx: RunContext, t: str) -> float:
         score = [0.0]
-        if rank == 0:
-            scores = evaluate_task(model, tasks[t], "val", size[t], cfg.token(t), device)
-            score = [scores[METRIC[tasks[t].group]]]
-        if world > 1:
+        if self.rank == 0:
+            scores = evaluate_task(
+                ctx.model, self.tasks[t], "val", self.size[t], self.cfg.token(t), self.device
+            )
+            score = [scores[METRIC[self.tasks[t].group]]]
+        if self.world > 1:
             dist.broadcast_object_list(score, src=0)  # every rank takes the same DSG decision
         return score[0]
 
-    def checkpoint(final: bool = False) -> None:
-        st["wall"], st["dsg"] = wall0 + time.perf_counter() - t0, {t: asdict(d) for t, d in dsg.items()}
+    def run(self, st: dict, ctx: RunContext):
+        cfg, tcfg, names, total = self.cfg, self.tcfg, self.names, self.total
+        dsg = {t: StopAndGo(**st["dsg"][t]) for t in names}
+        for i in range(st["iter"] + 1, total + 1):
+            lr = tcfg.lr * lr_factor(i - 1, total, tcfg.warmup_frac)
+            for t in names:
+                if i <= self.solo and self.tasks[t].group != cfg.curriculum:
+                    continue
+                if not (cfg.dsg and dsg[t].stopped) or i % cfg.delta == 0:  # θ = θ_shared ∪ θ_t
+                    batch = self._next_batch(st, t)
+                    logs = yield Update([batch], 1, lr, partial("data set {!r} at iteration {}".format, t, i))
+                    st["updates"][t] += 1
+                    w = st["win"].setdefault(t, [0.0, 0])
+                    w[0], w[1] = w[0] + logs["loss"], w[1] + 1
+                if i % self.n_iter[t] == 0:  # the data set's epoch (in iterations): validate, then DSG
+                    score = self._validate(ctx, t)
+                    if cfg.dsg:
+                        dsg[t].step(score)
+                    row = {
+                        "kind": "eval",
+                        "iter": i,
+                        "task": t,
+                        "score": score,
+                        "best": dsg[t].best if cfg.dsg else None,
+                        "state": dsg[t].state,
+                        "dsg": {u: dsg[u].state for u in names},
+                    }  # fmt: skip  (every data set's state)
+                    st["evals"].append(row)
+                    ctx.log(row)
+            st["iter"] = i
+            if i % tcfg.log_every == 0 or i == total:
+                means = mean_over_ranks(
+                    {t: s / n for t, (s, n) in st["win"].items()}, self.world, self.device
+                )
+                for t, loss in means.items():
+                    ctx.log({"kind": "train", "iter": i, "task": t, "loss": loss, "updates": st["updates"][t],
+                             "lr": lr})  # fmt: skip
+                st["win"] = {}
+            yield Tick({t: dsg[t].state for t in names} if cfg.dsg else {})
+            st["dsg"] = {t: asdict(d) for t, d in dsg.items()}
+            if tcfg.ckpt_every and i % tcfg.ckpt_every == 0 and i < total:
+                yield Checkpoint()
+            if self.interrupt_after == i:
+                raise KeyboardInterrupt(f"interrupted after iteration {i} (test hook)")
+        st["dsg"] = {t: asdict(d) for t, d in dsg.items()}
         # a finished run keeps no optimizer state (2x the model): it is reused, never continued
-        save_checkpoint(ckpt_path, model, None if final else opt, st, rank, world)
-
-    bar = tqdm(total=total, initial=st["iter"], desc="multitask" if len(names) > 1 else names[0],
-               disable=not progress or rank != 0, dynamic_ncols=True)  # fmt: skip
-    t0, wall0 = time.perf_counter(), st["wall"]
-    model.train()
-    for i in range(st["iter"] + 1, total + 1):
-        lr = tcfg.lr * lr_factor(i - 1, total, tcfg.warmup_frac)
-        set_lr(opt, lr)
-        for t in names:
-            if i <= solo and tasks[t].group != cfg.curriculum:
-                continue
-            if not (cfg.dsg and dsg[t].stopped) or i % cfg.delta == 0:  # θ = θ_shared ∪ θ_t
-                batch = next_batch(t)
-                with autocast(tcfg, device):
-                    loss = loss_fn(net, batch)
-                value = loss.detach().float()
-                if world > 1:  # the mean over the processes' shares of the batch (as logged and checked)
-                    dist.all_reduce(value)
-                    value /= world
-                value = value.item()
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"non-finite loss ({value}) of data set {t!r} at iteration {i}")
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip or float("inf"))
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                st["updates"][t] += 1
-                w = st["win"].setdefault(t, [0.0, 0])
-                w[0], w[1] = w[0] + value, w[1] + 1
-            if i % n_iter[t] == 0:  # the data set's epoch (in iterations): validate, then DSG
-                score = validate(t)
-                if cfg.dsg:
-                    dsg[t].step(score)
-                row = {
-                    "kind": "eval",
-                    "iter": i,
-                    "task": t,
-                    "score": score,
-                    "best": dsg[t].best if cfg.dsg else None,
-                    "state": dsg[t].state,
-                    "dsg": {u: dsg[u].state for u in names},
-                }  # every data set's state
-                st["evals"].append(row)
-                if rank == 0:
-                    runs.append_jsonl(metrics_path, row)
-        st["iter"] = i
-        if i % tcfg.log_every == 0 or i == total:
-            for t, (s, n) in st["win"].items():
-                if rank == 0:
-                    runs.append_jsonl(metrics_path, {"kind": "train", "iter": i, "task": t, "loss": s / n,
-                                                     "updates": st["updates"][t], "lr": lr})  # fmt: skip
-            st["win"] = {}
-        bar.set_postfix_str(" ".join(f"{t}:{dsg[t].state}" for t in names) if cfg.dsg else "", refresh=False)
-        bar.update(1)
-        if tcfg.ckpt_every and i % tcfg.ckpt_every == 0 and i < total:
-            checkpoint()
-        if interrupt_after == i:
-            raise KeyboardInterrupt(f"interrupted after iteration {i} (test hook)")
-    bar.close()
-    checkpoint(final=True)
-    if rank == 0:
-        runs.jsonl_to_csv(metrics_path, out / "metrics.csv")
-    if world > 1:
-        dist.barrier()
-    return {"iterations": total, "n_iter": n_iter, "batch_sizes": size, "updates": st["updates"],
-            "dsg": {t: asdict(d) for t, d in dsg.items()}, "evals": st["evals"],
-            "wall_time_s": round(wall0 + time.perf_counter() - t0, 2)}  # fmt: skip
+        yield Checkpoint(keep_optimizer=False)
+        if self.rank == 0:
+            runs.jsonl_to_csv(ctx.out / "metrics.jsonl", ctx.out / "metrics.csv")
+        if self.world > 1:
+            dist.barrier()
+        return {"iterations": total, "n_iter": self.n_iter, "batch_sizes": self.size, "updates": st["updates"],
+                "dsg": st["dsg"], "evals": st["evals"], "wall_time_s": round(ctx.elapsed(), 2)}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------- driver

@@ -1,7 +1,9 @@
-"""One training engine for every run (pretraining and fine-tuning), in one process or many (torchrun).
+"""One training engine for every run (pretraining, fine-tuning, ViLT, 12-in-1), in one process or many (torchrun).
 
-The engine knows nothing about ViLBERT. It gets a model, a dataset, a collate function and
-`loss_fn(model, batch) -> (loss, logs)`, and does the rest: AdamW with linear warm-up and decay, gradient
+One loop (`run_schedule`) makes every optimizer step of every run; what differs between runs is the schedule it
+is fed: `EpochSchedule` (epochs over one data set, what `train` runs) or the 12-in-1 round robin with Dynamic
+Stop-and-Go (`multitask.train.RoundRobin`). The engine knows nothing about ViLBERT. `train` gets a model, a
+dataset, a collate function and `loss_fn(model, batch) -> (loss, logs)`, and does the rest: AdamW with linear warm-up and decay, gradient
 clipping and accumulation, bf16 autocast on CUDA, data parallel under `torchrun --nproc_per_node N`,
 atomic checkpoints with exact resume, a tqdm bar, and a run folder:
 
@@ -25,10 +27,11 @@ for attributes. With `num_workers > 0`, randomness inside the workers is not res
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -179,7 +182,7 @@ def evaluate(
     return outs
 
 
-def _mean_over_ranks(d: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
+def mean_over_ranks(d: dict[str, float], world: int, device: torch.device) -> dict[str, float]:
     if world == 1 or not d:
         return d
     t = torch.tensor(list(d.values()), dtype=torch.float64, device=device)
@@ -254,155 +257,284 @@ def process_device(spec: str | torch.device, world: int) -> tuple[torch.device, 
     return device, own_group
 
 
-def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
-         resume, eval_fn, eval_every_epoch, progress, desc) -> dict:  # fmt: skip
+# ------------------------------------------------------------------------------------------------ the loop
+# A run is a schedule fed to one loop. The schedule is a generator that decides which batches make each optimizer
+# step and at what learning rate, evaluates and logs where its data says so, and says where the run state is
+# complete; the loop does every step (autocast, DDP, the non-finite checks, clipping, AdamW), writes the
+# checkpoints, restores them, and drives the bar. `EpochSchedule` (below) is every single-data-set run;
+# the 12-in-1 round robin with Dynamic Stop-and-Go is `multitask.train.RoundRobin`.
+
+
+@dataclass
+class Update:
+    """One optimizer step: the gradients of `batches` (n_micro micro-batches, each loss divided by n_micro)
+    summed, clipped and applied at learning rate `lr`. `where(j)` names micro-batch j in an error message.
+    The schedule receives the step's logs back: {"loss", loss_fn's logs..., "grad_norm"}."""
+
+    batches: Iterable
+    n_micro: int
+    lr: float
+    where: Callable[[int], str]
+
+
+@dataclass
+class Checkpoint:
+    """Yielded where the run state is complete: a resume starts here. A finished multi-task run keeps no
+    optimizer state (`keep_optimizer=False`)."""
+
+    keep_optimizer: bool = True
+
+
+@dataclass
+class Tick:
+    """One unit of progress (a step, an iteration) for the bar, with what the bar shows beside it."""
+
+    postfix: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    """What a schedule may use: the model (unwrapped), the process layout, `log(row)` (rank 0 appends it to
+    metrics.jsonl) and `elapsed()` (seconds trained, resumed segments included)."""
+
+    model: torch.nn.Module
+    device: torch.device
+    rank: int
+    world: int
+    out: Path
+    log: Callable[[dict], None]
+    elapsed: Callable[[], float]
+
+
+def run_schedule(model, schedule, loss_fn: Callable, cfg: TrainConfig, out: Path, device, rank: int, world: int,
+                 *, resume: bool, progress: bool, desc: str) -> tuple[dict, dict]:  # fmt: skip
+    """The one training loop. `schedule` has `unit` (the metrics rows' position key, "step" or "iter"),
+    `total` (units), `start()` (a fresh run state: a dict with `unit`, "wall" and whatever the schedule
+    needs) and `run(state, ctx)`, a generator of Update / Checkpoint / Tick that returns the run's result.
+    The state is what a checkpoint saves and a resume restores, with model, optimizer and RNG states.
+    -> (the schedule's result, the final run state)."""
     seed_everything(cfg.seed + rank)
     model.to(device)
     opt = make_optimizer(model, cfg, device)
-    lengths = getattr(dataset, "lengths", None)  # for length bucketing (cfg.bucket)
-    n_batches = len(epoch_batches(len(dataset), cfg, 0, world, lengths))
-    if n_batches == 0:
-        raise UserError(f"{len(dataset)} items make no batch of {cfg.batch_size} (drop_last=True)")
-    per_epoch = math.ceil(n_batches / cfg.grad_accum)
-    total = min(cfg.max_steps or per_epoch * cfg.epochs, per_epoch * cfg.epochs)
-
-    # Run state: everything needed to continue exactly where a checkpoint left off.
-    # (win/ep: running sums over the log window / the epoch; saved: step of the last good checkpoint)
-    st = {"step": 0, "epoch": 0, "batch": 0, "samples": 0, "wall": 0.0, "history": [],
-          "win": {}, "ep": {}, "saved": None}  # fmt: skip
+    st = schedule.start()
     ckpt_path, metrics_path = out / "checkpoint.pt", out / "metrics.jsonl"
     if resume and ckpt_path.exists():
         st = restore_checkpoint(ckpt_path, model, opt, rank, world)
         if rank == 0:
-            keep_metrics_until(metrics_path, "step", st["step"])
+            keep_metrics_until(metrics_path, schedule.unit, st[schedule.unit])
     elif rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        for name in ("metrics.jsonl", "metrics.csv", "DONE", "checkpoint.pt"):
+        for name in ("metrics.jsonl", "metrics.csv", runs.DONE, "checkpoint.pt"):
             (out / name).unlink(missing_ok=True)
-    if rank == 0:
-        runs.write_json(out / "train_config.json", cfg.to_dict())
     net = data_parallel(model, device, world)  # what loss_fn gets
     t0, wall0 = time.perf_counter(), st["wall"]
+    saved = [st.get("saved")]  # unit of the last good checkpoint, for the error message
 
-    def checkpoint() -> None:
-        st["wall"], st["saved"] = wall0 + time.perf_counter() - t0, st["step"]
-        save_checkpoint(ckpt_path, model, opt, st, rank, world, config=cfg.to_dict())
+    def elapsed() -> float:
+        return wall0 + time.perf_counter() - t0
 
-    def stop(what: str, value: float, epoch: int, i: int) -> None:
-        kept = "no checkpoint yet" if st["saved"] is None else f"the checkpoint of step {st['saved']} is kept"
-        raise FloatingPointError(
-            f"non-finite {what} ({value}) at global step {st['step'] + 1}, epoch {epoch}, batch index {i} "
-            f"(see engine.epoch_batches); {kept} in {out}"
+    def log(row: dict) -> None:
+        if rank == 0:
+            runs.append_jsonl(metrics_path, row)
+
+    def checkpoint(keep_optimizer: bool) -> None:
+        st["wall"], st["saved"] = elapsed(), st[schedule.unit]
+        saved[0] = st["saved"]
+        save_checkpoint(
+            ckpt_path, model, opt if keep_optimizer else None, st, rank, world, config=cfg.to_dict()
         )
 
-    bar = tqdm(
-        total=total, initial=st["step"], desc=desc, disable=not progress or rank != 0, dynamic_ncols=True
-    )
-    win_t, win_samples, last = time.perf_counter(), 0, {}
-    model.train()
-    for epoch in range(st["epoch"], cfg.epochs):
-        if st["step"] >= total:
-            break
-        batches = epoch_batches(len(dataset), cfg, epoch, world, lengths)
-        mine = [b[rank * len(b) // world : (rank + 1) * len(b) // world] for b in batches]
-        # skip the batches a resumed run already consumed; own generator: leaves the global RNG alone
-        loader = DataLoader(dataset, batch_sampler=mine[st["batch"] :], collate_fn=collate_fn,
-                            num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
-                            generator=_epoch_generator(cfg, epoch))  # fmt: skip
-        upd, ckpt_pending = {}, False
-        for i, batch in enumerate(loader, start=st["batch"]):
-            first = i // cfg.grad_accum * cfg.grad_accum  # first micro-batch of this update
-            n_micro = min(cfg.grad_accum, n_batches - first)
-            sync = i + 1 == first + n_micro
+    def stop(what: str, value: float, where: str) -> None:
+        kept = (
+            "no checkpoint yet"
+            if saved[0] is None
+            else f"the checkpoint of {schedule.unit} {saved[0]} is kept"
+        )
+        raise FloatingPointError(f"non-finite {what} ({value}) at {where}; {kept} in {out}")
+
+    def step(upd: Update) -> dict:
+        logs: dict[str, float] = {}
+        for j, batch in enumerate(upd.batches):
+            sync = j + 1 == upd.n_micro
             with net.no_sync() if world > 1 and not sync else nullcontext():
                 with autocast(cfg, device):
-                    loss, logs = loss_fn(net, to_device(batch, device))
+                    loss, extra = loss_fn(net, to_device(batch, device))
                 value = loss.detach().float().item()
                 ok = math.isfinite(value)
                 if world > 1:  # all ranks stop together
-                    ok = _mean_over_ranks({"ok": float(ok)}, world, device)["ok"] == 1.0
+                    ok = mean_over_ranks({"ok": float(ok)}, world, device)["ok"] == 1.0
                 if not ok:
-                    stop("loss", value, epoch, i)
-                (loss / n_micro).backward()
-            for k, v in {"loss": value, **logs}.items():
-                upd[k] = upd.get(k, 0.0) + float(v) / n_micro
-            if not sync:
-                continue
-            lr = cfg.lr * lr_factor(st["step"], total, cfg.warmup_frac)
-            set_lr(opt, lr)
-            gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf")))
-            if not math.isfinite(gnorm):  # grads are all-reduced, so every rank sees the same norm
-                stop("gradient norm", gnorm, epoch, i)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            n_samples = sum(len(b) for b in batches[first : i + 1])
-            st["step"], st["batch"], st["samples"] = st["step"] + 1, i + 1, st["samples"] + n_samples
-            win_samples += n_samples
-            upd["grad_norm"] = gnorm
-            _accumulate(st["win"], upd)
-            _accumulate(st["ep"], upd)
-            upd = {}
-            bar.update(1)
-            done = st["step"] >= total
-            if st["step"] % cfg.log_every == 0 or done:
-                now = time.perf_counter()
-                last = _mean_over_ranks(_means(st["win"]), world, device)
-                sps = win_samples / max(now - win_t, 1e-9)
-                row = {"kind": "train", "step": st["step"], "epoch": round(epoch + (i + 1) / n_batches, 4),
-                       "lr": lr, **last, "samples_per_s": round(sps, 2)}  # fmt: skip
-                if rank == 0:
-                    runs.append_jsonl(metrics_path, row)
-                bar.set_postfix(loss=f"{last['loss']:.4f}", samples_s=f"{sps:.0f}")
-                st["win"], win_t, win_samples = {}, now, 0
-            if cfg.ckpt_every and st["step"] % cfg.ckpt_every == 0 and not done:
-                if i + 1 < n_batches:
-                    checkpoint()
-                else:  # end of epoch: save after the epoch's bookkeeping, at position (epoch + 1, 0)
-                    ckpt_pending = True
-            if done:
+                    stop("loss", value, upd.where(j))
+                (loss / upd.n_micro).backward()
+            for k, v in {"loss": value, **extra}.items():
+                logs[k] = logs.get(k, 0.0) + float(v) / upd.n_micro
+        set_lr(opt, upd.lr)
+        gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf")))
+        if not math.isfinite(gnorm):  # grads are all-reduced, so every rank sees the same norm
+            stop("gradient norm", gnorm, upd.where(upd.n_micro - 1))
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return {**logs, "grad_norm": gnorm}
+
+    ctx = RunContext(model, device, rank, world, out, log, elapsed)
+    bar = tqdm(total=schedule.total, initial=st[schedule.unit], desc=desc, disable=not progress or rank != 0,
+               dynamic_ncols=True)  # fmt: skip
+    model.train()
+    gen, reply = schedule.run(st, ctx), None
+    try:
+        while True:
+            item, reply = gen.send(reply), None
+            if isinstance(item, Update):
+                reply = step(item)
+            elif isinstance(item, Checkpoint):
+                checkpoint(item.keep_optimizer)
+            elif isinstance(item, Tick):
+                bar.update(1)
+                if item.postfix:
+                    bar.set_postfix(item.postfix, refresh=False)
+            else:
+                raise TypeError(f"a schedule yields Update, Checkpoint or Tick, not {type(item).__name__}")
+    except StopIteration as done:
+        return done.value, st
+    finally:
+        bar.close()
+
+
+class EpochSchedule:
+    """Every single-data-set run: epochs of `epoch_batches`, `grad_accum` micro-batches per step, the lr of
+    `lr_factor`, a log row every `log_every` steps, `eval_fn` after each epoch (or at the end), a checkpoint
+    every `ckpt_every` steps (at an epoch's end after its bookkeeping) and at the end."""
+
+    unit = "step"
+
+    def __init__(self, dataset, collate_fn, cfg: TrainConfig, world: int, device, eval_fn, eval_every_epoch):
+        self.dataset, self.collate_fn, self.cfg, self.world, self.device = (
+            dataset,
+            collate_fn,
+            cfg,
+            world,
+            device,
+        )
+        self.eval_fn, self.eval_every_epoch = eval_fn, eval_every_epoch
+        self.lengths = getattr(dataset, "lengths", None)  # for length bucketing (cfg.bucket)
+        self.n_batches = len(epoch_batches(len(dataset), cfg, 0, world, self.lengths))
+        if self.n_batches == 0:
+            raise UserError(f"{len(dataset)} items make no batch of {cfg.batch_size} (drop_last=True)")
+        per_epoch = math.ceil(self.n_batches / cfg.grad_accum)
+        self.total = min(cfg.max_steps or per_epoch * cfg.epochs, per_epoch * cfg.epochs)
+
+    def start(self) -> dict:
+        # win/ep: running sums over the log window / the epoch; saved: step of the last good checkpoint
+        return {"step": 0, "epoch": 0, "batch": 0, "samples": 0, "wall": 0.0, "history": [],
+                "win": {}, "ep": {}, "saved": None}  # fmt: skip
+
+    def run(self, st: dict, ctx: RunContext):
+        cfg, world, rank, total, n_batches = self.cfg, ctx.world, ctx.rank, self.total, self.n_batches
+        win_t, win_samples, last = time.perf_counter(), 0, {}
+        for epoch in range(st["epoch"], cfg.epochs):
+            if st["step"] >= total:
                 break
-
-        row = {"epoch": epoch + 1, "step": st["step"], **_mean_over_ranks(_means(st["ep"]), world, device)}
-        if eval_fn is not None and (eval_every_epoch or st["step"] >= total):
-            scores = {}
-            if rank == 0:
-                model.eval()
-                with torch.no_grad():
-                    scores = {k: float(v) for k, v in eval_fn(model).items()}
-                model.train()
-                runs.append_jsonl(
-                    metrics_path, {"kind": "eval", "step": st["step"], "epoch": epoch + 1, **scores}
+            batches = epoch_batches(len(self.dataset), cfg, epoch, world, self.lengths)
+            mine = [b[rank * len(b) // world : (rank + 1) * len(b) // world] for b in batches]
+            # skip the batches a resumed run already consumed; own generator: leaves the global RNG alone
+            loader = DataLoader(self.dataset, batch_sampler=mine[st["batch"] :], collate_fn=self.collate_fn,
+                                num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda",
+                                generator=_epoch_generator(cfg, epoch))  # fmt: skip
+            it, ckpt_pending = iter(loader), False
+            while st["batch"] < n_batches:
+                first = st[
+                    "batch"
+                ]  # a step starts at a multiple of grad_accum (checkpoints fall between steps)
+                n_micro = min(cfg.grad_accum, n_batches - first)
+                lr = cfg.lr * lr_factor(st["step"], total, cfg.warmup_frac)
+                upd = yield Update(
+                    itertools.islice(it, n_micro), n_micro, lr, _where(st["step"] + 1, epoch, first)
                 )
-            if world > 1:
-                dist.barrier()
-            row.update({f"eval_{k}": v for k, v in scores.items()})
-        st["history"].append(row)
-        st["epoch"], st["batch"], st["ep"] = epoch + 1, 0, {}
-        if ckpt_pending:
-            checkpoint()
-    bar.close()
+                n_samples = sum(len(b) for b in batches[first : first + n_micro])
+                st["step"], st["batch"], st["samples"] = (
+                    st["step"] + 1,
+                    first + n_micro,
+                    st["samples"] + n_samples,
+                )
+                win_samples += n_samples
+                _accumulate(st["win"], upd)
+                _accumulate(st["ep"], upd)
+                done, shown = st["step"] >= total, {}
+                if st["step"] % cfg.log_every == 0 or done:
+                    now = time.perf_counter()
+                    last = mean_over_ranks(_means(st["win"]), world, ctx.device)
+                    sps = win_samples / max(now - win_t, 1e-9)
+                    ctx.log({"kind": "train", "step": st["step"], "epoch": round(epoch + st["batch"] / n_batches, 4),
+                             "lr": lr, **last, "samples_per_s": round(sps, 2)})  # fmt: skip
+                    shown = {"loss": f"{last['loss']:.4f}", "samples_s": f"{sps:.0f}"}
+                    st["win"], win_t, win_samples = {}, now, 0
+                yield Tick(shown)
+                if cfg.ckpt_every and st["step"] % cfg.ckpt_every == 0 and not done:
+                    if st["batch"] < n_batches:
+                        yield Checkpoint()
+                    else:  # end of epoch: save after the epoch's bookkeeping, at position (epoch + 1, 0)
+                        ckpt_pending = True
+                if done:
+                    break
 
-    hist = st["history"]
-    result = {
-        "steps": st["step"], "epochs": len(hist), "final_loss": hist[-1].get("loss") if hist else None,
-        "final_eval": {k[5:]: v for k, v in hist[-1].items() if k.startswith("eval_")} if hist else {},
-        "last_log": last, "samples": st["samples"], "world_size": world, "out_dir": str(out),
-        # the layout the run was trained in (its last segment, if resumed): the same seed on another number of
-        # threads sums in another order and is another sample (studies/thread_determinism.py)
-        "device": str(device), "torch_threads": torch.get_num_threads(),
-        "history": hist, "wall_time_s": round(wall0 + time.perf_counter() - t0, 3),
-    }  # fmt: skip
-    checkpoint()
+            row = {
+                "epoch": epoch + 1,
+                "step": st["step"],
+                **mean_over_ranks(_means(st["ep"]), world, ctx.device),
+            }
+            if self.eval_fn is not None and (self.eval_every_epoch or st["step"] >= total):
+                scores = {}
+                if rank == 0:
+                    ctx.model.eval()
+                    with torch.no_grad():
+                        scores = {k: float(v) for k, v in self.eval_fn(ctx.model).items()}
+                    ctx.model.train()
+                    ctx.log({"kind": "eval", "step": st["step"], "epoch": epoch + 1, **scores})
+                if world > 1:
+                    dist.barrier()
+                row.update({f"eval_{k}": v for k, v in scores.items()})
+            st["history"].append(row)
+            st["epoch"], st["batch"], st["ep"] = epoch + 1, 0, {}
+            if ckpt_pending:
+                yield Checkpoint()
+
+        hist = st["history"]
+        result = {
+            "steps": st["step"], "epochs": len(hist), "final_loss": hist[-1].get("loss") if hist else None,
+            "final_eval": {k[5:]: v for k, v in hist[-1].items() if k.startswith("eval_")} if hist else {},
+            "last_log": last, "samples": st["samples"], "world_size": world, "out_dir": str(ctx.out),
+            # the layout the run was trained in (its last segment, if resumed): the same seed on another number of
+            # threads sums in another order and is another sample (studies/thread_determinism.py)
+            "device": str(self.device), "torch_threads": torch.get_num_threads(),
+            "history": hist, "wall_time_s": round(ctx.elapsed(), 3),
+        }  # fmt: skip
+        yield Checkpoint()
+        return result
+
+
+def _where(step: int, epoch: int, first: int) -> Callable[[int], str]:
+    return lambda j: f"global step {step}, epoch {epoch}, batch index {first + j} (see engine.epoch_batches)"
+
+
+def _fit(model, dataset, collate_fn, loss_fn, cfg, out, device, rank, world,
+         resume, eval_fn, eval_every_epoch, progress, desc) -> dict:  # fmt: skip
+    schedule = EpochSchedule(dataset, collate_fn, cfg, world, device, eval_fn, eval_every_epoch)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        runs.write_json(out / "train_config.json", cfg.to_dict())
+    result, st = run_schedule(model, schedule, loss_fn, cfg, out, device, rank, world, resume=resume,
+                              progress=progress, desc=desc)  # fmt: skip
     if rank == 0:
         if hasattr(model, "save_pretrained"):
             model.save_pretrained(out / "model")
         else:
             torch.save(model.state_dict(), out / "model.pt")
-        runs.jsonl_to_csv(metrics_path, out / "metrics.csv")
+        runs.jsonl_to_csv(out / "metrics.jsonl", out / "metrics.csv")
         runs.write_json(out / runs.DONE, result)
         # a finished run is only ever reused, never continued: keep its weights, drop the optimizer state
         # (2x the model's size) so that many finished runs fit on a laptop's disk
-        runs.atomic_torch_save({"model": model.state_dict(), "state": st, "config": cfg.to_dict()}, ckpt_path)
+        runs.atomic_torch_save({"model": model.state_dict(), "state": st, "config": cfg.to_dict()},
+                               out / "checkpoint.pt")  # fmt: skip
     if world > 1:
         dist.barrier()  # every rank returns once the run folder is complete
     return result
