@@ -25,7 +25,7 @@ from vilbert_lite.pretrain.run import pretrain, reevaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The world the issue allows: fewer objects per scene (web photos often have one salient subject), more captions
+# The world the targets allow: fewer objects per scene (web photos often have one salient subject), more captions
 # that name what is there, more captions per image (text is cheap, features are per image).
 # Each variant spells out everything it changes from WorldSize's and the `mini` preset's defaults of the time it
 # ran (world version 2 defaults: 3 captions per image; `mini` init 0.02), so a later default never changes it.

@@ -5,7 +5,7 @@ fixed number of iterations, the `cpu` 12-in-1 table should use.
     .venv/bin/python studies/multitask_curves.py --images 48 300 --iterations 150 --tasks vqa nlvr2
 
 For every candidate number of train images and every data set, a single-task model (the same round-robin loop
-with one data set, `multitask(tasks=(t,))`) is trained from no pretraining (ViLBERT†: the issue's rule, budgets
+with one data set, `multitask(tasks=(t,))`) is trained from no pretraining (ViLBERT†: the rule, budgets
 are chosen on ViLBERT† curves, never on the pretrained model's) for `--iterations` iterations, its validation
 score logged once per epoch of that data set (n_t iterations) and once more at the end (the saved model on the
 whole val split). The candidate chosen is the smallest whose mean final validation score over the data sets is

@@ -11,7 +11,7 @@ and std over seeds. Prints a markdown table and writes reports/pretrain_yardstic
 
 The text-only twins of the default model (`pretrain_text_only-*` folders: the same captions with every image
 blanked, notebook 04's baseline) form a row of their own, and `image_gain` pairs them with the default row by
-seed: what the image adds on masked colour and shape words (the grounding issue's bar: +0.25 each), mean, std
+seed: what the image adds on masked colour and shape words (the grounding target: +0.25 each), mean, std
 and 95% t-interval over the seeds that have both runs.
 """
 

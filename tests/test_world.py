@@ -338,3 +338,37 @@ def test_profile_world():
     ws = get_profile("smoke").world
     assert len(w.scenes["train"]) == ws.train_scenes and w.scenes["train"][0].width == ws.image_size
     assert len(w.vqa("val")) == ws.val_scenes * ws.questions_per_scene
+
+
+def test_vcr_where_style_needs_the_answer_and_the_image(world):
+    """style "where": Q→A asks an object's colour or shape by its other attributes (one right answer, checked
+    against the scene graph with an independent parser); QA→R's four rationales restate the answer's object and
+    name the four quadrants once each, the right one holding the object's box centre, so the text alone
+    cannot tell them apart. Every answered object sits clear of the middle lines."""
+    items = world.vcr("train", 4, "where")
+    assert len(items) >= 0.5 * len(world.scenes["train"])
+    quads = ("top left", "top right", "bottom left", "bottom right")
+    for it in items:
+        s = world.scene(it.image_id)
+        m = re.fullmatch(r"what (color|shape) is (the .+)\?", it.question)
+        o = the_object(s, m.group(2))
+        value = getattr(o, m.group(1))
+        right = [f"it is {value}.", f"it is a {value}.", f"it is an {value}."]
+        assert len(set(it.answers)) == 4 and [a in right for a in it.answers] == [
+            i == it.answer_label for i in range(4)
+        ]
+        said = [
+            re.fullmatch(r"because (the .+) is in the (top|bottom) (left|right)\.", r) for r in it.rationales
+        ]
+        assert {f"{x.group(2)} {x.group(3)}" for x in said} == set(quads)  # each quadrant once
+        assert {x.group(1) for x in said} == {said[0].group(1)} and the_object(s, said[0].group(1)) is o
+        cx, cy = (o.box[0] + o.box[2]) / 2 / s.width, (o.box[1] + o.box[3]) / 2 / s.height
+        assert min(abs(cx - 0.5), abs(cy - 0.5)) >= 0.08
+        where = ("bottom" if cy > 0.5 else "top") + " " + ("right" if cx > 0.5 else "left")
+        assert [f"{x.group(2)} {x.group(3)}" == where for x in said] == [
+            i == it.rationale_label for i in range(4)
+        ]
+    labels = [it.rationale_label for it in items]  # no position bias for a text-only model to learn
+    assert all(abs(labels.count(k) / len(labels) - 0.25) < 0.1 for k in range(4))
+    with pytest.raises(ValueError, match="style"):
+        world.vcr("train", 1, "relations")

@@ -383,15 +383,65 @@ def _vcr_item(scene, o, kind, rng) -> VCRItem | None:
     return VCRItem(scene.scene_id, question, answers, ai, rats, ri)
 
 
-def gen_vcr(world, split, per_scene: int = 1) -> list[VCRItem]:
+# Where an object is: the image quadrant of its box centre. Objects whose centre lies within QUADRANT_MARGIN
+# (a fraction of the side) of a middle line are never asked about, so every "where" fact has one reading.
+QUADRANTS = ("in the top left", "in the top right", "in the bottom left", "in the bottom right")
+QUADRANT_MARGIN = 0.08
+
+
+def quadrant(scene: Scene, o) -> int | None:
+    """Index into QUADRANTS of the object's box centre, None when it is too close to a middle line."""
+    x1, y1, x2, y2 = o.box
+    cx, cy = (x1 + x2) / 2 / scene.width, (y1 + y2) / 2 / scene.height
+    if min(abs(cx - 0.5), abs(cy - 0.5)) < QUADRANT_MARGIN:
+        return None
+    return 2 * int(cy > 0.5) + int(cx > 0.5)
+
+
+def _vcr_where_item(scene, o, kind, rng) -> VCRItem | None:
+    """Q->A: the colour or shape of an object named by its other attributes; QA->R: where the answer's object
+    is. The four rationales restate the answer ("because the red star is in the top left.") and differ only
+    in the quadrant, one of each, so the text alone never tells the right one; finding it takes the answer
+    (which object it names) and the image (where that object is)."""
+    q = quadrant(scene, o)
+    d = unique_desc(scene, o, rng, allowed=tuple(a for a in ATTRS if a != kind), allow_rel=False)
+    if q is None or d is None or d.sup is not None:
+        return None
+    say = (lambda v: f"it is {v}.") if kind == "color" else (lambda v: f"it is {a_(v)}.")
+    truth = say(getattr(o, kind))
+    pool = COLORS if kind == "color" else SHAPES
+    # distractor answers: values seen in the scene first (harder), then any
+    seen = [say(getattr(x, kind)) for x in scene.objects]
+    options = dict.fromkeys(_order(rng, seen) + _order(rng, [say(v) for v in pool]))
+    wrong_answers = [a for a in options if a != truth][:3]
+    subject = replace(d, **{kind: getattr(o, kind)}).text()
+    rats = [f"because {subject} is {QUADRANTS[i]}." for i in _order(rng, range(len(QUADRANTS)))]
+    ai = int(rng.integers(4))
+    answers = wrong_answers[:ai] + [truth] + wrong_answers[ai:]
+    ri = rats.index(f"because {subject} is {QUADRANTS[q]}.")
+    return VCRItem(scene.scene_id, f"what {kind} is {d.text()}?", answers, ai, rats, ri)
+
+
+VCR_STYLES = ("relation", "where")
+
+
+def gen_vcr(world, split, per_scene: int = 1, style: str = "relation") -> list[VCRItem]:
     """Up to `per_scene` questions per scene, each about another (object, kind); round j of every scene, then
-    round j+1. Round 0 is the same whatever `per_scene` is."""
+    round j+1. Round 0 is the same whatever `per_scene` is.
+
+    style "relation": questions and rationales about spatial relations between objects (the world's first
+    set); "where": questions about an object's colour or shape, rationales about where it is (quadrants)."""
+    if style not in VCR_STYLES:
+        raise ValueError(f"vcr style must be one of {VCR_STYLES}, got {style!r}")
     rounds: list[list[VCRItem]] = [[] for _ in range(per_scene)]
     for k, scene in enumerate(world.scenes[split]):
         rng = world.rng(split, k, 4)
-        kinds = _order(rng, ["color", "shape", "which"])
+        if style == "where":
+            make, kinds = _vcr_where_item, _order(rng, ["color", "shape"])
+        else:
+            make, kinds = _vcr_item, _order(rng, ["color", "shape", "which"])
         items = (
-            it for o in _order(rng, scene.objects) for kind in kinds if (it := _vcr_item(scene, o, kind, rng))
+            it for o in _order(rng, scene.objects) for kind in kinds if (it := make(scene, o, kind, rng))
         )
         for j, item in zip(range(per_scene), items):
             rounds[j].append(item)

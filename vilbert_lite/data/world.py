@@ -123,10 +123,13 @@ class World:
         """Referring expressions, each matching exactly one object (up to 2 per scene)."""
         return self._texts("refexps", split)
 
-    def vcr(self, split: str, per_scene: int = 1) -> list[VCRItem]:
+    def vcr(self, split: str, per_scene: int = 1, style: str = "relation") -> list[VCRItem]:
         """Up to `per_scene` questions per scene (where possible, each about another object or kind) with 4
-        answers and 4 rationales, one right each. per_scene=1 is the world's original set."""
-        return self._texts("vcr", split, per_scene=per_scene)
+        answers and 4 rationales, one right each; `style` texts.VCR_STYLES. per_scene=1 with style "relation"
+        is the world's original set."""
+        if style == "relation":  # the cache key of the original set stays what it was
+            return self._texts("vcr", split, per_scene=per_scene)
+        return self._texts("vcr", split, per_scene=per_scene, style=style)
 
     def retrieval(self, split: str) -> list[RetrievalItem]:
         """One caption per scene with a hard negative that changes one attribute word and is false."""

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vilbert_lite.data.texts import VCR_STYLES
 from vilbert_lite.errors import UserError
 from vilbert_lite.tasks.common import (
     Source,
@@ -51,7 +52,11 @@ def load(source: Source) -> TaskData:
     if source.kind != "synthetic":
         raise UserError("vcr runs on the synthetic world only (data='synthetic')")
     per_scene = per_scene_option(source, "vcr")
-    items = {s: build_items(source.world.vcr(s, per_scene), source.images) for s in ("train", "val", "test")}
+    style = source.options.get("style", "relation")
+    if style not in VCR_STYLES:
+        raise UserError(f"vcr: task data option style must be one of {VCR_STYLES}, got {style!r}")
+    vcr = {s: source.world.vcr(s, per_scene, style) for s in ("train", "val", "test")}
+    items = {s: build_items(vcr[s], source.images) for s in vcr}
     info = {"n_train": len(items["train"]) // 2, "n_eval": len(items["test"]) // 2, "chance": 1 / N_OPTIONS,
             "chance_q2ar": 1 / N_OPTIONS**2}  # fmt: skip
     return TaskData(items["train"], items["val"], items["test"], info=info)
