@@ -372,3 +372,28 @@ def test_vcr_where_style_needs_the_answer_and_the_image(world):
     assert all(abs(labels.count(k) / len(labels) - 0.25) < 0.1 for k in range(4))
     with pytest.raises(ValueError, match="style"):
         world.vcr("train", 1, "relations")
+
+
+def test_vcr_attribute_style_needs_the_answer_and_the_image(world):
+    """style "attribute": Q→A asks the colour (shape) of the object of a size (or the only object); QA→R's four
+    rationales restate the answer's object and give four values of its other attribute, the right one its
+    own, checked against the scene graph; none of the right values is in the text of its question."""
+    items = world.vcr("train", 4, "attribute")
+    assert len(items) >= 0.3 * len(world.scenes["train"])
+    for it in items:
+        s = world.scene(it.image_id)
+        m = re.fullmatch(r"what (color|shape) is (the (?:(small|large) )?object)\?", it.question)
+        kind, other = m.group(1), "shape" if m.group(1) == "color" else "color"
+        named = [x for x in s.objects if m.group(3) in (None, x.size)]
+        assert len(named) == 1
+        o = named[0]
+        value = getattr(o, kind)
+        right = [f"it is {value}.", f"it is a {value}.", f"it is an {value}."]
+        assert len(set(it.answers)) == 4 and [a in right for a in it.answers] == [
+            i == it.answer_label for i in range(4)
+        ]
+        said = [re.fullmatch(r"because (the .+?) is (?:an? )?(\w+)\.", r) for r in it.rationales]
+        assert {x.group(1) for x in said} == {said[0].group(1)} and the_object(s, said[0].group(1)) is o
+        assert value in said[0].group(1) and getattr(o, other) not in it.question
+        assert [x.group(2) == getattr(o, other) for x in said] == [i == it.rationale_label for i in range(4)]
+        assert len({x.group(2) for x in said}) == 4

@@ -422,7 +422,39 @@ def _vcr_where_item(scene, o, kind, rng) -> VCRItem | None:
     return VCRItem(scene.scene_id, f"what {kind} is {d.text()}?", answers, ai, rats, ri)
 
 
-VCR_STYLES = ("relation", "where")
+def _vcr_attribute_item(scene, o, kind, rng) -> VCRItem | None:
+    """Q->A: the colour (or shape) of the object named by its size alone ("the large object"; "the object" in a
+    scene of one); QA->R: the object's other attribute. The four rationales restate the answer ("because the
+    large red object is a star.") and differ only in that attribute, its value in the scene and three others
+    (values other objects of the scene have first), so the text alone never tells the right one; finding it
+    takes the answer (which object it names) and the image (what that object looks like)."""
+    other = "shape" if kind == "color" else "color"
+    if len(scene.objects) == 1:
+        d = Desc()
+    elif sum(x.size == o.size for x in scene.objects) == 1:
+        d = Desc(size=o.size)
+    else:
+        return None
+
+    def values(attr: str, say) -> tuple[str, list[str]]:
+        truth = say(getattr(o, attr))
+        seen = [say(getattr(x, attr)) for x in scene.objects]
+        pool = [say(v) for v in (COLORS if attr == "color" else SHAPES)]
+        options = dict.fromkeys(_order(rng, seen) + _order(rng, pool))  # other objects' values first
+        wrong = [v for v in options if v != truth][:3]
+        k = int(rng.integers(4))
+        return wrong[:k] + [truth] + wrong[k:], k
+
+    answers, ai = values(
+        kind, (lambda v: f"it is {v}.") if kind == "color" else (lambda v: f"it is {a_(v)}.")
+    )
+    subject = replace(d, **{kind: getattr(o, kind)}).text()
+    rats, ri = values(other, (lambda v: f"because {subject} is {a_(v)}.") if other == "shape" else
+                      (lambda v: f"because {subject} is {v}."))  # fmt: skip
+    return VCRItem(scene.scene_id, f"what {kind} is {d.text()}?", answers, ai, rats, ri)
+
+
+VCR_STYLES = ("relation", "where", "attribute")
 
 
 def gen_vcr(world, split, per_scene: int = 1, style: str = "relation") -> list[VCRItem]:
@@ -430,14 +462,17 @@ def gen_vcr(world, split, per_scene: int = 1, style: str = "relation") -> list[V
     round j+1. Round 0 is the same whatever `per_scene` is.
 
     style "relation": questions and rationales about spatial relations between objects (the world's first
-    set); "where": questions about an object's colour or shape, rationales about where it is (quadrants)."""
+    set); "where": questions about an object's colour or shape, rationales about where it is (quadrants);
+    "attribute": questions about the colour or shape of the object of a size, rationales about its other
+    attribute."""
     if style not in VCR_STYLES:
         raise ValueError(f"vcr style must be one of {VCR_STYLES}, got {style!r}")
     rounds: list[list[VCRItem]] = [[] for _ in range(per_scene)]
     for k, scene in enumerate(world.scenes[split]):
         rng = world.rng(split, k, 4)
-        if style == "where":
-            make, kinds = _vcr_where_item, _order(rng, ["color", "shape"])
+        if style in ("where", "attribute"):
+            make = _vcr_where_item if style == "where" else _vcr_attribute_item
+            kinds = _order(rng, ["color", "shape"])
         else:
             make, kinds = _vcr_item, _order(rng, ["color", "shape", "which"])
         items = (
