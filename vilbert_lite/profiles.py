@@ -99,7 +99,8 @@ _PROFILES = {
         # epochs per task from ViLBERT† validation curves (studies/finetune_curves.py --epochs 10 ->
         # reports/finetune_curves/vilbert_dagger-cpu.json: the first epoch within 0.01 of the curve's best). VCR's
         # curve stays at chance, so it gets the most epochs that fit ~3 minutes: one epoch of 411 steps at four
-        # questions per scene. NLVR's curve (four statements per scene) is best after its first epoch of 300 steps.
+        # questions per scene (task data style "attribute", which ViLBERT† learns in 9 epochs, replaces it together
+        # with the re-run of the tables' VCR-style cells: reports/DESIGN_LOG.md, The VCR-style task). NLVR's curve (four statements per scene) is best after its first epoch of 300 steps.
         finetune_budgets={
             "vqa": {"epochs": 9, "max_steps": None},
             "refer": {"epochs": 9, "max_steps": None},
