@@ -139,6 +139,21 @@ def test_round_robin_one_batch_per_data_set_per_iteration_at_its_own_size(tmp_pa
     assert r["updates"] == {t: 3 for t in tasks}
 
 
+def test_a_non_finite_loss_names_the_data_set_and_iteration(tmp_path, monkeypatch):
+    real, calls = M.loss_fn, []
+
+    def nan_on_third(net, batch):
+        calls.append(batch["task"])
+        loss = real(net, batch)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(M, "loss_fn", nan_on_third)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss \(nan\) at data set 'vqa' at iteration 2; "
+                                                 r"the checkpoint of iter 1 is kept"):  # fmt: skip
+        run(tmp_path, ("vqa", "coco"), iters=3, train_overrides={"ckpt_every": 1})
+    assert calls == ["vqa", "coco", "vqa"]
+
+
 def test_an_update_touches_the_shared_model_and_its_own_head_only():
     d = data()
     model = M.build_model(tiny(), set(md.GROUPS), len(d["vqa"].extra["answer_mask"]), None)

@@ -416,6 +416,10 @@ def _loss_and_logs(net, batch: dict) -> tuple[torch.Tensor, dict]:
     return loss_fn(net, batch), {}
 
 
+def _where(t: str, i: int):
+    return lambda j: f"data set {t!r} at iteration {i}"
+
+
 class RoundRobin:
     """The 12-in-1 batch schedule fed to the training engine: iteration i (the lr of `lr_factor(i - 1)`)
     visits the data sets in order, each making one update on its own next batch unless the curriculum holds
@@ -492,7 +496,7 @@ class RoundRobin:
                     continue
                 if not (cfg.dsg and dsg[t].stopped) or i % cfg.delta == 0:  # θ = θ_shared ∪ θ_t
                     batch = self._next_batch(st, t)
-                    logs = yield Update([batch], 1, lr, partial("data set {!r} at iteration {}".format, t, i))
+                    logs = yield Update([batch], 1, lr, _where(t, i))
                     st["updates"][t] += 1
                     w = st["win"].setdefault(t, [0.0, 0])
                     w[0], w[1] = w[0] + logs["loss"], w[1] + 1
