@@ -328,7 +328,6 @@ def run_schedule(model, schedule, loss_fn: Callable, cfg: TrainConfig, out: Path
             (out / name).unlink(missing_ok=True)
     net = data_parallel(model, device, world)  # what loss_fn gets
     t0, wall0 = time.perf_counter(), st["wall"]
-    saved = [st.get("saved")]  # unit of the last good checkpoint, for the error message
 
     def elapsed() -> float:
         return wall0 + time.perf_counter() - t0
@@ -338,8 +337,7 @@ def run_schedule(model, schedule, loss_fn: Callable, cfg: TrainConfig, out: Path
             runs.append_jsonl(metrics_path, row)
 
     def checkpoint(keep_optimizer: bool) -> None:
-        st["wall"], st["saved"] = elapsed(), st[schedule.unit]
-        saved[0] = st["saved"]
+        st["wall"], st["saved"] = elapsed(), st[schedule.unit]  # saved: where the last good checkpoint is
         save_checkpoint(
             ckpt_path, model, opt if keep_optimizer else None, st, rank, world, config=cfg.to_dict()
         )
@@ -347,8 +345,8 @@ def run_schedule(model, schedule, loss_fn: Callable, cfg: TrainConfig, out: Path
     def stop(what: str, value: float, where: str) -> None:
         kept = (
             "no checkpoint yet"
-            if saved[0] is None
-            else f"the checkpoint of {schedule.unit} {saved[0]} is kept"
+            if st.get("saved") is None
+            else f"the checkpoint of {schedule.unit} {st['saved']} is kept"
         )
         raise FloatingPointError(f"non-finite {what} ({value}) at {where}; {kept} in {out}")
 
