@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 import torch
 
+from vilbert_lite import tasks as tasks_pkg
 from vilbert_lite.cli import main
 from vilbert_lite.data.items import RegionFeatures
 from vilbert_lite.data.regions import load_image, propose_boxes
 from vilbert_lite.data.world import make_world
 from vilbert_lite.model.config import ViLBertConfig
 from vilbert_lite.model.heads import ViLBertForPreTraining
+from vilbert_lite.profiles import get_profile
 from vilbert_lite.tasks import TASKS, cli, finetune, get_task
 from vilbert_lite.tasks.common import (
     ImageBank,
@@ -87,6 +89,22 @@ def test_unknown_task_lists_the_valid_ones(capsys):
     err = capsys.readouterr().err
     assert err.startswith("vilbert-lite finetune: error: unknown task 'captioning'")
     assert all(t in err for t in TASKS) and err.count("\n") == 1
+
+
+def test_cli_task_data_replaces_the_profiles_options_for_that_task(monkeypatch, capsys):
+    seen = {}
+    monkeypatch.setattr(
+        tasks_pkg, "finetune", lambda task, init, prof, *a, **kw: seen.update(prof=prof) or {}
+    )
+    argv = ["finetune", "vcr", "--init", "none", "--profile", "cpu"]
+    assert main([*argv, "--task-data", '{"per_scene": 4, "style": "attribute"}']) == 0
+    prof = seen["prof"]
+    assert prof.name == "cpu" and prof.task_data["vcr"] == {"per_scene": 4, "style": "attribute"}
+    assert prof.task_data["nlvr"] == get_profile("cpu").task_data["nlvr"]  # the other tasks' options stay
+    assert main(argv) == 0 and seen["prof"].task_data == get_profile("cpu").task_data
+    capsys.readouterr()
+    assert main([*argv, "--task-data", '["style"]']) == 2
+    assert "--task-data must be a JSON object" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------- every task, smoke

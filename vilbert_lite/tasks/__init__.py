@@ -321,6 +321,8 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--backbone", choices=["vilbert", "single_stream", *VILT_KINDS],
                     help="default: the --init run's kind (vilbert for --init none)")  # fmt: skip
     ap.add_argument("--train", help="TrainConfig overrides as JSON, e.g. '{\"epochs\": 2}'")
+    ap.add_argument("--task-data", help="the task's data options as JSON, replacing the profile's, e.g. "
+                    "'{\"per_scene\": 4, \"style\": \"attribute\"}' for vcr (another run key)")  # fmt: skip
     ap.add_argument(
         "--blank-images",
         action="store_true",
@@ -344,7 +346,11 @@ def cli(argv: list[str]) -> int:
     get_task(a.task)  # an unknown task fails before anything else
     paths = {k: v for k, v in vars(a).items() if k.startswith(("train_", "val_")) and v}
     overrides = json_object_arg(a.train, "--train")
-    metrics = finetune(a.task, a.init, a.profile, a.seed, a.out, "vqa_v2" if paths else "synthetic",
+    prof = get_profile(a.profile)
+    if a.task_data is not None:
+        options = json_object_arg(a.task_data, "--task-data", '{"per_scene": 4}')
+        prof = get_profile(a.profile, task_data={**prof.task_data, a.task: options})
+    metrics = finetune(a.task, a.init, prof, a.seed, a.out, "vqa_v2" if paths else "synthetic",
                        backbone=a.backbone, train_overrides=overrides, progress=not a.no_progress,
                        skip_gaps=a.skip_gaps, blank_images=a.blank_images, text_init=a.text_init,
                        **paths)  # fmt: skip
