@@ -398,6 +398,19 @@ def quadrant(scene: Scene, o) -> int | None:
     return 2 * int(cy > 0.5) + int(cx > 0.5)
 
 
+def _say(kind: str):
+    """How an answer states a value: "it is red." / "it is a star."."""
+    return (lambda v: f"it is {v}.") if kind == "color" else (lambda v: f"it is {a_(v)}.")
+
+
+def _distractors(rng, truth: str, say, objs, attr: str) -> list[str]:
+    """Three wrong options: the values other objects of the scene have first (harder), then any."""
+    seen = [say(getattr(x, attr)) for x in objs]
+    pool = [say(v) for v in (COLORS if attr == "color" else SHAPES)]
+    options = dict.fromkeys(_order(rng, seen) + _order(rng, pool))
+    return [a for a in options if a != truth][:3]
+
+
 def _vcr_where_item(scene, o, kind, rng) -> VCRItem | None:
     """Q->A: the colour or shape of an object named by its other attributes; QA->R: where the answer's object
     is. The four rationales restate the answer ("because the red star is in the top left.") and differ only
@@ -407,13 +420,9 @@ def _vcr_where_item(scene, o, kind, rng) -> VCRItem | None:
     d = unique_desc(scene, o, rng, allowed=tuple(a for a in ATTRS if a != kind), allow_rel=False)
     if q is None or d is None or d.sup is not None:
         return None
-    say = (lambda v: f"it is {v}.") if kind == "color" else (lambda v: f"it is {a_(v)}.")
+    say = _say(kind)
     truth = say(getattr(o, kind))
-    pool = COLORS if kind == "color" else SHAPES
-    # distractor answers: values seen in the scene first (harder), then any
-    seen = [say(getattr(x, kind)) for x in scene.objects]
-    options = dict.fromkeys(_order(rng, seen) + _order(rng, [say(v) for v in pool]))
-    wrong_answers = [a for a in options if a != truth][:3]
+    wrong_answers = _distractors(rng, truth, say, scene.objects, kind)
     subject = replace(d, **{kind: getattr(o, kind)}).text()
     rats = [f"because {subject} is {QUADRANTS[i]}." for i in _order(rng, range(len(QUADRANTS)))]
     ai = int(rng.integers(4))
@@ -436,18 +445,13 @@ def _vcr_attribute_item(scene, o, kind, rng) -> VCRItem | None:
     else:
         return None
 
-    def values(attr: str, say) -> tuple[str, list[str]]:
+    def values(attr: str, say) -> tuple[list[str], int]:
         truth = say(getattr(o, attr))
-        seen = [say(getattr(x, attr)) for x in scene.objects]
-        pool = [say(v) for v in (COLORS if attr == "color" else SHAPES)]
-        options = dict.fromkeys(_order(rng, seen) + _order(rng, pool))  # other objects' values first
-        wrong = [v for v in options if v != truth][:3]
+        wrong = _distractors(rng, truth, say, scene.objects, attr)
         k = int(rng.integers(4))
         return wrong[:k] + [truth] + wrong[k:], k
 
-    answers, ai = values(
-        kind, (lambda v: f"it is {v}.") if kind == "color" else (lambda v: f"it is {a_(v)}.")
-    )
+    answers, ai = values(kind, _say(kind))
     subject = replace(d, **{kind: getattr(o, kind)}).text()
     rats, ri = values(other, (lambda v: f"because {subject} is {a_(v)}.") if other == "shape" else
                       (lambda v: f"because {subject} is {v}."))  # fmt: skip
