@@ -18,9 +18,9 @@ Task tokens (`tokens`): "none"; "dataset": one learned embedding per data set in
 official code (config.task_specific_tokens; id = position in multitask.data.DATASETS); "head": one per group.
 
 Round-robin batch-level sampling, the batch schedule (`RoundRobin`) fed to the training engine's one loop
-(`train.engine.run_schedule`, which makes the updates, checkpoints and resumes): iteration i visits the data sets in order; each takes its own next batch
-(its own batch size, BATCH_SCALE x the profile's, and its own data order: `train.engine.epoch_batches` seeded by
-(seed, data set)) and makes one AdamW update of θ = shared ∪ its head: the other heads get no gradient, and
+(`train.engine.run_schedule`, which makes the updates, checkpoints and resumes): iteration i visits the data sets
+in order; each takes its own next batch (its own batch size, BATCH_SCALE x the profile's, and its own data
+order: `train.engine.epoch_batches` seeded by (seed, data set)) and makes one AdamW update of θ = shared ∪ its head: the other heads get no gradient, and
 no data set is padded to another's length. MaxIter = the train config's max_steps, else epochs x max n_t.
 Dynamic Stop-and-Go (Algorithm 1): n_t = batches per epoch of data set t; when i mod n_t = 0 its validation
 score s_t is computed and `StopAndGo.step(s_t)` decides go / stop; a stopped data set updates only when
@@ -431,15 +431,8 @@ class RoundRobin:
 
     def __init__(self, tasks: dict[str, MTTask], cfg: MTConfig, tcfg: TrainConfig, rank: int, world: int,
                  device, interrupt_after: int | None = None):  # fmt: skip
-        self.tasks, self.cfg, self.tcfg, self.rank, self.world, self.device = (
-            tasks,
-            cfg,
-            tcfg,
-            rank,
-            world,
-            device,
-        )
-        self.interrupt_after = interrupt_after
+        self.tasks, self.cfg, self.tcfg = tasks, cfg, tcfg
+        self.rank, self.world, self.device, self.interrupt_after = rank, world, device, interrupt_after
         self.names = names = list(cfg.tasks)
         self.size = {t: max(1, round(tcfg.batch_size * BATCH_SCALE[t])) for t in names}  # items per batch
         if any(self.size[t] % world for t in names):
