@@ -19,14 +19,14 @@ official code (config.task_specific_tokens; id = position in multitask.data.DATA
 
 Round-robin batch-level sampling, the batch schedule (`RoundRobin`) fed to the training engine's one loop
 (`train.engine.run_schedule`, which makes the updates, checkpoints and resumes): iteration i visits the data sets
-in order; each takes its own next batch (its own batch size, BATCH_SCALE x the profile's, and its own data
-order: `train.engine.epoch_batches` seeded by (seed, data set)) and makes one AdamW update of θ = shared ∪ its
-head: the other heads get no gradient, and no data set is padded to another's length. MaxIter = the train config's max_steps, else epochs x max n_t.
-Dynamic Stop-and-Go (Algorithm 1): n_t = batches per epoch of data set t; when i mod n_t = 0 its validation
-score s_t is computed and `StopAndGo.step(s_t)` decides go / stop; a stopped data set updates only when
-i mod Δ = 0. Curriculum (`curriculum="G3"`): that group trains alone for the first `curriculum_frac` of the
-iterations, then every data set joins the round robin (the paper's curriculum starts with the fastest-
-converging group, the anti-curriculum with the slowest: `repro.multitask_table.convergence_order` measures it).
+in order; each takes its own next batch (its own batch size, BATCH_SCALE x the profile's, and its own data order:
+`train.engine.epoch_batches` seeded by (seed, data set)) and makes one AdamW update of θ = shared ∪ its head: the
+other heads get no gradient, and no data set is padded to another's length. MaxIter = the train config's max_steps,
+else epochs x max n_t. Dynamic Stop-and-Go (Algorithm 1): n_t = batches per epoch of data set t; when i mod n_t = 0
+its validation score s_t is computed and `StopAndGo.step(s_t)` decides go / stop; a stopped data set updates only
+when i mod Δ = 0. Curriculum (`curriculum="G3"`): that group trains alone for the first `curriculum_frac` of the
+iterations, then every data set joins the round robin (the paper's curriculum starts with the fastest-converging
+group, the anti-curriculum with the slowest: `repro.multitask_table.convergence_order` measures it).
 
 Run folder (ROOT/multitask/<label>-<config hash>): run_config.json; metrics.jsonl (per data set a "train" row
 every log_every iterations; an "eval" row per validation holding every data set's DSG state); metrics.csv;
