@@ -105,3 +105,8 @@ def test_tables_1_to_3_at_cpu_are_the_committed_projection(tmp_path):
     t = P.totals(planned, workers=budget["workers"])
     assert t["unknown"] == 0 and t["projected_s"] / 3600 == pytest.approx(budget["two_thread_h"], abs=0.01)
     assert t["projected_wall_h"] == pytest.approx(budget["projected_wall_h"], abs=0.01)
+    # and `vilbert-lite plan budget` writes the committed file as it is (its command names the file it wrote)
+    fresh = P.budget("cpu", budget["seeds"], budget["workers"])
+    written = budget.pop("command").replace("reports/bench/reproduce_budget.json", "FILE")
+    assert fresh.pop("command") == written
+    assert fresh == budget

@@ -1,6 +1,7 @@
 """`vilbert-lite plan TABLE`: every run a table needs, whether it has finished, and what the rest would take.
 
     vilbert-lite plan table1 --profile cpu [--seeds 3] [--root runs] [--workers 2] [--json FILE]
+    vilbert-lite plan budget --profile cpu --json reports/bench/reproduce_budget.json   # Tables 1-3 from scratch
     runs = plan("table1", "cpu", seeds=range(3))        # [PlannedRun, ...], each run once
 
 Trains, extracts and writes nothing. Tables: table1, table2, table3 (the cells of `experiments.table_cells`,
@@ -19,7 +20,8 @@ projection from measured run times, an estimate, not a timing:
 - `cpu` pretraining (ViLBERT, any depth, and the single stream at the same cost per step): the measured wall
   time of one `cpu` pretraining (reports/grounding/cpu.json) times the corpus fraction;
 - `cpu` fine-tuning: the task's budget (`Profile.finetune_budgets`) times its measured seconds per epoch on the
-  ViLBERT† curve (reports/finetune_curves/vilbert_dagger-cpu.json); zero-shot retrieval (no training) 15 s;
+  ViLBERT† curve of the task's data (reports/finetune_curves/vilbert_dagger*-cpu.json, `budget_curves`);
+  zero-shot retrieval (no training) 15 s;
 - anything else (other profiles, ViLT pretraining, multi-task runs): the mean measured time of the finished runs
   of the same kind in the plan; unknown when none has finished.
 
@@ -205,17 +207,37 @@ def _check(run: PlannedRun) -> None:
     run.state = "present" if run.folder.exists() else "missing"
 
 
+def budget_curves(profile: str = "cpu") -> dict[str, dict]:
+    """{task: the committed ViLBERT† curve of the task's data at `profile`} for every task with a budget: the
+    entry of reports/finetune_curves/vilbert_dagger*-PROFILE.json (not the blank-image controls) whose
+    `task_data` is the profile's (`Profile.task_data`, {} when it has none); each with the file it came from.
+    A task whose data has no curve is left out; two curves of the same data are an error."""
+    prof = get_profile(profile)
+    folder = runs.project_root() / "reports" / "finetune_curves"
+    found: dict[str, dict] = {}
+    for path in sorted(folder.glob(f"vilbert_dagger*-{prof.name}.json")):
+        if "-blank" in path.name:
+            continue
+        for task, c in json.loads(path.read_text())["tasks"].items():
+            same = (c.get("task_data") or {}) == prof.task_data.get(task, {})
+            if not same or task not in prof.finetune_budgets:
+                continue
+            if task in found:
+                other = found[task]["file"]
+                raise ValueError(f"two {task} curves of the same task data: {other}, {path.name}")
+            found[task] = {**c, "file": path.name}
+    return found
+
+
 def _reference(profile: str) -> tuple[float | None, dict]:
     """The committed `cpu` measurements the projection reads: (seconds of one pretraining, {task: seconds per
-    epoch}); (None, {}) for other profiles or when the reports are not there."""
-    reports = runs.project_root() / "reports"
-    pre, curves = reports / "grounding" / "cpu.json", reports / "finetune_curves" / "vilbert_dagger-cpu.json"
-    if get_profile(profile).name != "cpu" or not (pre.exists() and curves.exists()):
+    epoch on the curve of the task's data, `budget_curves`}); (None, {}) for other profiles or when the reports
+    are not there."""
+    pre = runs.project_root() / "reports" / "grounding" / "cpu.json"
+    if get_profile(profile).name != "cpu" or not pre.exists():
         return None, {}
-    tasks = json.loads(curves.read_text())["tasks"]
-    return json.loads(pre.read_text())["eval"]["train_wall_time_s"], {
-        t: c["seconds_per_epoch"] for t, c in tasks.items()
-    }
+    per_epoch = {t: c["seconds_per_epoch"] for t, c in budget_curves(profile).items()}
+    return json.loads(pre.read_text())["eval"]["train_wall_time_s"], per_epoch
 
 
 def _project(planned: list[PlannedRun], profile: str) -> None:
@@ -275,11 +297,39 @@ def totals(planned: list[PlannedRun], workers: int = 2) -> dict:
             "workers": workers, "projected_wall_h": round(wall / 3600, 2)}  # fmt: skip
 
 
+def budget(profile: str = "cpu", seeds: int = 3, workers: int = 2) -> dict:
+    """The projected compute of Tables 1-3 from scratch (an empty runs folder; a run shared by several tables
+    counted once), as reports/bench/reproduce_budget.json holds it: `vilbert-lite plan budget --json FILE`."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as empty:
+        each = {t: plan(t, profile, range(seeds), root=empty) for t in experiments.TABLE_NAMES}
+    planned = list({r.name: r for t in each.values() for r in t}.values())
+    pre = [r for r in planned if r.kind == "pretrain"]
+    fine = [r for r in planned if r.kind == "finetune"]
+    per_task = {r.task: r.seconds for r in fine}
+    t = totals(planned, workers)
+    return {
+        "what": f"projected compute of Tables 1-3 at the profile, {seeds} seeds, from an empty runs folder "
+        "(an estimate from measured run times: vilbert_lite/repro/plan.py)",
+        "command": f"vilbert-lite plan budget --profile {profile} --seeds {seeds} --workers {workers} --json FILE",
+        "profile": profile, "seeds": seeds, "workers": workers, "thread_efficiency": THREAD_EFFICIENCY,
+        "pretraining_s_per_run": max((r.seconds or 0.0) for r in pre) if pre else None,
+        "finetune_s_per_run": dict(sorted(per_task.items())),
+        "pretraining_runs": len(pre), "pretraining_run_equivalents": sum(r.fraction for r in pre),
+        "finetuning_runs": len(fine),
+        "pretraining_h": round(sum(r.seconds or 0.0 for r in pre) / 3600, 2),
+        "finetuning_h": round(sum(r.seconds or 0.0 for r in fine) / 3600, 2),
+        "two_thread_h": round(t["projected_s"] / 3600, 2), "projected_wall_h": t["projected_wall_h"],
+        "table_wall_h": {name: totals(runs_, workers)["projected_wall_h"] for name, runs_ in each.items()},
+    }  # fmt: skip
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 def cli(argv: list[str]) -> int:
-    """`vilbert-lite plan TABLE [--profile P] [--seeds N] [--root DIR] [--workers W] [--json FILE]`"""
+    """`vilbert-lite plan TABLE|budget [--profile P] [--seeds N] [--root DIR] [--workers W] [--json FILE]`"""
     ap = argparse.ArgumentParser(prog="vilbert-lite plan", description=__doc__.splitlines()[0])
-    ap.add_argument("table", choices=TABLES)
+    ap.add_argument("table", choices=(*TABLES, "budget"), help="a table, or budget: Tables 1-3 from scratch")
     ap.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3, as the notebooks)")
     ap.add_argument("--root", default=None, help="runs folder (default: the project's runs/)")
@@ -288,6 +338,14 @@ def cli(argv: list[str]) -> int:
     )
     ap.add_argument("--json", default=None, help="also write the plan here")
     a = ap.parse_args(argv)
+    if a.table == "budget":
+        b = budget(a.profile, a.seeds, a.workers)
+        if a.json:
+            b["command"] = b["command"].replace("FILE", a.json)
+        print(json.dumps(b, indent=1))
+        if a.json:
+            runs.write_json(a.json, b)
+        return 0
     planned = plan(a.table, a.profile, range(a.seeds), a.root)
     t = totals(planned, a.workers)
     print(f"{a.table} ({a.profile}, {a.seeds} seed(s)): {t['runs']} runs, {t['finished']} finished "
