@@ -14,7 +14,7 @@ from _ddp_worker import ToyNet, collate, loss_fn, toy_dataset
 from _ddp_worker import run as run_worker
 
 from vilbert_lite import runs
-from vilbert_lite.device import resolve_device
+from vilbert_lite.device import cpu_name, resolve_device
 from vilbert_lite.train.engine import TrainConfig, epoch_batches, evaluate, lr_factor, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,6 +163,22 @@ def test_done_records_the_thread_layout(tmp_path):
         torch.set_num_threads(before)
     done = runs.load_done(tmp_path / "run")
     assert res["torch_threads"] == done["torch_threads"] == 1 and done["device"] == "cpu"
+    # and what else the sums depend on: the torch build and the processor (its vector instruction sets)
+    assert done["torch"] == torch.__version__ and done["cpu"] == cpu_name() and "gpu" not in done
+
+
+def test_cpu_name_reads_the_model_and_the_vector_instruction_sets(tmp_path, monkeypatch):
+    from vilbert_lite import device
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: Some CPU 9000\nflags\t\t: fpu sse4_2 avx avx2 fma avx512f\n"
+    )
+    real = device.Path
+    monkeypatch.setattr(device, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real(p))
+    assert device.cpu_name() == "Some CPU 9000 (sse4_2 avx avx2 fma avx512f)"
+    cpuinfo.write_text("model name\t: Bare\n")
+    assert device.cpu_name() == "Bare"
 
 
 def test_resume_false_starts_over(tmp_path):

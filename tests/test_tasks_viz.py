@@ -57,9 +57,15 @@ def smoke_runs(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("runs")
     run = pretrain("smoke", 0, out=root, progress=False)
+    from vilbert_lite.profiles import get_profile
+
     over = {"max_steps": 2}
-    return root, {t: finetune(t, run, "smoke", 0, root=root, train_overrides=over, progress=False)
-                  for t in ("vqa", "refer")}  # fmt: skip
+    res = {t: finetune(t, run, "smoke", 0, root=root, train_overrides=over, progress=False)
+           for t in ("vqa", "refer", "vcr")}  # fmt: skip
+    # the VCR-style questions of another style: the reloaded run must rebuild its own questions, not the default
+    attribute = get_profile("smoke", task_data={"vcr": {"per_scene": 2, "style": "attribute"}})
+    res["vcr attribute"] = finetune("vcr", run, attribute, 0, root=root, train_overrides=over, progress=False)
+    return root, res
 
 
 def test_reloaded_models_reproduce_metrics_and_draw(smoke_runs, tmp_path):
@@ -77,7 +83,30 @@ def test_reloaded_models_reproduce_metrics_and_draw(smoke_runs, tmp_path):
     pred = tv.refer_predictions(model, data, world)
     assert pred["correct"].mean() == pytest.approx(res["refer"]["refer_accuracy"], abs=1e-6)
     tv.plot_refer_cases(world, pred.head(2), save=tmp_path / "refer.png")
-    table = tv.results_table({t: {"pretrained": m} for t, m in res.items()})
+    table = tv.results_table({t: {"pretrained": m} for t, m in res.items() if t != "vcr attribute"})
     assert isinstance(table, pd.DataFrame) and "majority answer" in table.columns
     tv.plot_results(table, save=tmp_path / "results.png")
     assert (tmp_path / "vqa.png").stat().st_size > 0 and (tmp_path / "refer.png").stat().st_size > 0
+
+
+def test_vcr_predictions_are_the_runs_metrics_on_its_own_questions(smoke_runs, tmp_path):
+    from vilbert_lite.data.world import make_world
+
+    root, res = smoke_runs
+    world = make_world("smoke", 0)
+    for key, style in (("vcr", "relation"), ("vcr attribute", "attribute")):
+        model, data = tv.load_task_model(tv.run_folder(res[key], root), world)
+        pred = tv.vcr_predictions(model, data, world)
+        opts = data.extra["options"]
+        assert opts.get("style", "relation") == style
+        assert pred["question"].tolist() == [
+            r.question for r in world.vcr("test", opts.get("per_scene", 1), style)
+        ]
+        for metric in ("q2a", "qa2r", "q2ar"):  # the same numbers as the run's metrics.json
+            assert pred[metric].mean() == pytest.approx(res[key][metric], abs=1e-6), (key, metric)
+        assert (pred["q2ar"] == (pred["answer"].eq(pred["chosen_answer"]) & pred["qa2r"])).all()
+    tv.plot_vcr_cases(world, pred.head(3), save=tmp_path / "vcr.png")
+    assert (tmp_path / "vcr.png").stat().st_size > 0
+    data.extra["options"] = {"per_scene": 4, "style": style}  # options that are not the run's: said so
+    with pytest.raises(ValueError, match="task data options"):
+        tv.vcr_predictions(model, data, world)

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vilbert_lite import runs
-from vilbert_lite.device import resolve_device, to_device
+from vilbert_lite.device import layout, resolve_device, to_device
 from vilbert_lite.errors import UserError
 from vilbert_lite.train.state import (
     autocast,
@@ -502,8 +502,8 @@ class EpochSchedule:
             "final_eval": {k[5:]: v for k, v in hist[-1].items() if k.startswith("eval_")} if hist else {},
             "last_log": last, "samples": st["samples"], "world_size": world, "out_dir": str(ctx.out),
             # the layout the run was trained in (its last segment, if resumed): the same seed on another number of
-            # threads sums in another order and is another sample (studies/thread_determinism.py)
-            "device": str(self.device), "torch_threads": torch.get_num_threads(),
+            # threads, or another processor, sums in another order and is another sample (device.layout)
+            **layout(self.device),
             "history": hist, "wall_time_s": round(ctx.elapsed(), 3),
         }  # fmt: skip
         yield Checkpoint()

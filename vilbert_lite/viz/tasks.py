@@ -100,6 +100,9 @@ def load_task_model(run: str | Path, world=None, device: str | torch.device = "c
                                                        init if not weights.exists() else None))  # fmt: skip
     if weights.exists():
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    data.extra.setdefault(
+        "options", cfg["data"].get("options", {})
+    )  # the task data options it was trained on
     return model.to(device).eval(), data
 
 
@@ -143,6 +146,47 @@ def refer_predictions(model, data, world, split: str = "test") -> pd.DataFrame:
                      "predicted_box": tuple(float(x) for x in it["pairs"][0]["boxes"][k]),
                      "iou": float(it["iou"][k]), "correct": bool(it["iou"][k] > IOU_THRESHOLD)})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def vcr_predictions(model, data, world, split: str = "test") -> pd.DataFrame:
+    """One row per VCR-style question: image, question, the four answers and rationales, the right and the chosen
+    option of each (Q→A; QA→R given the right answer) and whether both are right (Q→AR). The questions are the
+    world's, with the task data options the run was trained on (`load_task_model` keeps them)."""
+    options = data.extra.get("options", {})
+    records = world.vcr(split, options.get("per_scene", 1), options.get("style", "relation"))
+    items = getattr(data, split)
+    if len(items) != 2 * len(records):
+        raise ValueError(f"vcr: {len(items)} {split} items for {len(records)} questions (two each expected); "
+                         f"are the task data options {options} the run's?")  # fmt: skip
+    pick = torch.cat(evaluate_batches(model, items, data.collate, lambda m, b: m(b).argmax(1).cpu(), 64))
+    pick = pick.view(
+        -1, 2
+    ).tolist()  # (questions, [Q→A, QA→R]): items alternate, as vcr.build_items lays them
+    rows = []
+    for r, (a, why) in zip(records, pick):
+        rows.append({"image_id": r.image_id, "question": r.question, "answers": r.answers,
+                     "rationales": r.rationales, "answer": r.answers[r.answer_label], "chosen_answer": r.answers[a],
+                     "rationale": r.rationales[r.rationale_label], "chosen_rationale": r.rationales[why],
+                     "q2a": a == r.answer_label, "qa2r": why == r.rationale_label})  # fmt: skip
+    out = pd.DataFrame(rows)
+    out["q2ar"] = out["q2a"] & out["qa2r"]
+    return out
+
+
+def plot_vcr_cases(world, cases: pd.DataFrame, cols: int = 3, title: str | None = None, save=None) -> Figure:
+    """Each case (a row of `vcr_predictions`) as its image titled with the question and, for the answer and the
+    rationale, the right option and the model's choice (green when right, red when wrong)."""
+    if len(cases) == 0:
+        raise ValueError("no VCR cases to draw")
+    fig, axes = _grid(len(cases), cols, size=3.4)
+    for ax, (_, c) in zip(axes, cases.iterrows()):
+        ax.imshow(world.image(c["image_id"]))
+        lines = [_wrap("Q: " + c["question"], 44), _wrap(f"A: {c['answer']}  (chose: {c['chosen_answer']})", 44),
+                 _wrap(f"R: {c['rationale']}", 44)]  # fmt: skip
+        if not c["qa2r"]:
+            lines.append(_wrap(f"chose: {c['chosen_rationale']}", 44))
+        ax.set_title("\n".join(lines), fontsize=7.5, color="darkgreen" if c["q2ar"] else "firebrick")
+    return _finish(fig, title, save)
 
 
 def _wrap(text: str, width: int = 34) -> str:
