@@ -74,6 +74,7 @@ _PROFILES = {
         pretrain=TrainSize(epochs=2, batch_size=16, lr=3e-3, max_steps=20),
         finetune=TrainSize(epochs=2, batch_size=16, lr=1e-3, max_steps=12),
         seeds=1,
+        task_data={"vcr": {"style": "attribute"}},  # the VCR-style questions of `cpu`, one per scene
     ),
     # `cpu`: the `mini` model (the `small` layout at width 128, from scratch, no dropout) on a world matched to the
     # compute: mostly one to three objects per scene, captions that name what is there, five captions per image.
@@ -129,6 +130,8 @@ _PROFILES = {
         finetune=TrainSize(epochs=20, batch_size=64, lr=4e-5),
         seeds=5,
         init_text_from_bert=True,
+        # the VCR-style questions of `cpu` (one per scene: the world is large); not measured at this scale
+        task_data={"vcr": {"style": "attribute"}},
     ),
 }
 

@@ -277,12 +277,14 @@ def relation_matrix(scene) -> pd.DataFrame:
     return pd.DataFrame(cells, index=pd.Index(names, name="subject ↓ / object →"), columns=names)
 
 
-def task_table(world, split: str, image_id: str) -> pd.DataFrame:
-    """One example of every task on one scene (the NLVR item whose first image it is): task, input, target."""
+def task_table(world, split: str, image_id: str, task_data: dict | None = None) -> pd.DataFrame:
+    """One example of every task on one scene (the NLVR item whose first image it is): task, input, target.
+    task_data: a profile's task data options (`Profile.task_data`), e.g. the style of its VCR-style questions."""
     cap = [c.text for c in world.captions(split) if c.image_id == image_id]
     q = next(q for q in world.vqa(split) if q.image_id == image_id)
     ref = next(r for r in world.refexps(split) if r.image_id == image_id)
-    vcr = next(v for v in world.vcr(split) if v.image_id == image_id)
+    opts = (task_data or {}).get("vcr", {})
+    vcr = next(v for v in world.vcr(split, 1, opts.get("style", "relation")) if v.image_id == image_id)
     ret = next(r for r in world.retrieval(split) if r.image_id == image_id)
     nlvr = next(n for n in world.nlvr(split) if n.image_ids[0] == image_id)
     rows = [
