@@ -62,10 +62,20 @@ def smoke_runs(tmp_path_factory):
     over = {"max_steps": 2}
     res = {t: finetune(t, run, "smoke", 0, root=root, train_overrides=over, progress=False)
            for t in ("vqa", "refer", "vcr")}  # fmt: skip
-    # the VCR-style questions of another style: the reloaded run must rebuild its own questions, not the default
-    attribute = get_profile("smoke", task_data={"vcr": {"per_scene": 2, "style": "attribute"}})
-    res["vcr attribute"] = finetune("vcr", run, attribute, 0, root=root, train_overrides=over, progress=False)
+    # VCR-style questions of the other style: the reloaded run must rebuild its own questions, not the profile's
+    other = get_profile("smoke", task_data={"vcr": {"per_scene": 2, "style": _other_vcr_style()}})
+    res["vcr other"] = finetune("vcr", run, other, 0, root=root, train_overrides=over, progress=False)
     return root, res
+
+
+def _smoke_vcr_style() -> str:
+    from vilbert_lite.profiles import get_profile
+
+    return get_profile("smoke").task_data.get("vcr", {}).get("style", "relation")
+
+
+def _other_vcr_style() -> str:
+    return "relation" if _smoke_vcr_style() == "attribute" else "attribute"
 
 
 def test_reloaded_models_reproduce_metrics_and_draw(smoke_runs, tmp_path):
@@ -83,7 +93,7 @@ def test_reloaded_models_reproduce_metrics_and_draw(smoke_runs, tmp_path):
     pred = tv.refer_predictions(model, data, world)
     assert pred["correct"].mean() == pytest.approx(res["refer"]["refer_accuracy"], abs=1e-6)
     tv.plot_refer_cases(world, pred.head(2), save=tmp_path / "refer.png")
-    table = tv.results_table({t: {"pretrained": m} for t, m in res.items() if t != "vcr attribute"})
+    table = tv.results_table({t: {"pretrained": m} for t, m in res.items() if t != "vcr other"})
     assert isinstance(table, pd.DataFrame) and "majority answer" in table.columns
     tv.plot_results(table, save=tmp_path / "results.png")
     assert (tmp_path / "vqa.png").stat().st_size > 0 and (tmp_path / "refer.png").stat().st_size > 0
@@ -94,7 +104,7 @@ def test_vcr_predictions_are_the_runs_metrics_on_its_own_questions(smoke_runs, t
 
     root, res = smoke_runs
     world = make_world("smoke", 0)
-    for key, style in (("vcr", "relation"), ("vcr attribute", "attribute")):
+    for key, style in (("vcr", _smoke_vcr_style()), ("vcr other", _other_vcr_style())):
         model, data = tv.load_task_model(tv.run_folder(res[key], root), world)
         pred = tv.vcr_predictions(model, data, world)
         opts = data.extra["options"]
