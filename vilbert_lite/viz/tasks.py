@@ -178,7 +178,7 @@ def plot_vcr_cases(world, cases: pd.DataFrame, cols: int = 3, title: str | None 
     rationale, the right option and the model's choice (green when right, red when wrong)."""
     if len(cases) == 0:
         raise ValueError("no VCR cases to draw")
-    fig, axes = _grid(len(cases), cols, size=3.4)
+    fig, axes = _grid(len(cases), cols, size=3.4, title_h=1.3)
     for ax, (_, c) in zip(axes, cases.iterrows()):
         ax.imshow(world.image(c["image_id"]))
         lines = [_wrap("Q: " + c["question"], 44), _wrap(f"A: {c['answer']}  (chose: {c['chosen_answer']})", 44),
@@ -193,10 +193,11 @@ def _wrap(text: str, width: int = 34) -> str:
     return "\n".join(textwrap.wrap(text, width))
 
 
-def _grid(n: int, cols: int, size: float = 2.8):
+def _grid(n: int, cols: int, size: float = 2.8, title_h: float = 0.9):
+    """A figure of n image panels, `cols` a row, each `size` inches wide with `title_h` inches for its title."""
     cols = max(1, min(cols, n))
     rows = max(1, -(-n // cols))
-    fig = Figure(figsize=(size * cols, (size + 0.9) * rows))  # not pyplot's: the cell's value shows it once
+    fig = Figure(figsize=(size * cols, (size + title_h) * rows))  # not pyplot's: the cell's value shows it once
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
