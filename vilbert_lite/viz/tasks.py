@@ -197,7 +197,8 @@ def _grid(n: int, cols: int, size: float = 2.8, title_h: float = 0.9):
     """A figure of n image panels, `cols` a row, each `size` inches wide with `title_h` inches for its title."""
     cols = max(1, min(cols, n))
     rows = max(1, -(-n // cols))
-    fig = Figure(figsize=(size * cols, (size + title_h) * rows))  # not pyplot's: the cell's value shows it once
+    # not pyplot's Figure: the cell's value shows it once
+    fig = Figure(figsize=(size * cols, (size + title_h) * rows))
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
