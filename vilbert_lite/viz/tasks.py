@@ -100,9 +100,8 @@ def load_task_model(run: str | Path, world=None, device: str | torch.device = "c
                                                        init if not weights.exists() else None))  # fmt: skip
     if weights.exists():
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    data.extra.setdefault(
-        "options", cfg["data"].get("options", {})
-    )  # the task data options it was trained on
+    # the task data options it was trained on (e.g. the VCR-style questions' style), for `vcr_predictions`
+    data.extra.setdefault("options", cfg["data"].get("options", {}))
     return model.to(device).eval(), data
 
 
@@ -159,9 +158,8 @@ def vcr_predictions(model, data, world, split: str = "test") -> pd.DataFrame:
         raise ValueError(f"vcr: {len(items)} {split} items for {len(records)} questions (two each expected); "
                          f"are the task data options {options} the run's?")  # fmt: skip
     pick = torch.cat(evaluate_batches(model, items, data.collate, lambda m, b: m(b).argmax(1).cpu(), 64))
-    pick = pick.view(
-        -1, 2
-    ).tolist()  # (questions, [Q→A, QA→R]): items alternate, as vcr.build_items lays them
+    # (questions, [Q→A, QA→R]): the items alternate, as vcr.build_items lays them out
+    pick = pick.view(-1, 2).tolist()
     rows = []
     for r, (a, why) in zip(records, pick):
         rows.append({"image_id": r.image_id, "question": r.question, "answers": r.answers,
