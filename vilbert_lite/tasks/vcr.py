@@ -48,14 +48,18 @@ def build_items(records, images) -> list[dict]:
     return items
 
 
-def load(source: Source) -> TaskData:
-    if source.kind != "synthetic":
-        raise UserError("vcr runs on the synthetic world only (data='synthetic')")
-    per_scene = per_scene_option(source, "vcr")
+def questions(source: Source, split: str) -> list:
+    """The world's VCRItems of `split` for the source's task data options (`per_scene`, `style`)."""
     style = source.options.get("style", "relation")
     if style not in VCR_STYLES:
         raise UserError(f"vcr: task data option style must be one of {VCR_STYLES}, got {style!r}")
-    vcr = {s: source.world.vcr(s, per_scene, style) for s in ("train", "val", "test")}
+    return source.world.vcr(split, per_scene_option(source, "vcr"), style)
+
+
+def load(source: Source) -> TaskData:
+    if source.kind != "synthetic":
+        raise UserError("vcr runs on the synthetic world only (data='synthetic')")
+    vcr = {s: questions(source, s) for s in ("train", "val", "test")}
     items = {s: build_items(vcr[s], source.images) for s in vcr}
     info = {"n_train": len(items["train"]) // 2, "n_eval": len(items["test"]) // 2, "chance": 1 / N_OPTIONS,
             "chance_q2ar": 1 / N_OPTIONS**2}  # fmt: skip

@@ -37,6 +37,7 @@ from vilbert_lite.tasks.common import (
     world_features,
 )
 from vilbert_lite.tasks.refer import IOU_THRESHOLD, _pick
+from vilbert_lite.tasks.vcr import questions as vcr_questions
 from vilbert_lite.tasks.vqa import normalize_answer
 
 # chance level of each metric, from the keys a task writes into metrics.json
@@ -152,7 +153,7 @@ def vcr_predictions(model, data, world, split: str = "test") -> pd.DataFrame:
     option of each (Q→A; QA→R given the right answer) and whether both are right (Q→AR). The questions are the
     world's, with the task data options the run was trained on (`load_task_model` keeps them)."""
     options = data.extra.get("options", {})
-    records = world.vcr(split, options.get("per_scene", 1), options.get("style", "relation"))
+    records = vcr_questions(Source("synthetic", None, world=world, options=options), split)
     items = getattr(data, split)
     if len(items) != 2 * len(records):
         raise ValueError(f"vcr: {len(items)} {split} items for {len(records)} questions (two each expected); "
