@@ -355,3 +355,34 @@ def test_a_notebook_read_from_reports_has_its_own_row_in_the_run_index(tmp_path,
     reproduce.run_suite("cpu", reports=tmp_path / "r", only=["06_", "07_"], results="reports")
     nb07, nb06 = (next(n for n in reproduce.SUITE if n.startswith(k)) for k in ("07_", "06_"))
     assert seen[nb07]["results"] == "reports" and "results" not in seen[nb06]
+
+
+def test_tables_read_from_different_samples_of_the_same_runs_say_so(tmp_path):
+    """Table 2's 6-layer row and notebook 11b's region row are Table 1's run folders: when their committed numbers
+    differ from Table 1's (another machine, runs trained again), the report says so under the later table."""
+    import pandas as pd
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+
+    def rows(table, row, values):
+        return [dict(table=table, row=row, seed=s, column="vqa_accuracy", value=v, chance=5.0, init="pretrain-a",
+                     run=f"finetune/vqa-{s}") for s, v in enumerate(values)]  # fmt: skip
+
+    pd.DataFrame(rows("table1", "vilbert", [70.0, 71.0, 72.0])).to_csv(
+        tables / "table1_long.csv", index=False
+    )
+    pd.DataFrame(rows("table2", 6, [70.0, 71.0, 72.0])).to_csv(tables / "table2_long.csv", index=False)
+    vilt = pd.DataFrame(rows("vilt", "region (ViLBERT)", [70.0, 71.5, 73.0])).drop(columns="table")
+    vilt.to_csv(tables / "vilt_long.csv", index=False)
+    (tables / "vilt.md").write_text("| row | vqa_accuracy |\n|---|---|\n| region (ViLBERT) | 71.5 |\n")
+    assert list(reports.shared_run_notes(tables)) == ["vilt"]  # Table 2 agrees with Table 1: no note
+    note = reports.shared_run_notes(tables)["vilt"]
+    assert "2 of the 3 numbers it shares with Table 1" in note
+    text = reports.write_summary(tmp_path, "cpu").read_text()
+    assert text.count("Not one sample with") == 1
+    assert text.index("Not one sample with Table 1") > text.index("## ViLT beside ViLBERT")
+
+    pd.DataFrame(rows("table2", 6, [70.0, 71.0, 72.5])).to_csv(tables / "table2_long.csv", index=False)
+    notes = reports.shared_run_notes(tables)
+    assert set(notes) == {"table2", "vilt"} and "1 of the 3 numbers" in notes["table2"]

@@ -12,7 +12,6 @@ Papers: ViLBERT (arXiv:1908.02265), 12-in-1 (arXiv:1912.02315).
 
 from __future__ import annotations
 
-import math
 from types import SimpleNamespace
 
 import pytest
@@ -465,21 +464,31 @@ def test_pretraining_alignment_accuracy_of_always_aligned_is_one_half(caption_da
 
 # ------------------------------------------------------------------------------------- tables: percent rows
 def test_table_rows_hold_one_hundred_times_the_run_metric(monkeypatch, tmp_path):
-    """run_cell turns each fine-tuning run's metrics into long rows: value = 100 x metric, chance likewise, the
-    zero-shot R@K in its own zs_ columns, metrics with no table column left out."""
-    metrics = {
+    """run_cell turns each fine-tuning run's metrics into long rows: value = 100 x metric, its chance level likewise
+    (R@k: k / pool), the zero-shot R@K in its own zs_ columns, metrics with no table column left out."""
+    metrics = {  # each with the chance keys its task writes (tasks/*.py)
         "vqa": {"vqa_accuracy": 0.5, "chance": 0.01},
-        "vcr": {"q2a": 0.625, "qa2r": 0.5, "q2ar": 0.25},
-        "refer": {"refer_accuracy": 0.6},
+        "vcr": {"q2a": 0.625, "qa2r": 0.5, "q2ar": 0.25, "chance": 0.25, "chance_q2ar": 0.0625},
+        "refer": {"refer_accuracy": 0.6, "chance": 0.2},
         "retrieval": {
             "r@1": 1 / 6,
             "r@5": 0.5,
             "r@10": 5 / 6,
             "four_way_accuracy": 0.75,
+            "pool": 16,
             "chance_r@1": 1 / 16,
+            "chance": 0.25,
         },
-        "zeroshot": {"r@1": 0.125, "r@5": 0.375, "r@10": 0.875, "four_way_accuracy": 0.5},
-        "nlvr": {"nlvr_accuracy": 0.375},
+        "zeroshot": {
+            "r@1": 0.125,
+            "r@5": 0.375,
+            "r@10": 0.875,
+            "four_way_accuracy": 0.5,
+            "pool": 8,
+            "chance_r@1": 1 / 8,
+            "chance": 0.25,
+        },  # fmt: skip
+        "nlvr": {"nlvr_accuracy": 0.375, "chance": 0.5},
     }
     seen = []
 
@@ -498,7 +507,11 @@ def test_table_rows_hold_one_hundred_times_the_run_metric(monkeypatch, tmp_path)
     })  # fmt: skip
     assert len(rows) == len(got)  # one row per column
     chance = {r["column"]: r["chance"] for r in rows}
-    assert chance["r@1"] == pytest.approx(6.25)
-    assert all(math.isnan(v) for k, v in chance.items() if k != "r@1")
+    # every column's chance level, in percent: the figures draw it, C2 reads R@1's (R@k: k / pool)
+    assert chance == pytest.approx({
+        "vqa_accuracy": 1.0, "q2a": 25.0, "qa2r": 25.0, "q2ar": 6.25, "refer_accuracy": 20.0, "r@1": 6.25,
+        "r@5": 500 / 16, "r@10": 1000 / 16, "zs_r@1": 12.5, "zs_r@5": 62.5, "zs_r@10": 100.0,
+        "nlvr_accuracy": 50.0,
+    })  # fmt: skip
     assert all((r["table"], r["row"], r["seed"], r["init"]) == ("t1", "vilbert†", 3, "") for r in rows)
     assert {r["run"] for r in rows if r["column"] == "q2ar"} == {"finetune/vcr-hvcr"}

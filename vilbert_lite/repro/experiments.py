@@ -26,7 +26,7 @@ from vilbert_lite.repro.results import check_results, results_dir, stored_rows, 
 from vilbert_lite.repro.runner import run_jobs
 from vilbert_lite.runs import runs_root
 from vilbert_lite.tasks import finetune
-from vilbert_lite.tasks.common import world_features
+from vilbert_lite.tasks.common import chance_of, world_features
 
 TASKS = ("vqa", "vcr", "refer", "retrieval", "zeroshot", "nlvr")
 # (task, metric in metrics.json) -> column of paper.COLUMNS (plus nlvr_accuracy, which the paper lacks)
@@ -80,7 +80,7 @@ def run_cell(table: str, row, profile: str, seed: int, *, pretrained: bool = Tru
                      blank_images=blank_images, train_overrides=train)  # fmt: skip
         for (t, metric), column in COLUMN_OF.items():
             if t == task and metric in m:
-                chance = m.get(f"chance_{metric}")  # e.g. chance_r@1 = 1 / pool for retrieval
+                chance = chance_of(metric, m)  # e.g. 1 / 4 for VCR's Q→A, 1 / pool for retrieval R@1
                 rows.append(dict(table=table, row=row, seed=seed, column=column, value=100.0 * float(m[metric]),
                                  chance=math.nan if chance is None else 100.0 * float(chance),
                                  init="" if init is None else init.name,

@@ -612,6 +612,38 @@ def table_compute_line(long: pd.DataFrame, cache: Path, runs_root: str | Path | 
     return cache.read_text().strip() if cache.exists() else compute_line(long, seconds=t)
 
 
+# the committed tables that name their run folders, in the report's order (notebook 11b's after Tables 1-3)
+SHARED_RUN_TABLES = {**{k: t.split(" · ")[0] for k, t in TABLE_TITLES.items()}, "vilt": "the ViLT table"}
+
+
+def shared_run_notes(tables_dir: str | Path) -> dict[str, str]:
+    """{table key: note} for each table whose numbers disagree with an earlier table's on the same run folder
+    and column (Table 2's 6 layers and Table 3's 0 % / 100 % are Table 1's runs, notebook 11b's region row is
+    Table 1's ViLBERT runs): the two were read from different samples of those runs, e.g. trained on
+    different machines. The note names the earlier table and how many shared numbers differ."""
+    tables, seen, notes = Path(tables_dir), {}, {}
+    for key in SHARED_RUN_TABLES:
+        f = tables / f"{key}_long.csv"
+        if not f.exists():
+            continue
+        long = pd.read_csv(f)
+        if "run" not in long:
+            continue
+        here = {(r, c): float(v) for r, c, v in zip(long["run"].astype(str), long["column"], long["value"])}
+        for other, values in seen.items():
+            shared = [k for k in here if k in values]
+            differ = sum(abs(here[k] - values[k]) > 1e-6 for k in shared)
+            if differ:
+                notes[key] = (f"**Not one sample with {SHARED_RUN_TABLES[other]}:** {differ} of the {len(shared)} "
+                              f"numbers it shares with {SHARED_RUN_TABLES[other]} (the same run folders) differ "
+                              "from it, so the two were made from different trainings of those runs (another "
+                              "machine, or runs trained again); re-running both tables' notebooks with "
+                              '`results="runs"` on one machine makes them one sample.')  # fmt: skip
+                break
+        seen[key] = here
+    return notes
+
+
 def write_summary(reports_dir: str | Path, profile: str, command: str | None = None,
                   runs_root: str | Path | None = None) -> Path:  # fmt: skip
     """reports/README.md: every table (ours mean ± std next to the paper), the claims and their verdicts per task
@@ -630,6 +662,7 @@ def write_summary(reports_dir: str | Path, profile: str, command: str | None = N
              "- the paper's numbers are on the real datasets (VQA 2.0, VCR, RefCOCO+, Flickr30k) with a 250M-"
              "parameter model; ours are on the synthetic world at the profile's size: compare the *pattern* "
              "(which row wins), not the values", ""]  # fmt: skip
+    notes = shared_run_notes(tables)
     for key, title in TABLE_TITLES.items():
         f = tables / f"{key}_long.csv"
         if not f.exists():
@@ -640,6 +673,8 @@ def write_summary(reports_dir: str | Path, profile: str, command: str | None = N
         side = side_by_side(summary, paper.TABLES[key])
         lines += [f"## {title}", "", f"seeds per cell: {int(summary.n.min())}-{int(summary.n.max())}", "",
                   markdown(side), f"![{key}](figures/{key}.png)", ""]  # fmt: skip
+        if key in notes:
+            lines += [notes[key], ""]
         if {"init", "run"} <= set(long.columns):
             lines += [table_compute_line(long, tables / f"{key}_compute.txt", runs_root), ""]
     cl = all_claims(tables)
@@ -655,6 +690,8 @@ def write_summary(reports_dir: str | Path, profile: str, command: str | None = N
         f = tables / f"{stem}.md"
         if f.exists():  # written by notebooks 10 (repro.multitask_table.report), 11 and 12
             lines += [f"## {title}", "", f.read_text().rstrip(), ""]
+            if stem in notes:
+                lines += [notes[stem], ""]
     out = r / "README.md"
     out.write_text("\n".join(lines) + "\n")
     return out

@@ -38,6 +38,7 @@ from vilbert_lite.repro.results import check_results, results_dir, shown, stored
 from vilbert_lite.repro.runner import run_jobs
 from vilbert_lite.runs import is_done, runs_root
 from vilbert_lite.tasks import finetune
+from vilbert_lite.tasks.common import chance_of
 from vilbert_lite.vilt.pretrain import plan_pretrain_vilt, pretrain_vilt
 from vilbert_lite.viz.pretrain import EVAL_ROWS
 from vilbert_lite.viz.vilt import accuracy_table
@@ -80,7 +81,7 @@ def run_cell(
         m = finetune(task, init, profile, seed, backbone=kind, config=config, root=root, progress=progress)
         for (t, metric), column in COLUMN_OF.items():
             if t == task and metric in m and metric in ("vqa_accuracy", "r@1", "nlvr_accuracy"):
-                chance = m.get(f"chance_{metric}", m.get("chance"))
+                chance = chance_of(metric, m)
                 rows.append(dict(row=row, seed=seed, column=column, value=100.0 * float(m[metric]),
                                  chance=math.nan if chance is None else 100.0 * float(chance),
                                  init=init.name, run=f"finetune/{task}-{m['config_hash']}"))  # fmt: skip

@@ -466,6 +466,20 @@ def read_metrics(out: str | Path) -> dict:
     return json.loads((Path(out) / METRICS_FILE).read_text())
 
 
+# chance level of each metric, from the keys a task writes into metrics.json
+CHANCE_KEY = {"vqa_accuracy": "chance", "q2a": "chance", "qa2r": "chance", "q2ar": "chance_q2ar",
+              "refer_accuracy": "chance", "r@1": "chance_r@1", "four_way_accuracy": "chance",
+              "nlvr_accuracy": "chance"}  # fmt: skip
+
+
+def chance_of(metric: str, metrics: dict) -> float | None:
+    """The chance level of one metric of a task's metrics dict (R@5 / R@10: k / pool), None if unknown."""
+    if metric in ("r@5", "r@10") and metrics.get("pool"):
+        return min(int(metric[2:]) / metrics["pool"], 1.0)
+    key = CHANCE_KEY.get(metric)
+    return metrics.get(key) if key else None
+
+
 def run_task(spec: TaskSpec, source: Source, config: ViLBertConfig, init: str | Path | None, train_cfg,
              run_cfg: dict, out: Path, backbone: str | Backbone | None = None, text_from_bert: bool = False,
              progress: bool = True, resume: bool = True, text_init=None) -> dict:  # fmt: skip

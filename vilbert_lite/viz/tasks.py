@@ -32,6 +32,7 @@ from vilbert_lite.tasks.common import (
     ImageBank,
     Source,
     TaskModel,
+    chance_of,
     evaluate_batches,
     load_backbone,
     world_features,
@@ -39,19 +40,6 @@ from vilbert_lite.tasks.common import (
 from vilbert_lite.tasks.refer import IOU_THRESHOLD, _pick
 from vilbert_lite.tasks.vcr import questions as vcr_questions
 from vilbert_lite.tasks.vqa import normalize_answer
-
-# chance level of each metric, from the keys a task writes into metrics.json
-CHANCE_KEY = {"vqa_accuracy": "chance", "q2a": "chance", "qa2r": "chance", "q2ar": "chance_q2ar",
-              "refer_accuracy": "chance", "r@1": "chance_r@1", "four_way_accuracy": "chance",
-              "nlvr_accuracy": "chance"}  # fmt: skip
-
-
-def chance_of(metric: str, metrics: dict) -> float | None:
-    """The chance level of one metric of a task's metrics dict (R@5 / R@10: k / pool), None if unknown."""
-    if metric in ("r@5", "r@10") and metrics.get("pool"):
-        return min(int(metric[2:]) / metrics["pool"], 1.0)
-    key = CHANCE_KEY.get(metric)
-    return metrics.get(key) if key else None
 
 
 def results_table(results: dict[str, dict[str, dict]], baseline: str = "ViLBERT†") -> pd.DataFrame:
