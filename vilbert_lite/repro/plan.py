@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,8 +301,6 @@ def totals(planned: list[PlannedRun], workers: int = 2) -> dict:
 def budget(profile: str = "cpu", seeds: int = 3, workers: int = 2) -> dict:
     """The projected compute of Tables 1-3 from scratch (an empty runs folder; a run shared by several tables
     counted once), as reports/bench/reproduce_budget.json holds it: `vilbert-lite plan budget --json FILE`."""
-    import tempfile
-
     with tempfile.TemporaryDirectory() as empty:
         each = {t: plan(t, profile, range(seeds), root=empty) for t in experiments.TABLE_NAMES}
     planned = list({r.name: r for t in each.values() for r in t}.values())
