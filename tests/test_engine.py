@@ -160,10 +160,10 @@ def test_checkpoints_asked_by_the_environment_resume_to_the_same_weights(tmp_pat
     killed mid-way resumes from the last of them to the weights of an uninterrupted run."""
     cfg = dict(epochs=3, batch_size=8, grad_accum=2, lr=5e-3, log_every=2)  # 4 steps/epoch, ckpt_every=0
     ref, ref_res = _train(tmp_path / "ref", cfg)
-    monkeypatch.setenv("VILBERT_LITE_CKPT_EVERY", "3")
+    monkeypatch.setenv("VILBERT_LITE_CKPT_EVERY", "4")  # = one epoch: saved after the epoch's bookkeeping
     with pytest.raises(RuntimeError, match="simulated kill"):
-        _train(tmp_path / "run", cfg, loss=_killed_at(8 + 5 + 1))  # step 7 dies; steps 3 and 6 were saved
-    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["state"]["step"] == 6
+        _train(tmp_path / "run", cfg, loss=_killed_at(8 + 5 + 1))  # step 7 dies; step 4 was saved
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["state"]["step"] == 4
     calls = {"n": 0}
 
     def counting(model, batch):
@@ -171,7 +171,7 @@ def test_checkpoints_asked_by_the_environment_resume_to_the_same_weights(tmp_pat
         return loss_fn(model, batch)
 
     model, res = _train(tmp_path / "run", cfg, ToyNet(dropout=0.1, seed=123), loss=counting)
-    assert calls["n"] == 6 * 2  # resumed at step 6: steps 7-12 ran, 2 micro-batches each
+    assert calls["n"] == 8 * 2  # resumed at step 4: steps 5-12 ran, 2 micro-batches each
     for (name, a), b in zip(ref.state_dict().items(), model.state_dict().values()):
         assert torch.equal(a, b), name
     strip = ("wall_time_s", "out_dir")
