@@ -25,8 +25,9 @@ test: $(STAMP)
 	$(BIN)/ruff format --check vilbert_lite tests studies tools notebooks/solutions
 	$(BIN)/python -m pytest
 
+# a checkpoint every 200 steps in every run: a stopped reproduction loses at most that much of each run in flight
 reproduce: $(STAMP)
-	$(BIN)/python -m vilbert_lite.repro.reproduce --profile $(PROFILE)
+	VILBERT_LITE_CKPT_EVERY=$${VILBERT_LITE_CKPT_EVERY:-200} $(BIN)/python -m vilbert_lite.repro.reproduce --profile $(PROFILE)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

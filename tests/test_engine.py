@@ -15,6 +15,7 @@ from _ddp_worker import run as run_worker
 
 from vilbert_lite import runs
 from vilbert_lite.device import cpu_name, resolve_device
+from vilbert_lite.errors import UserError
 from vilbert_lite.train.engine import TrainConfig, epoch_batches, evaluate, lr_factor, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,6 +153,39 @@ def test_resume_gives_bit_identical_weights(tmp_path):
     assert [(r["step"], r["loss"]) for r in _rows(tmp_path / "run")] == [
         (r["step"], r["loss"]) for r in _rows(tmp_path / "ref")
     ]
+
+
+def test_checkpoints_asked_by_the_environment_resume_to_the_same_weights(tmp_path, monkeypatch):
+    """$VILBERT_LITE_CKPT_EVERY checkpoints a run whose config asks for none, without entering its config: a run
+    killed mid-way resumes from the last of them to the weights of an uninterrupted run."""
+    cfg = dict(epochs=3, batch_size=8, grad_accum=2, lr=5e-3, log_every=2)  # 4 steps/epoch, ckpt_every=0
+    ref, ref_res = _train(tmp_path / "ref", cfg)
+    monkeypatch.setenv("VILBERT_LITE_CKPT_EVERY", "4")  # = one epoch: saved after the epoch's bookkeeping
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        _train(tmp_path / "run", cfg, loss=_killed_at(8 + 5 + 1))  # step 7 dies; step 4 was saved
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["state"]["step"] == 4
+    calls = {"n": 0}
+
+    def counting(model, batch):
+        calls["n"] += 1
+        return loss_fn(model, batch)
+
+    model, res = _train(tmp_path / "run", cfg, ToyNet(dropout=0.1, seed=123), loss=counting)
+    assert calls["n"] == 8 * 2  # resumed at step 4: steps 5-12 ran, 2 micro-batches each
+    for (name, a), b in zip(ref.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), name
+    strip = ("wall_time_s", "out_dir")
+    assert {k: v for k, v in res.items() if k not in strip} == {
+        k: v for k, v in ref_res.items() if k not in strip
+    }
+    saved = json.loads((tmp_path / "run" / "train_config.json").read_text())
+    assert saved == json.loads((tmp_path / "ref" / "train_config.json").read_text())  # same config, same key
+    # saving alone changes nothing: an uninterrupted run with the checkpoints ends where the reference did
+    whole, _ = _train(tmp_path / "whole", cfg)
+    assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), whole.state_dict().values()))
+    monkeypatch.setenv("VILBERT_LITE_CKPT_EVERY", "often")
+    with pytest.raises(UserError, match="VILBERT_LITE_CKPT_EVERY='often': expected a whole number"):
+        _train(tmp_path / "other", cfg)
 
 
 def test_done_records_the_thread_layout(tmp_path):

@@ -386,3 +386,8 @@ def test_tables_read_from_different_samples_of_the_same_runs_say_so(tmp_path):
     pd.DataFrame(rows("table2", 6, [70.0, 71.0, 72.5])).to_csv(tables / "table2_long.csv", index=False)
     notes = reports.shared_run_notes(tables)
     assert set(notes) == {"table2", "vilt"} and "1 of the 3 numbers" in notes["table2"]
+    # rows that name no run folder are never shared, whatever their values
+    for f, v in (("table1_long.csv", 1.0), ("table2_long.csv", 2.0)):
+        long = pd.read_csv(tables / f)
+        pd.concat([long, long.head(1).assign(run=None, value=v)]).to_csv(tables / f, index=False)
+    assert "1 of the 3 numbers" in reports.shared_run_notes(tables)["table2"]

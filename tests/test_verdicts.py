@@ -163,8 +163,32 @@ def test_verdict_grid_depth_saturation_and_written_files(tmp_path):
         "Welch",
         "intervals vs chance",
     }
+    assert (tmp_path / "figures" / "verdicts.png").stat().st_size > 0  # beside tables/
     text = reports.write_summary(tmp_path, "cpu").read_text()
     assert "### Verdicts per task" in text and "held +10.00 [+10.00, +10.00]" in text
+    assert "![verdicts](figures/verdicts.png)" in text
+
+
+def test_verdict_figure_colours_each_task_by_its_own_verdict():
+    """One cell per (claim, task) the claim tests, coloured by that task's verdict, and the all-task verdict first:
+    C1 here is held on VQA, inconclusive on VCR Q→A, not held on referring expressions, so not held overall."""
+    fig = reports.plot_verdicts(t1=grid_table1(), chance_r1=1.0)
+    cells = [a for a in fig.axes[0].patches if (a.get_gid() or "").startswith("cell:")]
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "all tasks", "VQA", "VCR Q→A", "RefCOCO+-style", "zero-shot R@1"
+    ]  # fmt: skip
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "C1 · pretraining helps", "C2 · zero-shot retrieval needs pretraining", "C3 · two streams beat one"
+    ]  # fmt: skip
+    grid = {(round(a.get_y()), round(a.get_x())): a.get_gid()[5:] for a in cells}
+    assert [grid[(0, j)] for j in range(4)] == ["not held", "held", "inconclusive", "not held"]
+    assert grid[(0, 4)] == "None"  # C1 leaves zero-shot to C2: a blank cell
+    assert grid[(1, 0)] == grid[(1, 4)] == "held" and grid[(2, 1)] == "held"  # C2; C3 on VQA
+    colours = {a.get_gid()[5:]: matplotlib.colors.to_hex(a.get_facecolor()) for a in cells}
+    assert colours["held"] != colours["not held"] != colours["inconclusive"] != colours["held"]
+    texts = [t.get_text() for t in ax.texts]
+    assert "+10.0\n[+10.0, +10.0]" in texts and "not held" in texts
 
 
 def edge_long() -> pd.DataFrame:

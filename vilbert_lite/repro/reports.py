@@ -221,6 +221,54 @@ def verdict_grid(t1: pd.DataFrame | None = None, t2: pd.DataFrame | None = None,
     return out.fillna("-")
 
 
+VERDICT_COLOURS = {"held": "#9fd8a8", "not held": "#f2a7a7", "inconclusive": "#e4e4e4"}
+
+
+def plot_verdicts(t1: pd.DataFrame | None = None, t2: pd.DataFrame | None = None, t3: pd.DataFrame | None = None,
+                  chance_r1: float | None = None, title: str = "", save=None):  # fmt: skip
+    """`verdict_grid` as a figure that reads at a glance: a row per claim, its all-task verdict first, then a
+    cell per task coloured by that task's verdict (green held, red not held, grey inconclusive, blank where the
+    claim does not test the task) with the difference and its 95% interval -> matplotlib Figure."""
+    import matplotlib.pyplot as plt  # matplotlib loads only when a figure is drawn
+    from matplotlib.patches import Patch
+
+    rows, cells = _claim_records(t1, t2, t3, chance_r1)
+    by = {(c["claim"], c["task"]): c for c in cells}
+    tasks = [TASK_LABELS.get(c, c) for c in dict.fromkeys([*COLUMNS, *(c["column"] for c in cells)])
+             if any(x["column"] == c for x in cells)]  # fmt: skip
+    cols = ["all tasks", *tasks]
+    fig, ax = plt.subplots(figsize=(1.25 * len(cols) + 2.2, 0.62 * len(rows) + 1.3))
+    for i, r in enumerate(rows):
+        for j, col in enumerate(cols):
+            if col == "all tasks":
+                verdict, text = r["verdict"], r["verdict"]
+            elif (r["claim"], col) in by:
+                c = by[(r["claim"], col)]
+                verdict = c["verdict"]
+                text = f"{c['diff']:+.1f}\n[{c['ci_low']:+.1f}, {c['ci_high']:+.1f}]"
+            else:
+                verdict, text = None, ""
+            ax.add_patch(plt.Rectangle((j, i), 1, 1, facecolor=VERDICT_COLOURS.get(verdict, "white"),
+                                       edgecolor="white", linewidth=2, gid=f"cell:{verdict}"))  # fmt: skip
+            ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=7 if j else 8,
+                    fontweight="bold" if j == 0 else "normal")  # fmt: skip
+    ax.set_xlim(0, len(cols))
+    ax.set_ylim(len(rows), 0)
+    ax.set_xticks([j + 0.5 for j in range(len(cols))], cols, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks([i + 0.5 for i in range(len(rows))],
+                  [f"{r['claim']} · {r['statement'].split(':')[0]}" for r in rows], fontsize=8)  # fmt: skip
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.legend(handles=[Patch(facecolor=c, label=v) for v, c in VERDICT_COLOURS.items()], fontsize=7,
+              loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False)  # fmt: skip
+    ax.set_title(title or "The claims task by task: difference, 95% interval, verdict", fontsize=10)
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=110)
+    return fig
+
+
 def _row_name(row) -> str:
     """A row key as text: a corpus share as a percentage, a depth as layers, a Table 1 row as it is."""
     if isinstance(row, (float, np.floating)):
@@ -566,6 +614,11 @@ def all_verdict_grid(tables_dir: str | Path) -> pd.DataFrame:
     return verdict_grid(**_claims_args(tables_dir))
 
 
+def plot_all_verdicts(tables_dir: str | Path, **kw):
+    """`plot_verdicts` from whichever of table1/2/3_long.csv exist in `tables_dir`."""
+    return plot_verdicts(**_claims_args(tables_dir), **kw)
+
+
 GRID_NOTE = (
     "Each cell: the claim's verdict on that task alone, then the difference (first row of the comparison minus "
     "the second, percentage points) and its 95% interval; C5's understanding tasks hold when the interval "
@@ -576,8 +629,9 @@ GRID_NOTE = (
 
 
 def write_claims_by_task(tables_dir: str | Path) -> pd.DataFrame | None:
-    """Write tables/claims_by_task.csv/.md (the verdict grid) and tables/claims_by_task_long.csv (one row per
-    claim and task, with the numbers) from the long tables in `tables_dir` -> the grid, None without tables."""
+    """Write tables/claims_by_task.csv/.md (the verdict grid), tables/claims_by_task_long.csv (one row per claim
+    and task, with the numbers) and figures/verdicts.png (`plot_verdicts`, beside tables/) from the long tables in
+    `tables_dir` -> the grid, None without tables."""
     d = Path(tables_dir)
     args = _claims_args(d)
     if all(args[k] is None for k in ("t1", "t2", "t3")):
@@ -585,6 +639,10 @@ def write_claims_by_task(tables_dir: str | Path) -> pd.DataFrame | None:
     grid = verdict_grid(**args)
     save_table(grid, d / "claims_by_task")
     claims_by_task(**args).to_csv(d / "claims_by_task_long.csv", index=False)
+    import matplotlib.pyplot as plt
+
+    (d.parent / "figures").mkdir(parents=True, exist_ok=True)
+    plt.close(plot_verdicts(**args, save=d.parent / "figures" / "verdicts.png"))
     return grid
 
 
@@ -629,6 +687,9 @@ def shared_run_notes(tables_dir: str | Path) -> dict[str, str]:
         long = pd.read_csv(f)
         if "run" not in long:
             continue
+        long = long[
+            long["run"].notna() & (long["run"].astype(str) != "")
+        ]  # rows that name no run: not shared
         here = {(r, c): float(v) for r, c, v in zip(long["run"].astype(str), long["column"], long["value"])}
         for other, values in seen.items():
             shared = [k for k in here if k in values]
@@ -681,7 +742,15 @@ def write_summary(reports_dir: str | Path, profile: str, command: str | None = N
     if not cl.empty:
         lines += ["## The paper's claims", "", markdown(cl.set_index("claim")), ""]
         grid = write_claims_by_task(tables)
-        lines += ["### Verdicts per task", "", markdown(grid), GRID_NOTE, ""]
+        lines += [
+            "### Verdicts per task",
+            "",
+            markdown(grid),
+            GRID_NOTE,
+            "",
+            "![verdicts](figures/verdicts.png)",
+            "",
+        ]
     for stem, title in (("multitask", "12-in-1 · multi-task ablation (notebook 10)"),
                         ("multitask_claims", "12-in-1 · claims"),
                         ("vilt", "ViLT beside ViLBERT · accuracy at equal budgets (notebook 11b)"),

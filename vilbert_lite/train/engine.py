@@ -18,6 +18,11 @@ atomic checkpoints with exact resume, a tqdm bar, and a run folder:
 Reuse: when `out_dir` holds a finished run with the same TrainConfig, `train` loads its final weights into
 `model` and returns the stored result at once. A folder whose TrainConfig differs raises ValueError.
 
+Checkpoints for long jobs: with the environment variable VILBERT_LITE_CKPT_EVERY=N, a run whose TrainConfig asks
+for none (`ckpt_every=0`) still saves one every N steps, so a job stopped mid-run (`make reproduce` at `cpu`
+takes hours) loses at most N steps of each run in flight. It is not part of the TrainConfig or the run keys:
+a resumed run ends with the same weights as an uninterrupted one.
+
 Data order: each epoch is a permutation seeded by (seed, epoch), cut into global batches of `batch_size`;
 with N processes rank r takes the r-th contiguous slice of every global batch. So 1 and N processes see
 the same global batches, and a resumed run skips exactly the batches it already consumed.
@@ -398,10 +403,26 @@ def run_schedule(model, schedule, loss_fn: Callable, cfg: TrainConfig, out: Path
         bar.close()
 
 
+CKPT_EVERY_ENV = "VILBERT_LITE_CKPT_EVERY"
+
+
+def checkpoint_every(cfg: TrainConfig) -> int:
+    """Steps between checkpoints: the TrainConfig's `ckpt_every`, else $VILBERT_LITE_CKPT_EVERY, else 0 (only at
+    the end)."""
+    if cfg.ckpt_every:
+        return cfg.ckpt_every
+    raw = os.environ.get(CKPT_EVERY_ENV, "").strip()
+    if not raw:
+        return 0
+    if not raw.isdigit():
+        raise UserError(f"${CKPT_EVERY_ENV}={raw!r}: expected a whole number of steps (0 = only at the end)")
+    return int(raw)
+
+
 class EpochSchedule:
     """Every single-data-set run: epochs of `epoch_batches`, `grad_accum` micro-batches per step, the lr of
     `lr_factor`, a log row every `log_every` steps, `eval_fn` after each epoch (or at the end), a checkpoint
-    every `ckpt_every` steps (at an epoch's end after its bookkeeping) and at the end."""
+    every `checkpoint_every(cfg)` steps (at an epoch's end after its bookkeeping) and at the end."""
 
     unit = "step"
 
@@ -428,6 +449,7 @@ class EpochSchedule:
 
     def run(self, st: dict, ctx: RunContext):
         cfg, world, rank, total, n_batches = self.cfg, ctx.world, ctx.rank, self.total, self.n_batches
+        every = checkpoint_every(cfg)
         win_t, win_samples, last = time.perf_counter(), 0, {}
         for epoch in range(st["epoch"], cfg.epochs):
             if st["step"] >= total:
@@ -467,7 +489,7 @@ class EpochSchedule:
                     shown = {"loss": f"{last['loss']:.4f}", "samples_s": f"{sps:.0f}"}
                     st["win"], win_t, win_samples = {}, now, 0
                 yield Tick(shown)
-                if cfg.ckpt_every and st["step"] % cfg.ckpt_every == 0 and not done:
+                if every and st["step"] % every == 0 and not done:
                     if st["batch"] < n_batches:
                         yield Checkpoint()
                     else:  # end of epoch: save after the epoch's bookkeeping, at position (epoch + 1, 0)
