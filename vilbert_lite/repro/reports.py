@@ -639,7 +639,7 @@ def write_claims_by_task(tables_dir: str | Path) -> pd.DataFrame | None:
     grid = verdict_grid(**args)
     save_table(grid, d / "claims_by_task")
     claims_by_task(**args).to_csv(d / "claims_by_task_long.csv", index=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # matplotlib loads only when a figure is drawn
 
     (d.parent / "figures").mkdir(parents=True, exist_ok=True)
     plt.close(plot_verdicts(**args, save=d.parent / "figures" / "verdicts.png"))
