@@ -687,9 +687,8 @@ def shared_run_notes(tables_dir: str | Path) -> dict[str, str]:
         long = pd.read_csv(f)
         if "run" not in long:
             continue
-        long = long[
-            long["run"].notna() & (long["run"].astype(str) != "")
-        ]  # rows that name no run: not shared
+        named = long["run"].notna() & (long["run"].astype(str) != "")  # rows that name no run: never shared
+        long = long[named]
         here = {(r, c): float(v) for r, c, v in zip(long["run"].astype(str), long["column"], long["value"])}
         for other, values in seen.items():
             shared = [k for k in here if k in values]
