@@ -64,6 +64,21 @@ def test_cpu_projection_reads_the_committed_measurements(tmp_path):
     assert "pretrain-94bcdcebe309" in {r.name for r in planned}  # ViLBERT at 100 %: Table 1's run too
 
 
+def test_after_leaves_out_what_earlier_tables_train(env, capsys):
+    """`--after table1`: Table 2 without Table 1's runs (its full-depth row is Table 1's ViLBERT), so that the
+    finished seconds are what notebook 08 adds after notebook 07."""
+    one = {r.name for r in P.plan("table1", "smoke", [0], root=env)}
+    two = {r.name for r in P.plan("table2", "smoke", [0], root=env)}
+    added = {r.name for r in P.plan("table2", "smoke", [0], root=env, after=["table1"])}
+    assert one & two and added == two - one
+    argv = ["plan", "table2", "--after", "table1", "--profile", "smoke", "--seeds", "1", "--root", str(env)]
+    assert main(argv) == 0
+    head = f"table2 (smoke, 1 seed(s)): {len(added)} runs not in table1, 0 finished"
+    assert capsys.readouterr().out.startswith(head)
+    with pytest.raises(ValueError, match="table4"):
+        P.plan("table2", "smoke", [0], root=env, after=["table4"])
+
+
 def test_vilt_and_multitask_tables(env):
     vilt = P.plan("vilt", "smoke", [0], root=env)
     assert [r.kind for r in vilt].count("pretrain_vilt") == 2 and [r.kind for r in vilt].count(

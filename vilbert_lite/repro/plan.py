@@ -1,6 +1,7 @@
 """`vilbert-lite plan TABLE`: every run a table needs, whether it has finished, and what the rest would take.
 
     vilbert-lite plan table1 --profile cpu [--seeds 3] [--root runs] [--workers 2] [--json FILE]
+    vilbert-lite plan table2 --after table1              # only the runs Table 1 does not already train
     vilbert-lite plan budget --profile cpu --json reports/bench/reproduce_budget.json   # Tables 1-3 from scratch
     runs = plan("table1", "cpu", seeds=range(3))        # [PlannedRun, ...], each run once
 
@@ -265,12 +266,18 @@ def _project(planned: list[PlannedRun], profile: str) -> None:
 
 
 def plan(
-    table: str, profile: str = "cpu", seeds=range(3), root: str | Path | None = None
+    table: str, profile: str = "cpu", seeds=range(3), root: str | Path | None = None, after=()
 ) -> list[PlannedRun]:
     """Every run `table` needs at `profile` for `seeds`, each once, with its state and seconds (measured or
-    projected). root: the runs folder (default: the project's runs/, $VILBERT_LITE_RUNS)."""
-    if table not in TABLES:
-        raise ValueError(f"unknown table {table!r}; choose one of {', '.join(TABLES)}")
+    projected). root: the runs folder (default: the project's runs/, $VILBERT_LITE_RUNS). after: tables whose
+    runs are left out (they trained before, e.g. Table 1's full-depth ViLBERT when notebook 08 runs after 07),
+    so that the plan is what this table adds."""
+    for t in (table, *after):
+        if t not in TABLES:
+            raise ValueError(f"unknown table {t!r}; choose one of {', '.join(TABLES)}")
+    if after:
+        earlier = {r.name for t in after for r in plan(t, profile, seeds, root)}
+        return [r for r in plan(table, profile, seeds, root) if r.name not in earlier]
     root = Path(root) if root is not None else runs.runs_root()
     p = _Plan()
     if table == "multitask":
@@ -326,7 +333,8 @@ def budget(profile: str = "cpu", seeds: int = 3, workers: int = 2) -> dict:
 
 # ------------------------------------------------------------------------------------------------ CLI
 def cli(argv: list[str]) -> int:
-    """`vilbert-lite plan TABLE|budget [--profile P] [--seeds N] [--root DIR] [--workers W] [--json FILE]`"""
+    """`vilbert-lite plan TABLE|budget [--after TABLE ...] [--profile P] [--seeds N] [--root DIR] [--workers W]
+    [--json FILE]`"""
     ap = argparse.ArgumentParser(prog="vilbert-lite plan", description=__doc__.splitlines()[0])
     ap.add_argument("table", choices=(*TABLES, "budget"), help="a table, or budget: Tables 1-3 from scratch")
     ap.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
@@ -335,6 +343,8 @@ def cli(argv: list[str]) -> int:
     ap.add_argument(
         "--workers", type=int, default=2, help="one-thread processes, for the projected wall time"
     )
+    ap.add_argument("--after", nargs="+", default=[], choices=TABLES, metavar="TABLE",
+                    help="leave out the runs these tables need (trained before): what TABLE adds")  # fmt: skip
     ap.add_argument("--json", default=None, help="also write the plan here")
     a = ap.parse_args(argv)
     if a.table == "budget":
@@ -345,9 +355,10 @@ def cli(argv: list[str]) -> int:
         if a.json:
             runs.write_json(a.json, b)
         return 0
-    planned = plan(a.table, a.profile, range(a.seeds), a.root)
+    planned = plan(a.table, a.profile, range(a.seeds), a.root, after=a.after)
     t = totals(planned, a.workers)
-    print(f"{a.table} ({a.profile}, {a.seeds} seed(s)): {t['runs']} runs, {t['finished']} finished "
+    after = f" not in {', '.join(a.after)}" if a.after else ""
+    print(f"{a.table} ({a.profile}, {a.seeds} seed(s)): {t['runs']} runs{after}, {t['finished']} finished "
           f"({t['finished_s'] / 3600:.2f} h measured), {t['present']} present, {t['missing']} missing, "
           f"{t['pending']} pending; projected {t['projected_s'] / 3600:.2f} h of training"
           + (f" ({t['unknown']} without a projection)" if t["unknown"] else "")
@@ -358,7 +369,6 @@ def cli(argv: list[str]) -> int:
     if a.json:
         rows = [{"run": r.name, "kind": r.kind, "task": r.task, "state": r.state, "seconds": r.seconds,
                  "cells": r.cells} for r in planned]  # fmt: skip
-        runs.write_json(
-            a.json, {"table": a.table, "profile": a.profile, "seeds": a.seeds, "totals": t, "runs": rows}
-        )
+        runs.write_json(a.json, {"table": a.table, "after": a.after, "profile": a.profile, "seeds": a.seeds,
+                                 "totals": t, "runs": rows})  # fmt: skip
     return 0
