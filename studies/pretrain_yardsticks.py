@@ -1,6 +1,6 @@
 """Pretraining-side yardsticks of the Table 2 and Table 3 rows, read from the finished pretraining run folders.
 
-    .venv/bin/python studies/pretrain_yardsticks.py            # cpu, every seed found in runs/
+    .venv/bin/python studies/pretrain_yardsticks.py            # cpu, every seed found in runs/ ($VILBERT_LITE_RUNS)
     .venv/bin/python studies/pretrain_yardsticks.py --profile smoke --root /tmp/runs
 
 Each row's pretraining runs (the same folders notebooks 08-09 fine-tune from, found by their run_config.json:
@@ -28,6 +28,7 @@ from vilbert_lite.model.config import ViLBertConfig
 from vilbert_lite.profiles import get_profile
 from vilbert_lite.repro import experiments
 from vilbert_lite.repro.reports import t_quantile
+from vilbert_lite.runs import runs_root
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPTH = ("num_hidden_layers", "v_num_hidden_layers", "v_biattention_id", "t_biattention_id")
@@ -37,13 +38,15 @@ KEYS = ("alignment_acc", "mlm_acc", "color_acc", "shape_acc", "steps", "train_wa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="cpu")
-    ap.add_argument("--root", default=str(ROOT / "runs"))
+    ap.add_argument(
+        "--root", default=None, help="runs folder (default: the project's runs/, $VILBERT_LITE_RUNS)"
+    )
     ap.add_argument("--json", help="where to write (default reports/pretrain_yardsticks-<profile>.json)")
     args = ap.parse_args()
     base = ViLBertConfig.preset(get_profile(args.profile).model_preset).to_dict()
     found = []
     text_only = []  # (seed, folder name, eval) of the default model's text-only twins
-    for folder in sorted(Path(args.root).glob("pretrain*-*")):
+    for folder in sorted(Path(args.root or runs_root()).glob("pretrain*-*")):
         try:
             rc = json.loads((folder / "run_config.json").read_text())
             ev = json.loads((folder / "eval.json").read_text())
